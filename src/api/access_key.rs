@@ -1,0 +1,142 @@
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::*;
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_profile() -> String {
+    "default".to_string()
+}
+
+/// Whether the access key may be used.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum KeyStatus {
+    #[default]
+    Active,
+    Inactive,
+}
+
+/// When to rotate the access key.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rotation {
+    /// Age at which the key is replaced, as a duration (e.g. `720h`).
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub every: String,
+    /// How long the previous key stays active after a rotation (e.g. `1h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    pub grace_period: Option<String>,
+}
+
+/// An access key of an IAM user, delivered into a Secret.
+#[derive(kube::CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "iamwright.dev",
+    version = "v1alpha1",
+    kind = "IamUserAccessKey",
+    plural = "iamuseraccesskeys",
+    shortname = "iamkey",
+    category = "iamwright",
+    category = "aws",
+    namespaced,
+    status = "IamUserAccessKeyStatus",
+    doc = "An IAM user's access key, written into a Secret and optionally rotated.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(name = "Key", type_ = "string", json_path = ".status.accessKeyId"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct IamUserAccessKeySpec {
+    /// The IAM user name. Immutable.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[\w+=,.@-]+$"))]
+    pub user_name: String,
+    /// Create the user if it does not exist (it is then owned and deleted with the object).
+    #[serde(default = "default_true")]
+    pub create_user: bool,
+    /// The IAM path of a created user. Immutable.
+    #[serde(default = "default_path")]
+    #[schemars(length(min = 1, max = 512), regex(pattern = r"^/([\x21-\x7e]*/)?$"))]
+    pub path: String,
+    /// Managed policies attached to an owned user, exclusively.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_policy_arns: Vec<String>,
+    /// IamPolicy objects in the same namespace attached to an owned user.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_refs: Vec<LocalObjectRef>,
+    /// Permissions boundary of an owned user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions_boundary: Option<String>,
+    /// The Secret that receives the key. Default: the object's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: Option<String>,
+    /// Profile name in the Secret's `credentials` file.
+    #[serde(default = "default_profile")]
+    pub credentials_profile: String,
+    /// `Active` (default) or `Inactive`.
+    #[serde(default)]
+    pub key_status: KeyStatus,
+    /// Rotate the key on a schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<Rotation>,
+    /// Tags of an owned user, managed exclusively. Keys starting `iamwright.dev/` are reserved.
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    pub tags: Tags,
+    /// `Delete` (default) deletes the key (and an owned user); `Retain` leaves them.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// Take over an existing user that carries no iamwright ownership tags.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub adopt: bool,
+}
+
+/// The observed state of an IamUserAccessKey. Never holds the secret.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IamUserAccessKeyStatus {
+    /// The generation of the spec the status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Reconciling and Stalled conditions.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The user ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_arn: Option<String>,
+    /// The current access key id (the secret is only in the Secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    /// The Secret holding the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// When the current key was created (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_created_at: Option<String>,
+    /// The key being retired during a rotation's grace period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_access_key_id: Option<String>,
+    /// When the next rotation step is due (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation_at: Option<String>,
+    /// A key being created whose Secret is not written yet: found again after a crash
+    /// and deleted, so no key is ever held by no Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_key_created_after: Option<String>,
+}

@@ -1,0 +1,59 @@
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What happens to the AWS resources when the object is deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Delete the AWS resources the object manages.
+    #[default]
+    Delete,
+    /// Leave the AWS resources in place.
+    Retain,
+}
+
+/// A reference to an object of another kind in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct LocalObjectRef {
+    /// Name of the referenced object, in the same namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// A condition in the shape of metav1.Condition (kstatus compatible).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Type of condition: Ready, Reconciling or Stalled.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// True, False or Unknown.
+    pub status: String,
+    /// A CamelCase reason for the condition's last transition.
+    pub reason: String,
+    /// A human readable message: what is wrong and where.
+    #[serde(default)]
+    pub message: String,
+    /// The .metadata.generation the condition was set from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When the condition last changed status (RFC 3339).
+    pub last_transition_time: String,
+}
+
+pub(crate) fn default_path() -> String {
+    "/".to_string()
+}
+
+pub(crate) fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Tags map type shared by every kind.
+pub type Tags = BTreeMap<String, String>;
+
+/// The status fields every kind shares, flattened into each status.
+pub trait HasConditions {
+    fn conditions(&self) -> &[Condition];
+}

@@ -1,0 +1,17 @@
+//! The four custom resource kinds of `iamwright.dev/v1alpha1` and the types they share.
+//! Types only: the logic that acts on them lives in `controllers/`.
+
+mod access_key;
+mod binding;
+mod common;
+mod policy;
+mod role;
+
+pub use access_key::*;
+pub use binding::*;
+pub use common::*;
+pub use policy::*;
+pub use role::*;
+
+/// The API group of every kind.
+pub const GROUP: &str = "iamwright.dev";

@@ -1,0 +1,107 @@
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::*;
+
+fn default_max_session() -> i32 {
+    3600
+}
+
+/// An IAM role with its trust policy and permissions.
+#[derive(kube::CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "iamwright.dev",
+    version = "v1alpha1",
+    kind = "IamRole",
+    plural = "iamroles",
+    shortname = "iamrole",
+    category = "iamwright",
+    category = "aws",
+    namespaced,
+    status = "IamRoleStatus",
+    doc = "An AWS IAM role: trust policy, attached and inline policies, boundary and tags.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(name = "ARN", type_ = "string", json_path = ".status.arn"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct IamRoleSpec {
+    /// The AWS role name. Default `<namespace>-<metadata.name>` (cut to 64 characters
+    /// with a hash suffix when longer). Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[\w+=,.@-]+$"))]
+    pub name: Option<String>,
+    /// The IAM path of the role. Immutable.
+    #[serde(default = "default_path")]
+    #[schemars(length(min = 1, max = 512), regex(pattern = r"^/([\x21-\x7e]*/)?$"))]
+    pub path: String,
+    /// The role description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1000))]
+    pub description: Option<String>,
+    /// Maximum session duration in seconds, 3600..43200.
+    #[serde(default = "default_max_session")]
+    #[schemars(range(min = 3600, max = 43200))]
+    pub max_session_duration: i32,
+    /// The trust policy document; `Principal` is required in each statement.
+    #[schemars(schema_with = "crate::crds::free_form_object")]
+    pub assume_role_policy: serde_json::Value,
+    /// ARNs of AWS-managed or external policies to attach, managed exclusively.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_policy_arns: Vec<String>,
+    /// IamPolicy objects in the same namespace to attach; the role waits until each is Ready.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_refs: Vec<LocalObjectRef>,
+    /// Inline policies by name, managed exclusively.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "crate::crds::map_of_free_form_objects")]
+    pub inline_policies: BTreeMap<String, serde_json::Value>,
+    /// ARN of the permissions boundary policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions_boundary: Option<String>,
+    /// Tags of the role, managed exclusively. Keys starting `iamwright.dev/` are reserved.
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    pub tags: Tags,
+    /// `Delete` (default) removes the role when the object is deleted; `Retain` leaves it.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// Take over an existing role of that name that carries no iamwright ownership tags.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub adopt: bool,
+}
+
+/// The observed state of an IamRole.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IamRoleStatus {
+    /// The generation of the spec the status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Reconciling and Stalled conditions.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The role ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// The role id AWS assigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_id: Option<String>,
+    /// ARNs of the managed policies attached to the role.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attached_policy_arns: Vec<String>,
+}

@@ -1,0 +1,113 @@
+use std::collections::BTreeMap;
+
+/// Tag keys that mark an AWS resource as managed by one iamwright object.
+pub const OWNER_CLUSTER: &str = "iamwright.dev/cluster";
+pub const OWNER_NAMESPACE: &str = "iamwright.dev/namespace";
+pub const OWNER_NAME: &str = "iamwright.dev/name";
+
+/// The object that owns an AWS resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub cluster: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// What the tags of an existing AWS resource say about who manages it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ownership {
+    /// Tagged for this object.
+    Ours,
+    /// Tagged for another object or cluster: never touched.
+    Another(String),
+    /// Carries no ownership tags: may be adopted.
+    Untagged,
+}
+
+impl Owner {
+    pub fn tags(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (OWNER_CLUSTER.to_string(), self.cluster.clone()),
+            (OWNER_NAMESPACE.to_string(), self.namespace.clone()),
+            (OWNER_NAME.to_string(), self.name.clone()),
+        ])
+    }
+
+    /// Classify an existing resource by its tags.
+    pub fn ownership(&self, tags: &BTreeMap<String, String>) -> Ownership {
+        let get = |k: &str| tags.get(k).map(String::as_str);
+        let (c, ns, n) = (get(OWNER_CLUSTER), get(OWNER_NAMESPACE), get(OWNER_NAME));
+        if c.is_none() && ns.is_none() && n.is_none() {
+            return Ownership::Untagged;
+        }
+        if c == Some(&self.cluster) && ns == Some(&self.namespace) && n == Some(&self.name) {
+            return Ownership::Ours;
+        }
+        Ownership::Another(format!(
+            "cluster {:?}, object {}/{}",
+            c.unwrap_or(""),
+            ns.unwrap_or(""),
+            n.unwrap_or("")
+        ))
+    }
+
+    /// The tags to set: the spec's own plus the ownership tags.
+    pub fn desired_tags(&self, spec_tags: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        let mut all = spec_tags.clone();
+        all.extend(self.tags());
+        all
+    }
+}
+
+/// The writes that make `actual` tags equal `desired`: keys to remove, pairs to set.
+pub fn tag_diff(
+    actual: &BTreeMap<String, String>,
+    desired: &BTreeMap<String, String>,
+) -> (Vec<String>, BTreeMap<String, String>) {
+    let remove = actual
+        .keys()
+        .filter(|k| !desired.contains_key(*k))
+        .cloned()
+        .collect();
+    let set = desired
+        .iter()
+        .filter(|(k, v)| actual.get(*k) != Some(v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (remove, set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner() -> Owner {
+        Owner {
+            cluster: "c1".into(),
+            namespace: "ns".into(),
+            name: "p".into(),
+        }
+    }
+
+    #[test]
+    fn recognises_ours_others_and_untagged() {
+        let o = owner();
+        assert_eq!(o.ownership(&o.tags()), Ownership::Ours);
+        assert_eq!(
+            o.ownership(&BTreeMap::from([("team".into(), "x".into())])),
+            Ownership::Untagged
+        );
+        let mut other = o.tags();
+        other.insert(OWNER_CLUSTER.into(), "c2".into());
+        assert!(matches!(o.ownership(&other), Ownership::Another(m) if m.contains("c2")));
+    }
+
+    #[test]
+    fn tag_diff_removes_extras_and_sets_changes() {
+        let actual = BTreeMap::from([("a".into(), "1".into()), ("b".into(), "2".into())]);
+        let desired = BTreeMap::from([("a".into(), "1".into()), ("c".into(), "3".into())]);
+        let (remove, set) = tag_diff(&actual, &desired);
+        assert_eq!(remove, vec!["b".to_string()]);
+        assert_eq!(set, BTreeMap::from([("c".into(), "3".into())]));
+    }
+}

@@ -1,0 +1,125 @@
+//! The command line: `iamwright run | crds | validate`. Every `run` flag can also be
+//! set through an environment variable `IAMWRIGHT_<FLAG>`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "iamwright",
+    version,
+    about = "Manage AWS IAM from Kubernetes custom resources"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the controllers.
+    Run(RunArgs),
+    /// Print the CustomResourceDefinitions as YAML.
+    Crds,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Name of this cluster, written into the ownership tag iamwright.dev/cluster.
+    #[arg(long, env = "IAMWRIGHT_CLUSTER_NAME", default_value = "default")]
+    pub cluster_name: String,
+    /// AWS region (default: the SDK's default chain, e.g. AWS_REGION).
+    #[arg(long, env = "IAMWRIGHT_REGION")]
+    pub region: Option<String>,
+    /// How often an in-sync object is compared with AWS again (reads only).
+    #[arg(long, env = "IAMWRIGHT_RESYNC_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub resync_interval: Duration,
+    /// How often instance selectors are re-evaluated.
+    #[arg(long, env = "IAMWRIGHT_INSTANCE_RESYNC_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub instance_resync_interval: Duration,
+    /// Objects of one kind reconciled at once.
+    #[arg(long, env = "IAMWRIGHT_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: u16,
+    /// Namespace to watch (repeatable; default all namespaces).
+    #[arg(
+        long = "watch-namespace",
+        env = "IAMWRIGHT_WATCH_NAMESPACE",
+        value_delimiter = ','
+    )]
+    pub watch_namespaces: Vec<String>,
+    /// Address of the /metrics endpoint.
+    #[arg(long, env = "IAMWRIGHT_METRICS_BIND_ADDRESS", default_value = ":8080", value_parser = parse_addr)]
+    pub metrics_bind_address: SocketAddr,
+    /// Address of the /healthz and /readyz endpoints.
+    #[arg(long, env = "IAMWRIGHT_HEALTH_PROBE_BIND_ADDRESS", default_value = ":8081", value_parser = parse_addr)]
+    pub health_probe_bind_address: SocketAddr,
+    /// Elect a leader through a coordination.k8s.io Lease; only the leader reconciles.
+    #[arg(long, env = "IAMWRIGHT_LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// Permissions boundary set on every role and user the operator creates.
+    #[arg(long, env = "IAMWRIGHT_REQUIRED_PERMISSIONS_BOUNDARY")]
+    pub required_permissions_boundary: Option<String>,
+    /// Action glob no managed document may allow (repeatable), e.g. `iam:*`.
+    #[arg(
+        long = "deny-action",
+        env = "IAMWRIGHT_DENY_ACTION",
+        value_delimiter = ','
+    )]
+    pub deny_actions: Vec<String>,
+    /// Log format.
+    #[arg(long, env = "IAMWRIGHT_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log level or filter (RUST_LOG overrides it).
+    #[arg(long, env = "IAMWRIGHT_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+/// Durations as Kubernetes and Go write them: `90s`, `10m`, `1h30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+/// `:8080` (all interfaces, as controller-runtime writes it) or `127.0.0.1:8080`.
+pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    full.parse()
+        .map_err(|e| format!("invalid address {s:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_flags_and_defaults() {
+        let cli = Cli::try_parse_from([
+            "iamwright",
+            "run",
+            "--resync-interval",
+            "90s",
+            "--deny-action",
+            "iam:*",
+            "--deny-action",
+            "s3:Delete*",
+            "--watch-namespace",
+            "a,b",
+        ])
+        .unwrap();
+        let Command::Run(r) = cli.command else {
+            panic!("run")
+        };
+        assert_eq!(r.resync_interval, Duration::from_secs(90));
+        assert_eq!(r.instance_resync_interval, Duration::from_secs(60));
+        assert_eq!(r.deny_actions, vec!["iam:*", "s3:Delete*"]);
+        assert_eq!(r.watch_namespaces, vec!["a", "b"]);
+        assert_eq!(r.metrics_bind_address, "0.0.0.0:8080".parse().unwrap());
+    }
+}

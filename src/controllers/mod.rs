@@ -1,0 +1,323 @@
+//! One controller per kind. Every reconcile has the same shape: resolve references,
+//! validate and build the desired state without I/O, observe AWS and make only the
+//! writes the difference needs, then report one status patch and an event per change.
+
+pub mod policy;
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use rand::Rng;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use crate::aws::{Aws, AwsError, AwsErrorKind, Owner};
+use crate::status::Outcome;
+use crate::telemetry::Metrics;
+
+/// The finalizer on every object the operator manages.
+pub const FINALIZER: &str = "iamwright.dev/cleanup";
+
+/// Operator settings the controllers need (from the command line).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub cluster_name: String,
+    pub resync: Duration,
+    pub instance_resync: Duration,
+    pub concurrency: u16,
+    pub namespaces: Vec<String>,
+    pub required_permissions_boundary: Option<String>,
+    pub deny_actions: Vec<String>,
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub aws: Aws,
+    pub settings: Settings,
+    pub metrics: Metrics,
+    recorder: Recorder,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, aws: Aws, settings: Settings, metrics: Metrics) -> Self {
+        let reporter = Reporter {
+            controller: "iamwright".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            aws,
+            settings,
+            metrics,
+            failures: Default::default(),
+        }
+    }
+
+    /// The ownership tags' owner for an object.
+    pub fn owner<K: Resource>(&self, obj: &K) -> Owner {
+        Owner {
+            cluster: self.settings.cluster_name.clone(),
+            namespace: obj.namespace().unwrap_or_default(),
+            name: obj.name_any(),
+        }
+    }
+
+    /// Publish an event on `obj`. Event failures are logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_string(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "failed to publish event");
+        }
+    }
+
+    /// The next resync: the configured interval with ±10% jitter, so objects created
+    /// together do not hit AWS together forever after.
+    pub fn resync(&self) -> Action {
+        Action::requeue(jitter(self.settings.resync))
+    }
+
+    /// Forget an object's failures after a success.
+    pub fn succeeded(&self, key: &str) {
+        self.failures.lock().expect("failures lock").remove(key);
+    }
+
+    /// Exponential per-object backoff with jitter: 2s, 4s, 8s … capped at 5 minutes,
+    /// never above the resync interval. Errors that retrying cannot fix soon (access
+    /// denied, input AWS refused) start at a minute, so they are reported, not hammered.
+    pub fn backoff(&self, key: &str, slow: bool) -> Duration {
+        let mut failures = self.failures.lock().expect("failures lock");
+        let n = failures.entry(key.to_string()).or_insert(0);
+        let exp = (*n).min(10);
+        *n += 1;
+        let base = if slow {
+            Duration::from_secs(60)
+        } else {
+            Duration::from_secs(2)
+        };
+        let cap = Duration::from_secs(300).min(self.settings.resync.max(base));
+        jitter((base * 2u32.pow(exp)).min(cap))
+    }
+}
+
+/// `d` ±10%.
+pub fn jitter(d: Duration) -> Duration {
+    let f: f64 = rand::rng().random_range(0.9..1.1);
+    d.mul_f64(f)
+}
+
+/// Why a reconcile did not reach Ready.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The spec cannot succeed without a change by the user; no AWS write was made.
+    #[error("{message}")]
+    Stalled {
+        reason: &'static str,
+        message: String,
+    },
+    /// Waiting for something outside the object (a dependency, AWS consistency).
+    #[error("{message}")]
+    Waiting {
+        reason: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error("Kubernetes API error: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+impl Error {
+    pub fn stalled(reason: &'static str, message: impl Into<String>) -> Self {
+        Self::Stalled {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// The conditions this error shows.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Error::Stalled { reason, message } => Outcome::stalled(reason, message.clone()),
+            Error::Waiting { reason, message } => Outcome::progressing(reason, message.clone()),
+            Error::Aws(e) => {
+                let reason = match e.kind {
+                    AwsErrorKind::Throttled => "AwsThrottled",
+                    AwsErrorKind::AccessDenied => "AwsAccessDenied",
+                    AwsErrorKind::LimitExceeded => "LimitExceeded",
+                    _ => "AwsError",
+                };
+                Outcome::failing(reason, e.to_string())
+            }
+            Error::Kube(e) => Outcome::failing("AwsError", format!("Kubernetes API error: {e}")),
+        }
+    }
+
+    /// When to try again: stalled specs wait for a change (or a slow resync, for
+    /// conditions outside the spec such as ownership), errors back off per object.
+    pub fn retry(&self, ctx: &Context, key: &str) -> Action {
+        match self {
+            Error::Stalled { reason, .. } => {
+                if matches!(
+                    *reason,
+                    "InvalidPolicyDocument" | "GuardrailViolation" | "InvalidSpec"
+                ) {
+                    Action::await_change()
+                } else {
+                    ctx.resync()
+                }
+            }
+            Error::Aws(e)
+                if matches!(e.kind, AwsErrorKind::AccessDenied | AwsErrorKind::Invalid) =>
+            {
+                Action::requeue(ctx.backoff(key, true))
+            }
+            _ => Action::requeue(ctx.backoff(key, false)),
+        }
+    }
+
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Stalled { .. } => "stalled",
+            Error::Waiting { .. } => "waiting",
+            Error::Aws(_) => "aws_error",
+            Error::Kube(_) => "kube_error",
+        }
+    }
+}
+
+/// The AWS name of an object: the explicit one, else `<namespace>-<name>`, cut to `max`
+/// and ended with `-` and 8 hex characters of the full name's hash when too long.
+pub fn aws_name(explicit: Option<&str>, namespace: &str, name: &str, max: usize) -> String {
+    if let Some(n) = explicit {
+        return n.to_string();
+    }
+    let full = format!("{namespace}-{name}");
+    if full.len() <= max {
+        return full;
+    }
+    let hash = hex::encode(Sha256::digest(full.as_bytes()));
+    format!("{}-{}", &full[..max - 9], &hash[..8])
+}
+
+/// A stable key for per-object bookkeeping.
+pub fn key_of<K: Resource>(obj: &K) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// One API per watched namespace (or one for all namespaces).
+pub fn apis<K>(client: &Client, namespaces: &[String]) -> Vec<Api<K>>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    if namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    }
+}
+
+/// Drive a controller until shutdown, logging each result.
+pub async fn drive<K, ReconcilerFut, E>(
+    controller: Controller<K>,
+    ctx: Arc<Context>,
+    reconcile: impl FnMut(Arc<K>, Arc<Context>) -> ReconcilerFut + Send + 'static,
+    error_policy: impl Fn(Arc<K>, &E, Arc<Context>) -> Action + Send + Sync + 'static,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    ReconcilerFut: futures::TryFuture<Ok = Action, Error = E> + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let concurrency = ctx.settings.concurrency;
+    controller
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => tracing::trace!(object = %obj, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile failed"),
+            }
+        })
+        .await;
+}
+
+/// Fans one shutdown request out to every controller. Each gets its own future: the
+/// controller runtime needs one that is `Send + Sync`, which a oneshot receiver is.
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    inner: Arc<Mutex<(bool, Vec<tokio::sync::oneshot::Sender<()>>)>>,
+}
+
+impl Shutdown {
+    /// A future that completes once [`Shutdown::trigger`] was called.
+    pub fn wait(&self) -> impl std::future::Future<Output = ()> + Send + Sync + 'static {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut inner = self.inner.lock().expect("shutdown lock");
+        if inner.0 {
+            let _ = tx.send(());
+        } else {
+            inner.1.push(tx);
+        }
+        async move {
+            let _ = rx.await;
+        }
+    }
+
+    pub fn trigger(&self) {
+        let mut inner = self.inner.lock().expect("shutdown lock");
+        inner.0 = true;
+        for tx in inner.1.drain(..) {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Watcher settings shared by every controller.
+pub fn watch_config() -> watcher::Config {
+    watcher::Config::default().any_semantic()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_names_are_cut_with_a_hash() {
+        assert_eq!(aws_name(None, "team", "reader", 128), "team-reader");
+        assert_eq!(aws_name(Some("x"), "team", "reader", 128), "x");
+        let long = "n".repeat(70);
+        let got = aws_name(None, "team", &long, 64);
+        assert_eq!(got.len(), 64);
+        assert!(got.starts_with("team-nnnn"));
+        assert_eq!(&got[55..56], "-");
+        assert_ne!(got, aws_name(None, "team", &format!("{long}x"), 64));
+    }
+}

@@ -1,0 +1,560 @@
+//! IamPolicy: a customer-managed policy whose default version follows the spec.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use aws_sdk_iam::types::Tag;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::Controller;
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{self, Event as FinalizerEvent};
+use serde_json::Value;
+
+use super::{Context, Error, FINALIZER, Shutdown, apis, aws_name, drive, key_of, watch_config};
+use crate::api::{DeletionPolicy, IamPolicy, IamPolicyStatus};
+use crate::aws::{Aws, AwsError, Ownership, tag_diff};
+use crate::policy::{
+    DocKind, allowed_actions_matching, decode_aws_document, same_document, validate_document,
+};
+use crate::status::{self, Outcome};
+
+pub const KIND: &str = "IamPolicy";
+/// AWS keeps at most this many versions of a managed policy.
+const MAX_VERSIONS: usize = 5;
+
+/// Run the IamPolicy controller until shutdown.
+pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
+    let controllers = apis::<IamPolicy>(&ctx.client, &ctx.settings.namespaces)
+        .into_iter()
+        .map(|api| {
+            let c = Controller::new(api, watch_config()).graceful_shutdown_on(shutdown.wait());
+            drive(c, ctx.clone(), reconcile, error_policy)
+        });
+    futures::future::join_all(controllers).await;
+}
+
+/// The AWS name of a policy object.
+pub fn policy_name(p: &IamPolicy) -> String {
+    aws_name(
+        p.spec.name.as_deref(),
+        &p.namespace().unwrap_or_default(),
+        &p.name_any(),
+        128,
+    )
+}
+
+pub fn policy_arn(account: &str, p: &IamPolicy) -> String {
+    format!(
+        "arn:aws:iam::{account}:policy{}{}",
+        p.spec.path,
+        policy_name(p)
+    )
+}
+
+async fn reconcile(
+    obj: Arc<IamPolicy>,
+    ctx: Arc<Context>,
+) -> Result<Action, finalizer::Error<Error>> {
+    let api: Api<IamPolicy> =
+        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let started = Instant::now();
+    let result = finalizer::finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            FinalizerEvent::Apply(p) => Ok(apply(&api, p, &ctx).await),
+            FinalizerEvent::Cleanup(p) => cleanup(p, &ctx).await.map(|_| Action::await_change()),
+        }
+    })
+    .await;
+    let label = if result.is_ok() { "success" } else { "error" };
+    ctx.metrics.reconciled(KIND, label, started.elapsed());
+    result
+}
+
+fn error_policy(obj: Arc<IamPolicy>, err: &finalizer::Error<Error>, ctx: Arc<Context>) -> Action {
+    tracing::warn!(kind = KIND, object = %key_of(&*obj), error = %err, "reconcile failed");
+    Action::requeue(ctx.backoff(&key_of(&*obj), false))
+}
+
+/// The state the spec leads to in AWS, reported in status.
+struct Synced {
+    arn: String,
+    policy_id: Option<String>,
+    default_version_id: Option<String>,
+}
+
+/// Reconcile one policy and report the result; errors become conditions, not failures.
+async fn apply(api: &Api<IamPolicy>, p: Arc<IamPolicy>, ctx: &Context) -> Action {
+    let key = key_of(&*p);
+    let result = sync(&p, ctx).await;
+    let current = p.status.clone().unwrap_or_default();
+    let generation = p.metadata.generation;
+    let (outcome, mut next) = match &result {
+        Ok(s) => (
+            Outcome::synced(format!("policy {} is in sync", s.arn)),
+            IamPolicyStatus::default(),
+        ),
+        Err(e) => (e.outcome(), current.clone()),
+    };
+    if let Ok(s) = &result {
+        next.arn = Some(s.arn.clone());
+        next.policy_id = s.policy_id.clone();
+        next.default_version_id = s.default_version_id.clone();
+    }
+    let was = status::ready_of(&current.conditions).map(|(r, m)| (r.to_string(), m.to_string()));
+    next.observed_generation = generation;
+    next.conditions = status::conditions(&current.conditions, generation, &outcome);
+    if let Err(e) = status::patch(api, &*p, p.status.as_ref(), &next).await {
+        tracing::warn!(object = %key, error = %e, "status patch failed");
+        return Action::requeue(ctx.backoff(&key, false));
+    }
+    ctx.metrics
+        .set_ready(KIND, key.clone(), Some(outcome.ready));
+    match result {
+        Ok(_) => {
+            ctx.succeeded(&key);
+            ctx.resync()
+        }
+        Err(e) => {
+            // One warning event per new problem, not one per retry.
+            if was.as_ref().map(|(r, m)| (r.as_str(), m.as_str()))
+                != Some((outcome.reason, outcome.message.as_str()))
+            {
+                ctx.event(&*p, true, outcome.reason, outcome.message.clone())
+                    .await;
+            }
+            tracing::info!(kind = KIND, object = %key, reason = outcome.reason, error = %e, "not ready");
+            e.retry(ctx, &key)
+        }
+    }
+}
+
+/// Validate, then bring AWS to the spec with the fewest writes.
+async fn sync(p: &IamPolicy, ctx: &Context) -> Result<Synced, Error> {
+    // Pure checks first: a bad spec never reaches AWS.
+    validate_document(&p.spec.document, "spec.document", DocKind::Identity)
+        .map_err(|e| Error::stalled("InvalidPolicyDocument", e.to_string()))?;
+    if let Some((field, msg)) = allowed_actions_matching(
+        &p.spec.document,
+        "spec.document",
+        &ctx.settings.deny_actions,
+    ) {
+        return Err(Error::stalled(
+            "GuardrailViolation",
+            format!("{field}: {msg}"),
+        ));
+    }
+    let document = serde_json::to_string(&p.spec.document).expect("a JSON value serializes");
+    let aws = &ctx.aws;
+    let owner = ctx.owner(p);
+    let desired_tags = owner.desired_tags(&p.spec.tags);
+    let arn = policy_arn(&aws.account_id().await?, p);
+
+    let existing = match aws
+        .call(
+            "iam",
+            "GetPolicy",
+            aws.iam.get_policy().policy_arn(&arn).send(),
+        )
+        .await
+    {
+        Ok(out) => out.policy,
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(e.into()),
+    };
+    let Some(policy) = existing else {
+        let out = aws
+            .call(
+                "iam",
+                "CreatePolicy",
+                aws.iam
+                    .create_policy()
+                    .policy_name(policy_name(p))
+                    .path(&p.spec.path)
+                    .policy_document(&document)
+                    .set_description(p.spec.description.clone())
+                    .set_tags(Some(to_tags(&desired_tags)))
+                    .send(),
+            )
+            .await?;
+        ctx.event(p, false, "Created", format!("created policy {arn}"))
+            .await;
+        let created = out.policy;
+        return Ok(Synced {
+            policy_id: created.as_ref().and_then(|c| c.policy_id.clone()),
+            default_version_id: created.as_ref().and_then(|c| c.default_version_id.clone()),
+            arn: created.and_then(|c| c.arn).unwrap_or(arn),
+        });
+    };
+
+    let actual_tags = list_tags(aws, &arn).await?;
+    match owner.ownership(&actual_tags) {
+        Ownership::Ours => {}
+        Ownership::Another(who) => {
+            return Err(Error::stalled(
+                "OwnedByAnother",
+                format!(
+                    "policy {arn} is managed by another iamwright object ({who}); it is left untouched"
+                ),
+            ));
+        }
+        Ownership::Untagged if !p.spec.adopt => {
+            return Err(Error::stalled(
+                "AlreadyExists",
+                format!(
+                    "policy {arn} already exists and is not managed by iamwright; set spec.adopt: true to take it over"
+                ),
+            ));
+        }
+        Ownership::Untagged => {
+            ctx.event(
+                p,
+                false,
+                "Adopted",
+                format!("adopted existing policy {arn}"),
+            )
+            .await;
+        }
+    }
+    // A write to an object whose generation was already in sync is drift.
+    let in_sync_before = p.status.as_ref().and_then(|s| s.observed_generation)
+        == p.metadata.generation
+        && p.status
+            .as_ref()
+            .and_then(|s| status::ready_of(&s.conditions))
+            .map(|(r, _)| r)
+            == Some("Synced");
+
+    let (remove, set) = tag_diff(&actual_tags, &desired_tags);
+    if !remove.is_empty() {
+        aws.call(
+            "iam",
+            "UntagPolicy",
+            aws.iam
+                .untag_policy()
+                .policy_arn(&arn)
+                .set_tag_keys(Some(remove.clone()))
+                .send(),
+        )
+        .await?;
+    }
+    if !set.is_empty() {
+        aws.call(
+            "iam",
+            "TagPolicy",
+            aws.iam
+                .tag_policy()
+                .policy_arn(&arn)
+                .set_tags(Some(to_tags(&set)))
+                .send(),
+        )
+        .await?;
+    }
+    if !remove.is_empty() || !set.is_empty() {
+        let keys: Vec<&String> = remove.iter().chain(set.keys()).collect();
+        ctx.event(
+            p,
+            false,
+            "TagsUpdated",
+            format!("set tags of {arn}: {keys:?}"),
+        )
+        .await;
+        if in_sync_before {
+            ctx.metrics.drift_corrected(KIND);
+        }
+    }
+
+    let mut default_version_id = policy.default_version_id.clone();
+    let current_doc = match &default_version_id {
+        Some(v) => get_version_document(aws, &arn, v).await?,
+        None => None,
+    };
+    if current_doc
+        .as_ref()
+        .map(|d| same_document(d, &p.spec.document))
+        != Some(true)
+    {
+        default_version_id = Some(set_document(aws, &arn, &p.spec.document, &document).await?);
+        let (reason, note) = if in_sync_before {
+            ctx.metrics.drift_corrected(KIND);
+            (
+                "DriftCorrected",
+                format!("policy {arn} was changed outside iamwright; set back to the spec"),
+            )
+        } else {
+            ("Updated", format!("policy {arn} has a new default version"))
+        };
+        ctx.event(
+            p,
+            false,
+            reason,
+            format!("{note} ({})", default_version_id.as_deref().unwrap_or("")),
+        )
+        .await;
+    }
+    Ok(Synced {
+        arn,
+        policy_id: policy.policy_id,
+        default_version_id,
+    })
+}
+
+/// Make `doc` the default version: an existing version that already holds it is made the
+/// default (no new version); otherwise a new one is created, deleting the oldest
+/// non-default version first when AWS's 5-version limit is reached.
+async fn set_document(aws: &Aws, arn: &str, doc: &Value, raw: &str) -> Result<String, AwsError> {
+    let versions = aws
+        .call(
+            "iam",
+            "ListPolicyVersions",
+            aws.iam.list_policy_versions().policy_arn(arn).send(),
+        )
+        .await?
+        .versions
+        .unwrap_or_default();
+    let mut others: Vec<_> = versions.iter().filter(|v| !v.is_default_version).collect();
+    for v in &others {
+        let Some(id) = v.version_id.as_deref() else {
+            continue;
+        };
+        if get_version_document(aws, arn, id)
+            .await?
+            .as_ref()
+            .map(|d| same_document(d, doc))
+            == Some(true)
+        {
+            aws.call(
+                "iam",
+                "SetDefaultPolicyVersion",
+                aws.iam
+                    .set_default_policy_version()
+                    .policy_arn(arn)
+                    .version_id(id)
+                    .send(),
+            )
+            .await?;
+            return Ok(id.to_string());
+        }
+    }
+    if versions.len() >= MAX_VERSIONS {
+        others.sort_by_key(|v| {
+            (
+                v.create_date.map(|d| d.secs()),
+                version_number(v.version_id.as_deref()),
+            )
+        });
+        if let Some(id) = others.first().and_then(|v| v.version_id.as_deref()) {
+            aws.call(
+                "iam",
+                "DeletePolicyVersion",
+                aws.iam
+                    .delete_policy_version()
+                    .policy_arn(arn)
+                    .version_id(id)
+                    .send(),
+            )
+            .await?;
+        }
+    }
+    let out = aws
+        .call(
+            "iam",
+            "CreatePolicyVersion",
+            aws.iam
+                .create_policy_version()
+                .policy_arn(arn)
+                .policy_document(raw)
+                .set_as_default(true)
+                .send(),
+        )
+        .await?;
+    Ok(out
+        .policy_version
+        .and_then(|v| v.version_id)
+        .unwrap_or_default())
+}
+
+fn version_number(id: Option<&str>) -> u64 {
+    id.and_then(|s| s.trim_start_matches('v').parse().ok())
+        .unwrap_or(0)
+}
+
+async fn get_version_document(
+    aws: &Aws,
+    arn: &str,
+    version: &str,
+) -> Result<Option<Value>, AwsError> {
+    let out = aws
+        .call(
+            "iam",
+            "GetPolicyVersion",
+            aws.iam
+                .get_policy_version()
+                .policy_arn(arn)
+                .version_id(version)
+                .send(),
+        )
+        .await?;
+    Ok(out
+        .policy_version
+        .and_then(|v| v.document)
+        .and_then(|d| decode_aws_document(&d).ok()))
+}
+
+async fn list_tags(aws: &Aws, arn: &str) -> Result<BTreeMap<String, String>, AwsError> {
+    let out = aws
+        .call(
+            "iam",
+            "ListPolicyTags",
+            aws.iam.list_policy_tags().policy_arn(arn).send(),
+        )
+        .await?;
+    Ok(out.tags.into_iter().map(|t| (t.key, t.value)).collect())
+}
+
+pub fn to_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+    tags.iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .expect("key and value are set")
+        })
+        .collect()
+}
+
+/// Delete the policy unless retained: detach it from every role, user and group, delete
+/// its non-default versions, then the policy. A policy we do not own is left alone.
+async fn cleanup(p: Arc<IamPolicy>, ctx: &Context) -> Result<(), Error> {
+    let key = key_of(&*p);
+    ctx.metrics.set_ready(KIND, key.clone(), None);
+    let aws = &ctx.aws;
+    let arn = match p.status.as_ref().and_then(|s| s.arn.clone()) {
+        Some(a) => a,
+        None => policy_arn(&aws.account_id().await?, &p),
+    };
+    if p.spec.deletion_policy == DeletionPolicy::Retain {
+        ctx.event(
+            &*p,
+            false,
+            "Retained",
+            format!("policy {arn} retained (deletionPolicy: Retain)"),
+        )
+        .await;
+        return Ok(());
+    }
+    match aws
+        .call(
+            "iam",
+            "GetPolicy",
+            aws.iam.get_policy().policy_arn(&arn).send(),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    if ctx.owner(&*p).ownership(&list_tags(aws, &arn).await?) != Ownership::Ours {
+        tracing::info!(object = %key, %arn, "policy not owned by this object; left in place");
+        return Ok(());
+    }
+    let mut marker = None;
+    loop {
+        let out = aws
+            .call(
+                "iam",
+                "ListEntitiesForPolicy",
+                aws.iam
+                    .list_entities_for_policy()
+                    .policy_arn(&arn)
+                    .set_marker(marker.clone())
+                    .send(),
+            )
+            .await?;
+        for r in out.policy_roles() {
+            let name = r.role_name().unwrap_or_default();
+            aws.call(
+                "iam",
+                "DetachRolePolicy",
+                aws.iam
+                    .detach_role_policy()
+                    .role_name(name)
+                    .policy_arn(&arn)
+                    .send(),
+            )
+            .await?;
+        }
+        for u in out.policy_users() {
+            let name = u.user_name().unwrap_or_default();
+            aws.call(
+                "iam",
+                "DetachUserPolicy",
+                aws.iam
+                    .detach_user_policy()
+                    .user_name(name)
+                    .policy_arn(&arn)
+                    .send(),
+            )
+            .await?;
+        }
+        for g in out.policy_groups() {
+            let name = g.group_name().unwrap_or_default();
+            aws.call(
+                "iam",
+                "DetachGroupPolicy",
+                aws.iam
+                    .detach_group_policy()
+                    .group_name(name)
+                    .policy_arn(&arn)
+                    .send(),
+            )
+            .await?;
+        }
+        if out.is_truncated && out.marker.is_some() {
+            marker = out.marker;
+        } else {
+            break;
+        }
+    }
+    let versions = aws
+        .call(
+            "iam",
+            "ListPolicyVersions",
+            aws.iam.list_policy_versions().policy_arn(&arn).send(),
+        )
+        .await?
+        .versions
+        .unwrap_or_default();
+    for v in versions.iter().filter(|v| !v.is_default_version) {
+        if let Some(id) = v.version_id.as_deref() {
+            aws.call(
+                "iam",
+                "DeletePolicyVersion",
+                aws.iam
+                    .delete_policy_version()
+                    .policy_arn(&arn)
+                    .version_id(id)
+                    .send(),
+            )
+            .await?;
+        }
+    }
+    match aws
+        .call(
+            "iam",
+            "DeletePolicy",
+            aws.iam.delete_policy().policy_arn(&arn).send(),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e.into()),
+    }
+    ctx.event(&*p, false, "Deleted", format!("deleted policy {arn}"))
+        .await;
+    Ok(())
+}

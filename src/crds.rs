@@ -1,0 +1,141 @@
+//! The CustomResourceDefinitions, generated from the types in `api/` and finished with
+//! what derive macros cannot express: CEL rules (immutability, exclusivity, reserved
+//! tag keys) and the list-map shape of `status.conditions`. `iamwright crds` prints
+//! [`all`]; `crds/` and the chart hold its output and a test fails when they drift.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+use schemars::{Schema, SchemaGenerator, json_schema};
+use serde_json::{Value, json};
+
+use crate::api::{IamPolicy, IamRole, IamUserAccessKey, InstanceProfileBinding};
+
+/// A policy document: any JSON object. Structural schemas need `type: object` with
+/// preserved unknown fields; schemars' `{}` for a JSON value is refused by the apiserver.
+pub fn free_form_object(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
+}
+
+/// A map of name to policy document.
+pub fn map_of_free_form_objects(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "additionalProperties": { "type": "object", "x-kubernetes-preserve-unknown-fields": true }
+    })
+}
+
+const RESERVED_TAGS: (&str, &str) = (
+    "self.all(k, !k.startsWith('iamwright.dev/'))",
+    "tag keys starting with iamwright.dev/ are reserved for the operator",
+);
+
+fn immutable_optional(field: &str) -> (String, String) {
+    (
+        format!(
+            "has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field})"
+        ),
+        format!("spec.{field} is immutable"),
+    )
+}
+
+fn immutable_required(field: &str) -> (String, String) {
+    (
+        format!("self.{field} == oldSelf.{field}"),
+        format!("spec.{field} is immutable"),
+    )
+}
+
+/// All four CRDs, in a stable order.
+pub fn all() -> Vec<CustomResourceDefinition> {
+    let mut policy = IamPolicy::crd();
+    finish(
+        &mut policy,
+        vec![
+            immutable_optional("name"),
+            immutable_required("path"),
+            immutable_optional("description"),
+        ],
+    );
+
+    let mut role = IamRole::crd();
+    finish(
+        &mut role,
+        vec![immutable_optional("name"), immutable_required("path")],
+    );
+
+    let mut binding = InstanceProfileBinding::crd();
+    finish(
+        &mut binding,
+        vec![
+            immutable_optional("instanceProfileName"),
+            immutable_required("path"),
+            (
+                "has(self.roleRef) != has(self.roleName)".into(),
+                "exactly one of spec.roleRef and spec.roleName must be set".into(),
+            ),
+            (
+                "(has(self.instanceIds) && size(self.instanceIds) > 0) || has(self.instanceSelector)".into(),
+                "at least one of spec.instanceIds and spec.instanceSelector must be set".into(),
+            ),
+        ],
+    );
+
+    let mut key = IamUserAccessKey::crd();
+    finish(
+        &mut key,
+        vec![immutable_required("userName"), immutable_required("path")],
+    );
+
+    vec![policy, role, binding, key]
+}
+
+/// Patch one CRD's schema: spec-level CEL rules, reserved tag keys, list-map conditions.
+fn finish(crd: &mut CustomResourceDefinition, spec_rules: Vec<(String, String)>) {
+    let version = &mut crd.spec.versions[0];
+    let schema = version
+        .schema
+        .as_mut()
+        .and_then(|s| s.open_api_v3_schema.as_mut())
+        .expect("derived CRDs carry a schema");
+    let mut value = serde_json::to_value(&*schema).expect("schema serializes");
+
+    let spec = &mut value["properties"]["spec"];
+    // Transition rules (oldSelf) on spec only run on updates; creation is unaffected.
+    let rules: Vec<Value> = spec_rules
+        .into_iter()
+        .map(|(rule, message)| {
+            let field_path = message.split_whitespace().next().unwrap_or("spec");
+            let mut r = json!({ "rule": rule, "message": message });
+            // Point kubectl at the field for the one-field rules.
+            if field_path.starts_with("spec.") && !message.starts_with("exactly") {
+                r["fieldPath"] = json!(format!(".{}", &field_path["spec.".len()..]));
+            }
+            r
+        })
+        .collect();
+    spec["x-kubernetes-validations"] = Value::Array(rules);
+    if spec["properties"].get("tags").is_some() {
+        spec["properties"]["tags"]["x-kubernetes-validations"] =
+            json!([{ "rule": RESERVED_TAGS.0, "message": RESERVED_TAGS.1 }]);
+    }
+
+    let conditions = &mut value["properties"]["status"]["properties"]["conditions"];
+    conditions["x-kubernetes-list-type"] = json!("map");
+    conditions["x-kubernetes-list-map-keys"] = json!(["type"]);
+    if let Some(instances) = value["properties"]["status"]["properties"].get_mut("instances") {
+        instances["x-kubernetes-list-type"] = json!("map");
+        instances["x-kubernetes-list-map-keys"] = json!(["instanceId"]);
+    }
+
+    *schema = serde_json::from_value(value).expect("patched schema deserializes");
+}
+
+/// The CRDs as one multi-document YAML stream, as `iamwright crds` prints it.
+pub fn to_yaml() -> String {
+    let mut out = String::new();
+    for crd in all() {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&crd).expect("CRD serializes"));
+    }
+    out
+}

@@ -1,0 +1,11 @@
+//! iamwright: a Kubernetes operator that manages AWS IAM from custom resources.
+
+pub mod api;
+pub mod aws;
+pub mod config;
+pub mod controllers;
+pub mod crds;
+pub mod operator;
+pub mod policy;
+pub mod status;
+pub mod telemetry;

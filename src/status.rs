@@ -1,0 +1,168 @@
+//! Condition bookkeeping (Ready / Reconciling / Stalled, keeping lastTransitionTime)
+//! and the server-side-apply status patch.
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::api::Condition;
+
+/// The field manager of every write the operator makes.
+pub const MANAGER: &str = "iamwright";
+
+/// What a reconcile concluded, as the three kstatus conditions express it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub ready: bool,
+    pub reconciling: bool,
+    pub stalled: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Outcome {
+    pub fn synced(message: impl Into<String>) -> Self {
+        Self {
+            ready: true,
+            reconciling: false,
+            stalled: false,
+            reason: "Synced",
+            message: message.into(),
+        }
+    }
+    pub fn progressing(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            ready: false,
+            reconciling: true,
+            stalled: false,
+            reason,
+            message: message.into(),
+        }
+    }
+    pub fn stalled(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            ready: false,
+            reconciling: false,
+            stalled: true,
+            reason,
+            message: message.into(),
+        }
+    }
+    /// Not ready, retried by the operator (AWS errors and the like).
+    pub fn failing(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            ready: false,
+            reconciling: false,
+            stalled: false,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+fn status_word(b: bool) -> &'static str {
+    if b { "True" } else { "False" }
+}
+
+/// The three conditions for `outcome`, keeping each one's lastTransitionTime when its
+/// status did not change.
+pub fn conditions(
+    existing: &[Condition],
+    generation: Option<i64>,
+    outcome: &Outcome,
+) -> Vec<Condition> {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let make = |type_: &str, on: bool, reason: &str, message: &str| {
+        let status = status_word(on).to_string();
+        let last = existing
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| now.clone());
+        Condition {
+            type_: type_.to_string(),
+            status,
+            reason: reason.to_string(),
+            message: message.to_string(),
+            observed_generation: generation,
+            last_transition_time: last,
+        }
+    };
+    let o = outcome;
+    vec![
+        make("Ready", o.ready, o.reason, &o.message),
+        make(
+            "Reconciling",
+            o.reconciling,
+            if o.reconciling { o.reason } else { "Idle" },
+            if o.reconciling { &o.message } else { "" },
+        ),
+        make(
+            "Stalled",
+            o.stalled,
+            if o.stalled { o.reason } else { "Progressing" },
+            if o.stalled { &o.message } else { "" },
+        ),
+    ]
+}
+
+/// Write `status` with server-side apply, unless it already is the object's status (an
+/// unchanged status costs no write, so an object in sync causes no watch event).
+pub async fn patch<K, S>(api: &Api<K>, obj: &K, current: Option<&S>, status: &S) -> kube::Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize + PartialEq,
+{
+    if current == Some(status) {
+        return Ok(());
+    }
+    let body = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The Ready condition's (reason, message), to notice transitions.
+pub fn ready_of(conditions: &[Condition]) -> Option<(&str, &str)> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.reason.as_str(), c.message.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_transition_time_while_status_holds() {
+        let first = conditions(&[], Some(1), &Outcome::progressing("Creating", "creating"));
+        let mut aged = first.clone();
+        for c in &mut aged {
+            c.last_transition_time = "2020-01-01T00:00:00Z".into();
+        }
+        let again = conditions(&aged, Some(2), &Outcome::progressing("Updating", "x"));
+        assert!(
+            again
+                .iter()
+                .all(|c| c.last_transition_time == "2020-01-01T00:00:00Z")
+        );
+        assert!(again.iter().all(|c| c.observed_generation == Some(2)));
+        let ready = conditions(&aged, Some(2), &Outcome::synced("ok"));
+        let r = ready.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(r.status, "True");
+        assert_ne!(r.last_transition_time, "2020-01-01T00:00:00Z");
+        let s = ready.iter().find(|c| c.type_ == "Stalled").unwrap();
+        assert_eq!(s.last_transition_time, "2020-01-01T00:00:00Z");
+    }
+}
