@@ -139,3 +139,31 @@ pub fn to_yaml() -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_crds_match_the_generated_ones() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/crds.yaml");
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == to_yaml(),
+            "crds/crds.yaml is stale: regenerate it with `cargo run -- crds > crds/crds.yaml`"
+        );
+    }
+
+    #[test]
+    fn documents_are_structural_free_form_objects() {
+        let yaml = to_yaml();
+        assert!(yaml.contains("x-kubernetes-preserve-unknown-fields: true"));
+        for crd in all() {
+            let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+            let conditions =
+                &schema["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"];
+            assert_eq!(conditions["x-kubernetes-list-type"], "map");
+            assert_eq!(conditions["x-kubernetes-list-map-keys"], json!(["type"]));
+        }
+    }
+}

@@ -11,7 +11,7 @@ async fn main() {
         }
         Command::Run(args) => {
             iamwright::telemetry::init_logging(args.log_format, &args.log_level);
-            iamwright::operator::run(args).await
+            iamwright::operator::run(*args).await
         }
     };
     if let Err(e) = result {

@@ -10,11 +10,15 @@ key="$(sha256sum <"$here/versions.env" | cut -c1-12)"
 cache="${IAMWRIGHT_CACHE:-$HOME/.cache/iamwright}/testbed-$key"
 bin="$cache/bin"
 mkdir -p "$bin"
+# One build per cache at a time (two beds started at once with a cold cache would
+# otherwise both write the same binaries). Free when the cache is warm.
+exec 8>"$cache/.build.lock"
+flock 8
 
 export GOTOOLCHAIN=local   # no toolchain download is possible here
 export GOFLAGS="-mod=mod -buildvcs=false"
 # The checksum database is not reachable from every machine; the module proxy is.
-export GONOSUMDB="k8s.io/*,go.etcd.io/*,helm.sh/*" GONOSUMCHECK=1 GOSUMDB=off
+export GOSUMDB=off
 export CGO_ENABLED=0
 
 log() { echo "testbed-build: $*" >&2; }

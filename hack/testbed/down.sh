@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Stops the test bed started by up.sh: every process that has a pid file DIR/<name>.pid,
-# by that pid only (TERM, up to 10 s grace, then KILL), and removes the pid files.
-# Safe to run twice, and on a DIR with no bed.
+# by that pid only (TERM, up to $IAMWRIGHT_TESTBED_STOP_GRACE=10 s, then KILL), clients
+# before servers (controller-manager and moto, then kube-apiserver, then etcd), and
+# removes the pid files. Safe to run twice, and on a DIR with no bed. Leaves DIR's
+# logs, kubeconfigs and data in place for post-mortems; up.sh wipes them on next start.
 #
 # usage: down.sh [DIR]   DIR defaults to $IAMWRIGHT_TESTBED_DIR, else <repo>/.testbed
 set -euo pipefail
@@ -48,38 +50,42 @@ if [ ${#names[@]} -eq 0 ]; then
   exit 0
 fi
 
-# Controller manager first so it does not log a storm of errors while the apiserver
-# goes; the apiserver before etcd. Everything gets TERM at once otherwise.
-order=()
-for n in kube-controller-manager kube-apiserver; do
-  for m in "${names[@]}"; do [ "$m" = "$n" ] && order+=("$n"); done
-done
+grace="${IAMWRIGHT_TESTBED_STOP_GRACE:-10}"
+
+# stop_group NAME...: TERM them all, wait up to $grace s for them to exit, then KILL.
+stop_group() {
+  local n pid left deadline=$((SECONDS + grace))
+  for n in "$@"; do
+    pid="$(tr -dc 0-9 <"$dir/$n.pid")"
+    log "stopping $n (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  while :; do
+    left=()
+    for n in "$@"; do tb_pid_alive "$dir" "$n" && left+=("$n"); done
+    [ ${#left[@]} -eq 0 ] && break
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      for n in "${left[@]}"; do
+        pid="$(tr -dc 0-9 <"$dir/$n.pid")"
+        log "$n (pid $pid) still running after ${grace}s; KILL"
+        kill -KILL "$pid" 2>/dev/null || true
+      done
+      sleep 0.2
+      break
+    fi
+    sleep 0.1
+  done
+  for n in "$@"; do rm -f "$dir/$n.pid"; done
+}
+
+# In stages, clients before servers: the apiserver, when TERMed, still talks to etcd
+# (it removes its own endpoint lease); with etcd gone first it hangs until KILLed.
+has() { local m; for m in "${names[@]}"; do [ "$m" = "$1" ] && return 0; done; return 1; }
+first=()
 for m in "${names[@]}"; do
-  case "$m" in kube-controller-manager | kube-apiserver) ;; *) order+=("$m") ;; esac
+  case "$m" in kube-apiserver | etcd) ;; *) first+=("$m") ;; esac
 done
-
-for n in "${order[@]}"; do
-  pid="$(tr -dc 0-9 <"$dir/$n.pid")"
-  log "stopping $n (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-done
-
-deadline=$((SECONDS + ${IAMWRIGHT_TESTBED_STOP_GRACE:-10}))
-while :; do
-  left=()
-  for n in "${order[@]}"; do tb_pid_alive "$dir" "$n" && left+=("$n"); done
-  [ ${#left[@]} -eq 0 ] && break
-  if [ "$SECONDS" -ge "$deadline" ]; then
-    for n in "${left[@]}"; do
-      pid="$(tr -dc 0-9 <"$dir/$n.pid")"
-      log "$n (pid $pid) still running after grace period; KILL"
-      kill -KILL "$pid" 2>/dev/null || true
-    done
-    sleep 0.2
-    break
-  fi
-  sleep 0.1
-done
-
-for n in "${order[@]}"; do rm -f "$dir/$n.pid"; done
-log "stopped: ${order[*]}"
+[ ${#first[@]} -eq 0 ] || stop_group "${first[@]}"
+! has kube-apiserver || stop_group kube-apiserver
+! has etcd || stop_group etcd
+log "stopped: ${names[*]}"

@@ -10,7 +10,12 @@
 # grants it), env (to `source`), <proc>.pid for every process, logs/<proc>.log.
 # If DIR already holds a running bed, says so and starts nothing. The last line on
 # stdout is always the path of the env file; everything else goes to stderr.
-# Stop the bed with down.sh [DIR].
+# Stop the bed with down.sh [DIR]. Every start is a fresh, empty bed (new etcd data,
+# keys, tokens and ports).
+#
+# Environment: IAMWRIGHT_TESTBED_DIR (default DIR), IAMWRIGHT_TESTBED_TIMEOUT (seconds
+# each component may take to get ready, default 120), IAMWRIGHT_TESTBED_APISERVER_ARGS
+# (extra kube-apiserver flags), IAMWRIGHT_CACHE (build cache root, see build.sh).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -18,6 +23,15 @@ repo="$(cd "$here/../.." && pwd)"
 dir="${1:-${IAMWRIGHT_TESTBED_DIR:-$repo/.testbed}}"
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
+# up.sh wipes etcd/, pki/, logs/ ... inside DIR on every start, so it only takes a DIR
+# that is empty or was made by up.sh (marked by .iamwright-testbed).
+if [ ! -e "$dir/.iamwright-testbed" ]; then
+  if [ -n "$(ls -A "$dir")" ]; then
+    echo "testbed-up: $dir is not empty and not a test bed directory; refusing to use it" >&2
+    exit 1
+  fi
+  touch "$dir/.iamwright-testbed"
+fi
 timeout_s="${IAMWRIGHT_TESTBED_TIMEOUT:-120}" # seconds each component may take to be ready
 procs=(etcd kube-apiserver kube-controller-manager moto)
 
@@ -87,7 +101,8 @@ cleanup() {
   local rc=$?
   if [ "$ok" -ne 1 ] && [ ${#started[@]} -gt 0 ]; then
     log "start failed; stopping what was started: ${started[*]}"
-    "$here/down.sh" "$dir" >&2 || true
+    # Short grace: a half-started bed has nothing worth a graceful shutdown.
+    IAMWRIGHT_TESTBED_STOP_GRACE=3 "$here/down.sh" "$dir" >&2 || true
   fi
   exit "$rc"
 }
@@ -221,6 +236,7 @@ start etcd "$bin/etcd" \
 wait_for etcd "healthy" sh -c "curl -sf http://127.0.0.1:$etcd_port/health | grep -q '\"health\":\"true\"'"
 
 # IAMWRIGHT_TESTBED_APISERVER_ARGS: extra flags, split on spaces (e.g. --feature-gates=...).
+read -r -a extra_api_args <<<"${IAMWRIGHT_TESTBED_APISERVER_ARGS:-}"
 # The admission plugins enabled by default need no node or kubelet; ServiceAccount
 # admission stays on (it only matters for Pods, which nothing runs here anyway).
 start kube-apiserver "$bin/kube-apiserver" \
@@ -239,7 +255,7 @@ start kube-apiserver "$bin/kube-apiserver" \
   --authorization-mode=RBAC \
   --allow-privileged=true \
   --profiling=false \
-  ${IAMWRIGHT_TESTBED_APISERVER_ARGS:-}
+  "${extra_api_args[@]}"
 wait_for kube-apiserver "ready" \
   curl -sf --cacert "$pki/ca.crt" -H "Authorization: Bearer $admin_token" "$api_url/readyz"
 

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The test command: unit tests, then the e2e suite against a test bed this script
+# starts (building or reusing the cached bed binaries) and stops again, also on failure.
+# Extra arguments go to the e2e test binary, e.g. `hack/test.sh policy` runs the
+# e2e tests whose names contain "policy".
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$repo"
+# Rust builds are cached outside the checkout, so a fresh clone on a warm machine is fast.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/iamwright/cargo-target}"
+
+echo "== build"
+cargo build --locked --all-targets
+
+echo "== unit tests (incl. generated CRDs drift check)"
+cargo test --locked --lib --bins
+
+bed="$(mktemp -d "${TMPDIR:-/tmp}/iamwright-bed.XXXXXX")"
+cleanup() {
+  local rc=$?
+  "$repo/hack/testbed/down.sh" "$bed" || true
+  if [ $rc -ne 0 ]; then
+    echo "== e2e failed; operator and bed logs are in $bed/logs" >&2
+    for f in "$bed"/logs/operator-*.log; do
+      [ -f "$f" ] || continue
+      if grep -qE ' (ERROR|WARN) ' "$f"; then
+        echo "--- $f (warnings and errors)" >&2
+        grep -E ' (ERROR|WARN) ' "$f" | tail -n 20 >&2
+      fi
+    done
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+
+echo "== test bed"
+"$repo/hack/testbed/up.sh" "$bed" >/dev/null
+# shellcheck source=/dev/null
+source "$bed/env"
+
+echo "== e2e"
+cargo test --locked --test e2e -- --test-threads "${E2E_THREADS:-8}" "$@"

@@ -1,0 +1,401 @@
+//! The e2e harness: the test bed's clients, a fresh namespace per test, and the
+//! operator binary run as a real process watching only that namespace.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::{Client, Resource};
+use rand::Rng;
+use serde::de::DeserializeOwned;
+
+/// Fails the test with a clear message when the bed's environment is missing.
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: run the e2e suite through hack/test.sh, which starts the test bed"
+        )
+    })
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn bed_dir() -> PathBuf {
+    PathBuf::from(env("IAMWRIGHT_TESTBED_DIR"))
+}
+
+pub async fn kube() -> Client {
+    env("KUBECONFIG");
+    Client::try_default()
+        .await
+        .expect("kube client from KUBECONFIG")
+}
+
+pub async fn aws_config() -> aws_config::SdkConfig {
+    env("AWS_ENDPOINT_URL");
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await
+}
+
+pub async fn iam() -> aws_sdk_iam::Client {
+    aws_sdk_iam::Client::new(&aws_config().await)
+}
+
+/// Run kubectl with the bed's admin kubeconfig; returns (success, stdout, stderr).
+pub fn kubectl(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl on PATH (the bed's env file puts it there)");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `kubectl apply -f -` in a namespace; panics with kubectl's message on failure.
+pub fn apply(ns: &str, yaml: &str) {
+    let (ok, out, err) = kubectl(&["apply", "-n", ns, "-f", "-"], Some(yaml));
+    assert!(ok, "kubectl apply failed: {out}{err}\n{yaml}");
+}
+
+/// Install the CRDs once per run (server-side apply, so reruns are no-ops).
+pub async fn ensure_crds() {
+    static ONCE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    ONCE.get_or_init(|| async {
+        let path = repo_root().join("crds/crds.yaml");
+        let (ok, out, err) = kubectl(
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                path.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert!(ok, "installing CRDs failed: {out}{err}");
+        let (ok, out, err) = kubectl(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/iampolicies.iamwright.dev",
+                "crd/iamroles.iamwright.dev",
+                "crd/instanceprofilebindings.iamwright.dev",
+                "crd/iamuseraccesskeys.iamwright.dev",
+            ],
+            None,
+        );
+        assert!(ok, "CRDs not established: {out}{err}");
+    })
+    .await;
+}
+
+pub fn random_suffix() -> String {
+    let n: u32 = rand::rng().random();
+    format!("{n:08x}")
+}
+
+/// A fresh namespace, deleted (without waiting) when dropped.
+pub struct Namespace {
+    pub name: String,
+}
+
+impl Namespace {
+    pub async fn new(prefix: &str) -> Self {
+        ensure_crds().await;
+        let name = format!("e2e-{prefix}-{}", random_suffix());
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(kube().await);
+        let ns: k8s_openapi::api::core::v1::Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        api.create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
+        Self { name }
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        if std::env::var("E2E_KEEP_NAMESPACES").is_err() {
+            let _ = Command::new("kubectl")
+                .args(["delete", "namespace", &self.name, "--wait=false"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The operator binary, run as a child process that watches one namespace.
+pub struct Operator {
+    child: Option<Child>,
+    pub metrics_port: u16,
+    pub health_port: u16,
+    pub log_path: PathBuf,
+}
+
+impl Operator {
+    /// Start with the suite's defaults (5s resync) plus `extra` flags.
+    pub async fn start(ns: &str, extra: &[&str]) -> Self {
+        Self::start_with_env(ns, extra, &[]).await
+    }
+
+    pub async fn start_with_env(ns: &str, extra: &[&str], envs: &[(&str, &str)]) -> Self {
+        let (metrics_port, health_port) = (free_port(), free_port());
+        let log_dir = bed_dir().join("logs");
+        std::fs::create_dir_all(&log_dir).unwrap();
+        let log_path = log_dir.join(format!("operator-{ns}-{}.log", random_suffix()));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--cluster-name".into(),
+            "e2e".into(),
+            "--watch-namespace".into(),
+            ns.into(),
+            "--resync-interval".into(),
+            "5s".into(),
+            "--instance-resync-interval".into(),
+            "5s".into(),
+            "--metrics-bind-address".into(),
+            format!("127.0.0.1:{metrics_port}"),
+            "--health-probe-bind-address".into(),
+            format!("127.0.0.1:{health_port}"),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_iamwright"));
+        cmd.args(&args)
+            .env(
+                "RUST_LOG",
+                std::env::var("E2E_OPERATOR_LOG").unwrap_or_else(|_| "info,iamwright=trace".into()),
+            )
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start the operator");
+        let op = Self {
+            child: Some(child),
+            metrics_port,
+            health_port,
+            log_path,
+        };
+        op.wait_ready().await;
+        op
+    }
+
+    async fn wait_ready(&self) {
+        let url = format!("http://127.0.0.1:{}/readyz", self.health_port);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(body) = http_get(&url).await
+                && body.0 == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("operator not ready within 60s; log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub async fn metrics(&self) -> String {
+        http_get(&format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+            .await
+            .expect("metrics endpoint")
+            .1
+    }
+
+    /// Sum of `iamwright_aws_requests_total` samples whose labels pass `filter`.
+    pub async fn aws_requests(&self, filter: impl Fn(&str, &str) -> bool) -> u64 {
+        parse_aws_requests(&self.metrics().await)
+            .into_iter()
+            .filter(|(op, outcome, _)| filter(op, outcome))
+            .map(|(_, _, n)| n)
+            .sum()
+    }
+
+    /// AWS calls that change something (anything but Get*, List*, Describe*).
+    pub async fn aws_writes(&self) -> u64 {
+        self.aws_requests(|op, _| !is_read(op)).await
+    }
+
+    /// SIGTERM, then wait for the process to exit.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn is_read(op: &str) -> bool {
+    op.starts_with("Get") || op.starts_with("List") || op.starts_with("Describe")
+}
+
+/// (operation, outcome, count) of every `iamwright_aws_requests_total` sample.
+pub fn parse_aws_requests(text: &str) -> Vec<(String, String, u64)> {
+    text.lines()
+        .filter(|l| l.starts_with("iamwright_aws_requests_total{"))
+        .filter_map(|l| {
+            let (labels, value) = l.rsplit_once(' ')?;
+            let label = |k: &str| {
+                let start = labels.find(&format!("{k}=\""))? + k.len() + 2;
+                let end = labels[start..].find('"')? + start;
+                Some(labels[start..end].to_string())
+            };
+            Some((
+                label("operation")?,
+                label("outcome")?,
+                value.parse::<f64>().ok()? as u64,
+            ))
+        })
+        .collect()
+}
+
+/// A minimal HTTP/1.1 GET over loopback (status, body).
+pub async fn http_get(url: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut stream = tokio::net::TcpStream::connect(host).await?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Poll `check` until it returns Some, or fail after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Get an object; None when it does not exist.
+pub async fn get<K>(ns: &str, name: &str) -> Option<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(kube().await, ns);
+    api.get_opt(name).await.expect("get object")
+}
+
+pub async fn delete<K>(ns: &str, name: &str)
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(kube().await, ns);
+    api.delete(name, &DeleteParams::default())
+        .await
+        .expect("delete object");
+}
+
+/// The condition of `type_` as (status, reason, message, observedGeneration).
+pub fn condition(
+    conditions: &[iamwright::api::Condition],
+    type_: &str,
+) -> Option<(String, String, String, Option<i64>)> {
+    conditions.iter().find(|c| c.type_ == type_).map(|c| {
+        (
+            c.status.clone(),
+            c.reason.clone(),
+            c.message.clone(),
+            c.observed_generation,
+        )
+    })
+}
+
+/// Events recorded for an object (events.k8s.io), as (reason, note).
+pub async fn events_for(ns: &str, name: &str) -> Vec<(String, String)> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(kube().await, ns);
+    api.list(&Default::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests against the test bed: a real kube-apiserver (+ etcd and the
+//! garbage collector) and moto for AWS. Run them with `hack/test.sh`.
+
+mod crds;
+mod harness;
+mod policy;
