@@ -3,6 +3,8 @@
 //! writes the difference needs, then report one status patch and an event per change.
 
 pub mod policy;
+pub mod reconciler;
+pub mod refs;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -13,7 +15,7 @@ use futures::StreamExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{Controller, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use rand::Rng;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -228,21 +230,6 @@ pub fn aws_name(explicit: Option<&str>, namespace: &str, name: &str, max: usize)
 /// A stable key for per-object bookkeeping.
 pub fn key_of<K: Resource>(obj: &K) -> String {
     format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
-}
-
-/// One API per watched namespace (or one for all namespaces).
-pub fn apis<K>(client: &Client, namespaces: &[String]) -> Vec<Api<K>>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    if namespaces.is_empty() {
-        vec![Api::all(client.clone())]
-    } else {
-        namespaces
-            .iter()
-            .map(|ns| Api::namespaced(client.clone(), ns))
-            .collect()
-    }
 }
 
 /// Drive a controller until shutdown, logging each result.

@@ -2,23 +2,19 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use aws_sdk_iam::types::Tag;
 use kube::ResourceExt;
-use kube::api::Api;
-use kube::runtime::Controller;
-use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{self, Event as FinalizerEvent};
 use serde_json::Value;
 
-use super::{Context, Error, FINALIZER, Shutdown, apis, aws_name, drive, key_of, watch_config};
+use super::reconciler::{Applied, reconcile, run_controller};
+use super::{Context, Error, Shutdown, aws_name, key_of};
 use crate::api::{DeletionPolicy, IamPolicy, IamPolicyStatus};
 use crate::aws::{Aws, AwsError, Ownership, tag_diff};
 use crate::policy::{
     DocKind, allowed_actions_matching, decode_aws_document, same_document, validate_document,
 };
-use crate::status::{self, Outcome};
+use crate::status;
 
 pub const KIND: &str = "IamPolicy";
 /// AWS keeps at most this many versions of a managed policy.
@@ -26,13 +22,13 @@ const MAX_VERSIONS: usize = 5;
 
 /// Run the IamPolicy controller until shutdown.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
-    let controllers = apis::<IamPolicy>(&ctx.client, &ctx.settings.namespaces)
-        .into_iter()
-        .map(|api| {
-            let c = Controller::new(api, watch_config()).graceful_shutdown_on(shutdown.wait());
-            drive(c, ctx.clone(), reconcile, error_policy)
-        });
-    futures::future::join_all(controllers).await;
+    run_controller::<IamPolicy, _, _>(
+        ctx,
+        shutdown,
+        |obj, ctx| reconcile(obj, ctx, apply, cleanup),
+        |c, _| c,
+    )
+    .await;
 }
 
 /// The AWS name of a policy object.
@@ -53,30 +49,6 @@ pub fn policy_arn(account: &str, p: &IamPolicy) -> String {
     )
 }
 
-async fn reconcile(
-    obj: Arc<IamPolicy>,
-    ctx: Arc<Context>,
-) -> Result<Action, finalizer::Error<Error>> {
-    let api: Api<IamPolicy> =
-        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    let started = Instant::now();
-    let result = finalizer::finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
-            FinalizerEvent::Apply(p) => Ok(apply(&api, p, &ctx).await),
-            FinalizerEvent::Cleanup(p) => cleanup(p, &ctx).await.map(|_| Action::await_change()),
-        }
-    })
-    .await;
-    let label = if result.is_ok() { "success" } else { "error" };
-    ctx.metrics.reconciled(KIND, label, started.elapsed());
-    result
-}
-
-fn error_policy(obj: Arc<IamPolicy>, err: &finalizer::Error<Error>, ctx: Arc<Context>) -> Action {
-    tracing::warn!(kind = KIND, object = %key_of(&*obj), error = %err, "reconcile failed");
-    Action::requeue(ctx.backoff(&key_of(&*obj), false))
-}
-
 /// The state the spec leads to in AWS, reported in status.
 struct Synced {
     arn: String,
@@ -84,49 +56,20 @@ struct Synced {
     default_version_id: Option<String>,
 }
 
-/// Reconcile one policy and report the result; errors become conditions, not failures.
-async fn apply(api: &Api<IamPolicy>, p: Arc<IamPolicy>, ctx: &Context) -> Action {
-    let key = key_of(&*p);
-    let result = sync(&p, ctx).await;
-    let current = p.status.clone().unwrap_or_default();
-    let generation = p.metadata.generation;
-    let (outcome, mut next) = match &result {
-        Ok(s) => (
-            Outcome::synced(format!("policy {} is in sync", s.arn)),
-            IamPolicyStatus::default(),
-        ),
-        Err(e) => (e.outcome(), current.clone()),
-    };
-    if let Ok(s) = &result {
-        next.arn = Some(s.arn.clone());
-        next.policy_id = s.policy_id.clone();
-        next.default_version_id = s.default_version_id.clone();
-    }
-    let was = status::ready_of(&current.conditions).map(|(r, m)| (r.to_string(), m.to_string()));
-    next.observed_generation = generation;
-    next.conditions = status::conditions(&current.conditions, generation, &outcome);
-    if let Err(e) = status::patch(api, &*p, p.status.as_ref(), &next).await {
-        tracing::warn!(object = %key, error = %e, "status patch failed");
-        return Action::requeue(ctx.backoff(&key, false));
-    }
-    ctx.metrics
-        .set_ready(KIND, key.clone(), Some(outcome.ready));
-    match result {
-        Ok(_) => {
-            ctx.succeeded(&key);
-            ctx.resync()
+/// Reconcile one policy: errors become conditions, not failures.
+async fn apply(p: Arc<IamPolicy>, ctx: Arc<Context>) -> Applied<IamPolicyStatus> {
+    match sync(&p, &ctx).await {
+        Ok(s) => {
+            let message = format!("policy {} is in sync", s.arn);
+            let status = IamPolicyStatus {
+                arn: Some(s.arn),
+                policy_id: s.policy_id,
+                default_version_id: s.default_version_id,
+                ..Default::default()
+            };
+            Applied::synced(status, message)
         }
-        Err(e) => {
-            // One warning event per new problem, not one per retry.
-            if was.as_ref().map(|(r, m)| (r.as_str(), m.as_str()))
-                != Some((outcome.reason, outcome.message.as_str()))
-            {
-                ctx.event(&*p, true, outcome.reason, outcome.message.clone())
-                    .await;
-            }
-            tracing::info!(kind = KIND, object = %key, reason = outcome.reason, error = %e, "not ready");
-            e.retry(ctx, &key)
-        }
+        Err(e) => Applied::failed(None, e),
     }
 }
 
@@ -427,9 +370,8 @@ pub fn to_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
 
 /// Delete the policy unless retained: detach it from every role, user and group, delete
 /// its non-default versions, then the policy. A policy we do not own is left alone.
-async fn cleanup(p: Arc<IamPolicy>, ctx: &Context) -> Result<(), Error> {
+async fn cleanup(p: Arc<IamPolicy>, ctx: Arc<Context>) -> Result<(), Error> {
     let key = key_of(&*p);
-    ctx.metrics.set_ready(KIND, key.clone(), None);
     let aws = &ctx.aws;
     let arn = match p.status.as_ref().and_then(|s| s.arn.clone()) {
         Some(a) => a,
