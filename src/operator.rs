@@ -57,7 +57,8 @@ pub async fn run(args: RunArgs) -> anyhow_free::Result<()> {
     tracing::info!(cluster = %settings.cluster_name, namespaces = ?settings.namespaces, "starting controllers");
     let ctx = Arc::new(Context::new(client, aws, settings, metrics));
     ready.store(true, Ordering::Relaxed);
-    controllers::policy::run(ctx.clone(), shutdown.clone()).await;
+    // One controller per kind, all stopping together on shutdown.
+    tokio::join!(controllers::policy::run(ctx.clone(), shutdown.clone()),);
     http.abort();
     tracing::info!("stopped");
     Ok(())
