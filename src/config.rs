@@ -24,7 +24,11 @@ pub enum Command {
     /// Run the controllers.
     Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML.
-    Crds,
+    Crds {
+        /// Print them as the Helm chart's template (behind `crds.install`, kept on uninstall).
+        #[arg(long)]
+        helm: bool,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -60,6 +64,9 @@ pub struct RunArgs {
     /// Elect a leader through a coordination.k8s.io Lease; only the leader reconciles.
     #[arg(long, env = "IAMWRIGHT_LEADER_ELECT")]
     pub leader_elect: bool,
+    /// Namespace of the leader-election Lease (default: $POD_NAMESPACE, else `default`).
+    #[arg(long, env = "IAMWRIGHT_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
     /// Permissions boundary set on every role and user the operator creates.
     #[arg(long, env = "IAMWRIGHT_REQUIRED_PERMISSIONS_BOUNDARY")]
     pub required_permissions_boundary: Option<String>,

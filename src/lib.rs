@@ -5,6 +5,7 @@ pub mod aws;
 pub mod config;
 pub mod controllers;
 pub mod crds;
+pub mod leader;
 pub mod operator;
 pub mod policy;
 pub mod status;

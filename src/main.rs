@@ -5,8 +5,12 @@ use iamwright::config::{Cli, Command};
 async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Crds => {
-            print!("{}", iamwright::crds::to_yaml());
+        Command::Crds { helm } => {
+            if helm {
+                print!("{}", iamwright::crds::to_helm_template());
+            } else {
+                print!("{}", iamwright::crds::to_yaml());
+            }
             Ok(())
         }
         Command::Run(args) => {

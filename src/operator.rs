@@ -11,6 +11,7 @@ use kube::{Api, Client};
 use crate::aws::Aws;
 use crate::config::RunArgs;
 use crate::controllers::{self, Context, Settings, Shutdown};
+use crate::leader;
 use crate::telemetry::{self, Metrics};
 
 pub async fn run(args: RunArgs) -> anyhow_free::Result<()> {
@@ -49,17 +50,29 @@ pub async fn run(args: RunArgs) -> anyhow_free::Result<()> {
         required_permissions_boundary: args.required_permissions_boundary.clone(),
         deny_actions: args.deny_actions.clone(),
     };
-    if args.leader_elect {
-        tracing::warn!(
-            "--leader-elect is accepted but not implemented yet; this replica reconciles"
-        );
-    }
+    // Standby replicas are ready (they serve probes and metrics) but do not reconcile.
+    ready.store(true, Ordering::Relaxed);
+    let leadership = if args.leader_elect {
+        match leader::acquire(&client, &args, &shutdown).await? {
+            Some(l) => Some(l),
+            None => return Ok(()), // shut down while standing by
+        }
+    } else {
+        None
+    };
     tracing::info!(cluster = %settings.cluster_name, namespaces = ?settings.namespaces, "starting controllers");
     let ctx = Arc::new(Context::new(client, aws, settings, metrics));
-    ready.store(true, Ordering::Relaxed);
     // One controller per kind, all stopping together on shutdown.
     tokio::join!(controllers::policy::run(ctx.clone(), shutdown.clone()),);
     http.abort();
+    if let Some(l) = leadership {
+        if l.lost() {
+            return Err(
+                "lost the leader lease; exiting so that only the new leader reconciles".into(),
+            );
+        }
+        l.release().await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -135,8 +135,21 @@ pub struct IamUserAccessKeyStatus {
     /// When the next rotation step is due (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_rotation_at: Option<String>,
-    /// A key being created whose Secret is not written yet: found again after a crash
-    /// and deleted, so no key is ever held by no Secret.
+    /// Set just before CreateAccessKey and cleared once the new key is in the Secret:
+    /// after a crash in between, the key it created is recognised and deleted, so AWS
+    /// never keeps a key that no Secret holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending_key_created_after: Option<String>,
+    pub pending_key: Option<PendingKey>,
+}
+
+/// The record of a key creation in progress (never the key's secret).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingKey {
+    /// When the creation started (RFC 3339, the operator's clock).
+    pub started_at: String,
+    /// The user's access key ids just before the creation. A key not in this list,
+    /// created around `startedAt` and not in the Secret is the interrupted creation's.
+    #[serde(default)]
+    pub keys_before: Vec<String>,
 }

@@ -399,3 +399,13 @@ pub async fn events_for(ns: &str, name: &str) -> Vec<(String, String)> {
         .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
         .collect()
 }
+
+impl Operator {
+    /// SIGKILL: the process dies without releasing anything (a crashed pod).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

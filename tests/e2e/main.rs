@@ -2,5 +2,6 @@
 //! garbage collector) and moto for AWS. Run them with `hack/test.sh`.
 
 mod crds;
+mod ha;
 mod harness;
 mod policy;

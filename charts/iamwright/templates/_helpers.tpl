@@ -1,0 +1,47 @@
+{{- define "iamwright.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "iamwright.serviceAccountName" -}}
+{{- default (include "iamwright.fullname" .) .Values.serviceAccount.name -}}
+{{- end -}}
+
+{{- define "iamwright.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "iamwright.labels" -}}
+{{ include "iamwright.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* The rules the operator needs in every namespace it watches: exactly the verbs it uses. */}}
+{{- define "iamwright.namespacedRules" -}}
+# Watch the custom resources; patch adds and removes the finalizer.
+- apiGroups: ["iamwright.dev"]
+  resources: ["iampolicies", "iamroles", "instanceprofilebindings", "iamuseraccesskeys"]
+  verbs: ["get", "list", "watch", "patch"]
+# Status is written with server-side apply (a patch).
+- apiGroups: ["iamwright.dev"]
+  resources: ["iampolicies/status", "iamroles/status", "instanceprofilebindings/status", "iamuseraccesskeys/status"]
+  verbs: ["get", "patch"]
+# Secrets carry an ownerReference with blockOwnerDeletion to their IamUserAccessKey,
+# which the apiserver allows only with update on the owner's finalizers.
+- apiGroups: ["iamwright.dev"]
+  resources: ["iampolicies/finalizers", "iamroles/finalizers", "instanceprofilebindings/finalizers", "iamuseraccesskeys/finalizers"]
+  verbs: ["update"]
+# Access keys are delivered into Secrets the operator owns.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end -}}
