@@ -27,10 +27,11 @@ async fn wait_ready(ns: &str, name: &str, timeout: Duration) {
 #[tokio::test]
 async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     let ns = Namespace::new("ha").await;
+    // The chart grants Leases in its own namespace only.
     let flags = [
         "--leader-elect",
         "--leader-election-namespace",
-        ns.name.as_str(),
+        RELEASE_NAMESPACE,
     ];
     let first = Operator::start(&ns.name, &flags).await;
     let second = Operator::start(&ns.name, &flags).await;

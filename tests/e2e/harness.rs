@@ -78,22 +78,71 @@ pub fn apply(ns: &str, yaml: &str) {
     assert!(ok, "kubectl apply failed: {out}{err}\n{yaml}");
 }
 
-/// Install the CRDs once per run (server-side apply, so reruns are no-ops).
+/// The chart's release on the bed, installed once per run: it brings the CRDs (so the
+/// chart's CRD template is what the apiserver validates with) and the operator's RBAC
+/// (so every operator process of the suite runs with exactly the chart's permissions).
+pub const RELEASE_NAMESPACE: &str = "iamwright-system";
+
+const CRD_NAMES: [&str; 4] = [
+    "iampolicies.iamwright.dev",
+    "iamroles.iamwright.dev",
+    "instanceprofilebindings.iamwright.dev",
+    "iamuseraccesskeys.iamwright.dev",
+];
+
 pub async fn ensure_crds() {
     static ONCE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     ONCE.get_or_init(|| async {
-        let path = repo_root().join("crds/crds.yaml");
-        let (ok, out, err) = kubectl(
-            &[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "-f",
-                path.to_str().unwrap(),
-            ],
-            None,
+        // CRDs applied earlier with kubectl (an older bed, the demo) are handed to the
+        // release the way Helm documents adoption, instead of failing the install.
+        for crd in CRD_NAMES {
+            let (exists, _, _) = kubectl(&["get", "crd", crd], None);
+            if exists {
+                kubectl(
+                    &[
+                        "label",
+                        "--overwrite",
+                        "crd",
+                        crd,
+                        "app.kubernetes.io/managed-by=Helm",
+                    ],
+                    None,
+                );
+                kubectl(
+                    &[
+                        "annotate",
+                        "--overwrite",
+                        "crd",
+                        crd,
+                        "meta.helm.sh/release-name=iamwright",
+                        &format!("meta.helm.sh/release-namespace={RELEASE_NAMESPACE}"),
+                    ],
+                    None,
+                );
+            }
+        }
+        let chart = repo_root().join("charts/iamwright");
+        let out = Command::new("helm")
+            .args([
+                "upgrade",
+                "--install",
+                "iamwright",
+                chart.to_str().unwrap(),
+                "--namespace",
+                RELEASE_NAMESPACE,
+                "--create-namespace",
+                "--set",
+                "leaderElection.enabled=true",
+                "--wait=false",
+            ])
+            .output()
+            .expect("helm on PATH (the bed's env file puts it there)");
+        assert!(
+            out.status.success(),
+            "helm install failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
-        assert!(ok, "installing CRDs failed: {out}{err}");
         let (ok, out, err) = kubectl(
             &[
                 "wait",
@@ -109,6 +158,11 @@ pub async fn ensure_crds() {
         assert!(ok, "CRDs not established: {out}{err}");
     })
     .await;
+}
+
+/// The kubeconfig of the chart's ServiceAccount (a static token on the bed).
+pub fn operator_kubeconfig() -> String {
+    env("IAMWRIGHT_OPERATOR_KUBECONFIG")
 }
 
 pub fn random_suffix() -> String {
@@ -193,6 +247,7 @@ impl Operator {
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_iamwright"));
         cmd.args(&args)
+            .env("KUBECONFIG", operator_kubeconfig())
             .env(
                 "RUST_LOG",
                 std::env::var("E2E_OPERATOR_LOG").unwrap_or_else(|_| "info,iamwright=trace".into()),
@@ -203,7 +258,7 @@ impl Operator {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start the operator");
-        let op = Self {
+        let mut op = Self {
             child: Some(child),
             metrics_port,
             health_port,
@@ -213,10 +268,13 @@ impl Operator {
         op
     }
 
-    async fn wait_ready(&self) {
+    async fn wait_ready(&mut self) {
         let url = format!("http://127.0.0.1:{}/readyz", self.health_port);
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("operator exited with {status}; log:\n{}", self.log());
+            }
             if let Ok(body) = http_get(&url).await
                 && body.0 == 200
             {

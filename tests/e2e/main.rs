@@ -5,3 +5,4 @@ mod crds;
 mod ha;
 mod harness;
 mod policy;
+mod rbac;
