@@ -9,3 +9,18 @@ cargo build --locked --quiet --bin iamwright
 "$CARGO_TARGET_DIR/debug/iamwright" crds >crds/crds.yaml
 "$CARGO_TARGET_DIR/debug/iamwright" crds --helm >charts/iamwright/templates/crds.yaml
 echo "generated crds/crds.yaml and charts/iamwright/templates/crds.yaml"
+# The Argo CD snippet embeds the one health script once per kind.
+python3 - "$repo/charts/iamwright/argocd" <<'PY'
+import sys
+d = sys.argv[1]
+lua = open(f"{d}/health.lua").read()
+out = ["# Argo CD health checks for iamwright: merge into the argocd-cm ConfigMap",
+       "# (kubectl -n argocd patch configmap argocd-cm --patch-file argocd-cm.yaml).",
+       "# Generated from health.lua by hack/generate.sh; a test checks they agree.",
+       "data:"]
+for kind in ["IamPolicy", "IamRole", "InstanceProfileBinding", "IamUserAccessKey"]:
+    out.append(f"  resource.customizations.health.iamwright.dev_{kind}: |")
+    out += ["    " + l if l else "" for l in lua.rstrip("\n").split("\n")]
+open(f"{d}/argocd-cm.yaml", "w").write("\n".join(out) + "\n")
+PY
+echo "generated charts/iamwright/argocd/argocd-cm.yaml"

@@ -2,6 +2,7 @@
 //! garbage collector) and moto for AWS. Run them with `hack/test.sh`.
 
 mod crds;
+mod gitops;
 mod ha;
 mod harness;
 mod policy;

@@ -1,0 +1,100 @@
+//! The Argo CD health script, run in a real Lua 5.1 interpreter without the `string`
+//! library (Argo CD withholds it), on sample objects of every state.
+
+use mlua::{Lua, LuaSerdeExt, Table};
+use serde_json::{Value, json};
+
+const SCRIPT: &str = include_str!("../charts/iamwright/argocd/health.lua");
+const KINDS: [&str; 4] = [
+    "IamPolicy",
+    "IamRole",
+    "InstanceProfileBinding",
+    "IamUserAccessKey",
+];
+
+fn health(obj: Value) -> (String, String) {
+    let lua = Lua::new();
+    lua.globals().set("string", mlua::Nil).unwrap();
+    lua.globals()
+        .set("obj", lua.to_value(&obj).unwrap())
+        .unwrap();
+    let hs: Table = lua.load(SCRIPT).eval().expect("script runs");
+    (hs.get("status").unwrap(), hs.get("message").unwrap())
+}
+
+fn object(kind: &str, generation: i64, status: Option<Value>) -> Value {
+    let mut o = json!({"apiVersion": "iamwright.dev/v1alpha1", "kind": kind,
+                       "metadata": {"name": "x", "namespace": "ns", "generation": generation}});
+    if let Some(s) = status {
+        o["status"] = s;
+    }
+    o
+}
+
+fn cond(t: &str, s: &str, reason: &str, message: &str) -> Value {
+    json!({"type": t, "status": s, "reason": reason, "message": message, "observedGeneration": 2,
+           "lastTransitionTime": "2026-01-01T00:00:00Z"})
+}
+
+#[test]
+fn every_state_maps_to_the_right_health() {
+    for kind in KINDS {
+        assert_eq!(
+            health(object(kind, 1, None)).0,
+            "Progressing",
+            "{kind}: no status"
+        );
+
+        let ready = json!({"observedGeneration": 2, "conditions": [
+            cond("Ready", "True", "Synced", "in sync"), cond("Reconciling", "False", "Idle", ""),
+            cond("Stalled", "False", "Progressing", "")]});
+        assert_eq!(
+            health(object(kind, 2, Some(ready.clone()))),
+            ("Healthy".into(), "in sync".into())
+        );
+        // Ready for an older generation: the new spec is not applied yet.
+        assert_eq!(
+            health(object(kind, 3, Some(ready))).0,
+            "Progressing",
+            "{kind}: stale"
+        );
+
+        let reconciling = json!({"observedGeneration": 2, "conditions": [
+            cond("Ready", "False", "DependencyNotReady", "waiting for IamPolicy a"),
+            cond("Reconciling", "True", "DependencyNotReady", "waiting for IamPolicy a"),
+            cond("Stalled", "False", "Progressing", "")]});
+        let (status, message) = health(object(kind, 2, Some(reconciling)));
+        assert_eq!(status, "Progressing");
+        assert_eq!(message, "DependencyNotReady: waiting for IamPolicy a");
+
+        let stalled = json!({"observedGeneration": 2, "conditions": [
+            cond("Ready", "False", "InvalidPolicyDocument", "spec.document.Statement[0].Effect: bad"),
+            cond("Reconciling", "False", "Idle", ""),
+            cond("Stalled", "True", "InvalidPolicyDocument", "spec.document.Statement[0].Effect: bad")]});
+        assert_eq!(
+            health(object(kind, 2, Some(stalled))),
+            (
+                "Degraded".into(),
+                "InvalidPolicyDocument: spec.document.Statement[0].Effect: bad".into()
+            )
+        );
+    }
+}
+
+#[test]
+fn the_argocd_snippet_holds_the_script_for_every_kind() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/charts/iamwright/argocd/argocd-cm.yaml"
+    ))
+    .unwrap();
+    let cm: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    for kind in KINDS {
+        let key = format!("resource.customizations.health.iamwright.dev_{kind}");
+        assert_eq!(
+            cm["data"][key.as_str()].as_str(),
+            Some(SCRIPT),
+            "{key} differs from health.lua: run hack/generate.sh"
+        );
+    }
+}
