@@ -13,7 +13,7 @@ echo "== build"
 cargo build --locked --all-targets
 
 echo "== unit tests (incl. generated CRDs drift check)"
-cargo test --locked --lib --bins --test argocd_health
+cargo test --locked --lib --bins --test argocd_health --test validate_cli
 
 bed="$(mktemp -d "${TMPDIR:-/tmp}/iamwright-bed.XXXXXX")"
 cleanup() {

@@ -23,12 +23,31 @@ pub struct Cli {
 pub enum Command {
     /// Run the controllers.
     Run(Box<RunArgs>),
+    /// Check manifests offline (CRD schema, policy grammar, guardrails); exit 1 on any problem.
+    Validate(ValidateArgs),
     /// Print the CustomResourceDefinitions as YAML.
     Crds {
         /// Print them as the Helm chart's template (behind `crds.install`, kept on uninstall).
         #[arg(long)]
         helm: bool,
     },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ValidateArgs {
+    /// Files or directories (searched for *.yaml, *.yml, *.json); multi-document YAML.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub paths: Vec<std::path::PathBuf>,
+    /// Permissions boundary the operator requires (as `run --required-permissions-boundary`).
+    #[arg(long, env = "IAMWRIGHT_REQUIRED_PERMISSIONS_BOUNDARY")]
+    pub required_permissions_boundary: Option<String>,
+    /// Action glob no document may allow (as `run --deny-action`; repeatable).
+    #[arg(
+        long = "deny-action",
+        env = "IAMWRIGHT_DENY_ACTION",
+        value_delimiter = ','
+    )]
+    pub deny_actions: Vec<String>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -10,3 +10,4 @@ pub mod operator;
 pub mod policy;
 pub mod status;
 pub mod telemetry;
+pub mod validate;

@@ -13,6 +13,23 @@ async fn main() {
             }
             Ok(())
         }
+        Command::Validate(args) => {
+            let guardrails = iamwright::validate::Guardrails {
+                deny_actions: args.deny_actions,
+                required_permissions_boundary: args.required_permissions_boundary,
+            };
+            match iamwright::validate::validate_paths(&args.paths, &guardrails) {
+                Ok(problems) if problems.is_empty() => Ok(()),
+                Ok(problems) => {
+                    for p in &problems {
+                        println!("{p}");
+                    }
+                    eprintln!("{} problem(s)", problems.len());
+                    std::process::exit(1);
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
         Command::Run(args) => {
             iamwright::telemetry::init_logging(args.log_format, &args.log_level);
             iamwright::operator::run(*args).await

@@ -1,0 +1,457 @@
+//! `iamwright validate -f PATH...`: check manifests offline, as a CI step before a
+//! GitOps sync — the CRD schema (from the generated CRDs, as the apiserver would with
+//! strict field validation), the rules the CRDs express in CEL that need no old object,
+//! the policy grammar and the operator's guardrail flags. Kinds that are not ours are
+//! ignored.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::policy::{DocKind, allowed_actions_matching, validate_document};
+
+/// One problem, printed as `file:Kind/name: field: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub object: String,
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.file, self.object, self.field, self.message
+        )
+    }
+}
+
+/// The guardrail flags, as `iamwright run` takes them.
+#[derive(Debug, Clone, Default)]
+pub struct Guardrails {
+    pub deny_actions: Vec<String>,
+    pub required_permissions_boundary: Option<String>,
+}
+
+/// Every YAML/JSON file under `paths` (directories recursively, sorted).
+pub fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = vec![];
+    for p in paths {
+        if p.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?
+                .map(|e| e.map(|e| e.path()))
+                .collect::<Result<_, _>>()?;
+            entries.sort();
+            for e in entries {
+                if e.is_dir()
+                    || matches!(
+                        e.extension().and_then(|x| x.to_str()),
+                        Some("yaml" | "yml" | "json")
+                    )
+                {
+                    files.extend(collect_files(&[e])?);
+                }
+            }
+        } else {
+            files.push(p.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// Check every document of every file.
+pub fn validate_paths(paths: &[PathBuf], guardrails: &Guardrails) -> std::io::Result<Vec<Problem>> {
+    let schemas = schemas();
+    let mut problems = vec![];
+    for file in collect_files(paths)? {
+        let text = std::fs::read_to_string(&file)?;
+        problems.extend(validate_text(&file, &text, &schemas, guardrails));
+    }
+    Ok(problems)
+}
+
+/// The openAPIV3Schema of each kind, from the generated CRDs.
+fn schemas() -> BTreeMap<String, Value> {
+    crate::crds::all()
+        .into_iter()
+        .map(|crd| {
+            let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap_or_default();
+            (
+                crd.spec.names.kind.clone(),
+                schema["openAPIV3Schema"].clone(),
+            )
+        })
+        .collect()
+}
+
+pub fn validate_text(
+    file: &Path,
+    text: &str,
+    schemas: &BTreeMap<String, Value>,
+    guardrails: &Guardrails,
+) -> Vec<Problem> {
+    let file_name = file.display().to_string();
+    let mut problems = vec![];
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value = match Value::deserialize(doc) {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(Problem {
+                    file: file_name.clone(),
+                    object: format!("document {}", i + 1),
+                    field: "(yaml)".into(),
+                    message: e.to_string(),
+                });
+                break; // the rest of the stream cannot be read reliably
+            }
+        };
+        if value.is_null() {
+            continue;
+        }
+        let api_version = value["apiVersion"].as_str().unwrap_or_default();
+        let kind = value["kind"].as_str().unwrap_or_default();
+        if api_version.split('/').next() != Some(crate::api::GROUP) {
+            continue; // not ours
+        }
+        let name = value["metadata"]["name"].as_str().unwrap_or("<unnamed>");
+        let object = format!("{kind}/{name}");
+        let mut push = |field: String, message: String| {
+            problems.push(Problem {
+                file: file_name.clone(),
+                object: object.clone(),
+                field,
+                message,
+            })
+        };
+        if api_version != "iamwright.dev/v1alpha1" {
+            push(
+                "apiVersion".into(),
+                format!("unknown version {api_version:?}; this iamwright serves v1alpha1"),
+            );
+            continue;
+        }
+        let Some(schema) = schemas.get(kind) else {
+            push(
+                "kind".into(),
+                format!("unknown kind {kind:?} in iamwright.dev/v1alpha1"),
+            );
+            continue;
+        };
+        let spec = value.get("spec").cloned().unwrap_or(Value::Null);
+        let mut schema_problems = vec![];
+        check_schema(
+            &spec,
+            &schema["properties"]["spec"],
+            "spec",
+            &mut schema_problems,
+        );
+        if spec.is_null() {
+            schema_problems.push(("spec".into(), "is required".into()));
+        }
+        let clean = schema_problems.is_empty();
+        for (f, m) in schema_problems {
+            push(f, m);
+        }
+        if clean {
+            for (f, m) in semantic_checks(kind, &spec, guardrails) {
+                push(f, m);
+            }
+        }
+    }
+    problems
+}
+
+/// The subset of OpenAPI v3 the generated CRDs use, checked as the apiserver does.
+fn check_schema(value: &Value, schema: &Value, path: &str, out: &mut Vec<(String, String)>) {
+    if value.is_null() {
+        return; // absent or null: `required` of the parent reports it
+    }
+    let ty = schema["type"].as_str().unwrap_or("");
+    let type_ok = match ty {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        _ => true,
+    };
+    if !type_ok {
+        out.push((
+            path.into(),
+            format!("must be of type {ty}, got {}", json_type(value)),
+        ));
+        return;
+    }
+    if let Some(allowed) = schema["enum"].as_array()
+        && !allowed.contains(value)
+    {
+        let list: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
+        out.push((
+            path.into(),
+            format!("must be one of {}, got {value}", list.join(", ")),
+        ));
+    }
+    if let Some(s) = value.as_str() {
+        let len = s.chars().count() as u64;
+        if let Some(min) = schema["minLength"].as_u64()
+            && len < min
+        {
+            out.push((path.into(), format!("must be at least {min} characters")));
+        }
+        if let Some(max) = schema["maxLength"].as_u64()
+            && len > max
+        {
+            out.push((path.into(), format!("must be at most {max} characters")));
+        }
+        if let Some(p) = schema["pattern"].as_str()
+            && let Ok(re) = regex::Regex::new(p)
+            && !re.is_match(s)
+        {
+            out.push((path.into(), format!("{s:?} does not match {p}")));
+        }
+    }
+    if let Some(n) = value.as_f64() {
+        if let Some(min) = schema["minimum"].as_f64()
+            && n < min
+        {
+            out.push((path.into(), format!("must be at least {min}")));
+        }
+        if let Some(max) = schema["maximum"].as_f64()
+            && n > max
+        {
+            out.push((path.into(), format!("must be at most {max}")));
+        }
+    }
+    if let Some(items) = value.as_array() {
+        for (i, item) in items.iter().enumerate() {
+            check_schema(item, &schema["items"], &format!("{path}[{i}]"), out);
+        }
+    }
+    if let Some(obj) = value.as_object() {
+        if schema["x-kubernetes-preserve-unknown-fields"] == Value::Bool(true) {
+            return;
+        }
+        if let Some(min) = schema["minProperties"].as_u64()
+            && (obj.len() as u64) < min
+        {
+            out.push((path.into(), format!("must have at least {min} entries")));
+        }
+        for req in schema["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            if obj.get(req).is_none_or(Value::is_null) {
+                out.push((format!("{path}.{req}"), "is required".into()));
+            }
+        }
+        let props = schema["properties"].as_object();
+        for (k, v) in obj {
+            let sub = format!("{path}.{k}");
+            match (
+                props.and_then(|p| p.get(k)),
+                schema.get("additionalProperties"),
+            ) {
+                (Some(s), _) => check_schema(v, s, &sub, out),
+                (None, Some(extra)) if extra.is_object() => check_schema(v, extra, &sub, out),
+                _ => out.push((sub, "unknown field".into())),
+            }
+        }
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// The CRDs' create-time CEL rules, the policy grammar and the guardrails.
+fn semantic_checks(kind: &str, spec: &Value, g: &Guardrails) -> Vec<(String, String)> {
+    let mut out = vec![];
+    if let Some(tags) = spec["tags"].as_object() {
+        for k in tags.keys().filter(|k| k.starts_with("iamwright.dev/")) {
+            out.push((
+                format!("spec.tags.{k}"),
+                "tag keys starting with iamwright.dev/ are reserved for the operator".into(),
+            ));
+        }
+    }
+    let mut document = |doc: &Value, root: &str, doc_kind: DocKind| {
+        if let Err(e) = validate_document(doc, root, doc_kind) {
+            out.push((e.path, e.message));
+        } else if doc_kind == DocKind::Identity
+            && let Some((field, message)) = allowed_actions_matching(doc, root, &g.deny_actions)
+        {
+            out.push((field, message));
+        }
+    };
+    match kind {
+        "IamPolicy" => document(&spec["document"], "spec.document", DocKind::Identity),
+        "IamRole" => {
+            document(
+                &spec["assumeRolePolicy"],
+                "spec.assumeRolePolicy",
+                DocKind::Trust,
+            );
+            if let Some(inline) = spec["inlinePolicies"].as_object() {
+                for (name, doc) in inline {
+                    document(
+                        doc,
+                        &format!("spec.inlinePolicies.{name}"),
+                        DocKind::Identity,
+                    );
+                }
+            }
+        }
+        "InstanceProfileBinding" => {
+            if spec.get("roleRef").is_some() == spec.get("roleName").is_some() {
+                out.push((
+                    "spec".into(),
+                    "exactly one of spec.roleRef and spec.roleName must be set".into(),
+                ));
+            }
+            let has_ids = spec["instanceIds"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty());
+            if !has_ids && spec.get("instanceSelector").is_none() {
+                out.push((
+                    "spec".into(),
+                    "at least one of spec.instanceIds and spec.instanceSelector must be set".into(),
+                ));
+            }
+        }
+        _ => {}
+    }
+    if matches!(kind, "IamRole" | "IamUserAccessKey")
+        && let (Some(required), Some(named)) = (
+            &g.required_permissions_boundary,
+            spec["permissionsBoundary"].as_str(),
+        )
+        && named != required
+    {
+        out.push((
+            "spec.permissionsBoundary".into(),
+            format!("must be {required:?} (the operator's --required-permissions-boundary), got {named:?}"),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(yaml: &str, g: &Guardrails) -> Vec<String> {
+        validate_text(Path::new("m.yaml"), yaml, &schemas(), g)
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn clean_manifests_and_foreign_kinds_pass() {
+        let yaml = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: other}
+data: {a: b}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamPolicy
+metadata: {name: ok}
+spec:
+  document: {Version: "2012-10-17", Statement: {Effect: Allow, Action: "s3:GetObject", Resource: "*"}}
+"#;
+        assert_eq!(check(yaml, &Guardrails::default()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn reports_schema_cel_grammar_and_guardrail_problems() {
+        let yaml = r#"
+apiVersion: iamwright.dev/v1alpha1
+kind: IamPolicy
+metadata: {name: p}
+spec:
+  deletionPolicy: Keep
+  tags: {"iamwright.dev/x": y}
+  colour: blue
+  document: {Version: "2012-10-17", Statement: {Effect: Allow, Action: "s3:GetObject", Resource: "*"}}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamPolicy
+metadata: {name: q}
+spec:
+  document: {Version: "2012-10-17", Statement: [{Effect: allow, Action: "s3:GetObject", Resource: "*"}]}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamRole
+metadata: {name: r}
+spec:
+  permissionsBoundary: arn:aws:iam::1:policy/other
+  maxSessionDuration: 10
+  assumeRolePolicy: {Version: "2012-10-17", Statement: [{Effect: Allow, Principal: {Service: ec2.amazonaws.com}, Action: "sts:AssumeRole"}]}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: InstanceProfileBinding
+metadata: {name: b}
+spec: {roleName: x}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamPolicy
+metadata: {name: admin}
+spec:
+  document: {Version: "2012-10-17", Statement: {Effect: Allow, Action: "iam:*", Resource: "*"}}
+"#;
+        let g = Guardrails {
+            deny_actions: vec!["iam:CreateUser".into()],
+            required_permissions_boundary: Some("arn:aws:iam::1:policy/boundary".into()),
+        };
+        let got = check(yaml, &g);
+        let want = [
+            r#"m.yaml:IamPolicy/p: spec.colour: unknown field"#,
+            r#"m.yaml:IamPolicy/p: spec.deletionPolicy: must be one of "Delete", "Retain", got "Keep""#,
+            r#"m.yaml:IamPolicy/q: spec.document.Statement[0].Effect: must be "Allow" or "Deny", got "allow""#,
+            r#"m.yaml:IamRole/r: spec.maxSessionDuration: must be at least 3600"#,
+            r#"m.yaml:InstanceProfileBinding/b: spec: at least one of spec.instanceIds and spec.instanceSelector must be set"#,
+        ];
+        for w in want {
+            assert!(got.iter().any(|g| g == w), "missing {w:?} in {got:#?}");
+        }
+        assert!(
+            got.iter().any(|g| g.starts_with(
+                "m.yaml:IamPolicy/admin: spec.document.Statement.Action[0]: allows \"iam:*\""
+            )),
+            "{got:#?}"
+        );
+        // Schema problems come first; the reserved tag is reported once the schema is clean.
+        let tag = check(
+            r#"
+apiVersion: iamwright.dev/v1alpha1
+kind: IamRole
+metadata: {name: t}
+spec:
+  tags: {"iamwright.dev/x": y}
+  permissionsBoundary: arn:aws:iam::1:policy/other
+  assumeRolePolicy: {Version: "2012-10-17", Statement: [{Effect: Allow, Principal: "*", Action: "sts:AssumeRole"}]}
+"#,
+            &g,
+        );
+        assert_eq!(tag, vec![
+            "m.yaml:IamRole/t: spec.tags.iamwright.dev/x: tag keys starting with iamwright.dev/ are reserved for the operator".to_string(),
+            r#"m.yaml:IamRole/t: spec.permissionsBoundary: must be "arn:aws:iam::1:policy/boundary" (the operator's --required-permissions-boundary), got "arn:aws:iam::1:policy/other""#.to_string(),
+        ]);
+    }
+}
