@@ -1,0 +1,152 @@
+//! The Helm chart against the real apiserver: lint, then `helm template` output
+//! accepted by `kubectl apply --dry-run=server` for the default values and for a values
+//! file that turns every option on; a misspelled value fails.
+
+use std::process::Command;
+
+use crate::harness::*;
+
+/// The bed's Kubernetes version: `helm template` and `helm lint` work offline and need
+/// it for the chart's kubeVersion constraint.
+fn server_version() -> String {
+    let (ok, out, err) = kubectl(&["version", "-o", "json"], None);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["serverVersion"]["gitVersion"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn helm(args: &[&str]) -> (bool, String, String) {
+    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    if matches!(args[0], "template" | "lint") {
+        all.extend(["--kube-version".to_string(), server_version()]);
+    }
+    let out = Command::new("helm")
+        .args(&all)
+        .current_dir(repo_root())
+        .output()
+        .expect("helm on PATH");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn dry_run(manifests: &str) {
+    let (ok, out, err) = kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(manifests));
+    assert!(ok, "the apiserver refused the rendered chart: {err}\n{out}");
+}
+
+#[tokio::test]
+async fn the_chart_renders_objects_the_apiserver_accepts() {
+    let ns = Namespace::new("chart").await;
+    let (ok, out, err) = helm(&["lint", "--strict", "charts/iamwright"]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = helm(&[
+        "lint",
+        "--strict",
+        "charts/iamwright",
+        "-f",
+        "charts/iamwright/ci/all-options-values.yaml",
+    ]);
+    assert!(ok, "{out}{err}");
+
+    let (ok, rendered, err) = helm(&[
+        "template",
+        "iamwright",
+        "charts/iamwright",
+        "--namespace",
+        &ns.name,
+    ]);
+    assert!(ok, "{err}");
+    dry_run(&rendered);
+
+    // Every option on. Its watched namespaces and the ServiceMonitor kind must exist.
+    let watched = [
+        Namespace::new("chart-a").await,
+        Namespace::new("chart-b").await,
+    ];
+    let values =
+        std::fs::read_to_string(repo_root().join("charts/iamwright/ci/all-options-values.yaml"))
+            .unwrap()
+            .replace("WATCH_A", &watched[0].name)
+            .replace("WATCH_B", &watched[1].name);
+    let values_file = bed_dir().join(format!("values-{}.yaml", ns.name));
+    std::fs::write(&values_file, values).unwrap();
+    let (ok, out, err) = kubectl(
+        &["apply", "--server-side", "-f", "-"],
+        Some(SERVICE_MONITOR_CRD),
+    );
+    assert!(ok, "{out}{err}");
+    kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/servicemonitors.monitoring.coreos.com",
+        ],
+        None,
+    );
+    let (ok, rendered, err) = helm(&[
+        "template",
+        "full",
+        "charts/iamwright",
+        "--namespace",
+        &ns.name,
+        "-f",
+        values_file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    for kind in [
+        "kind: PodDisruptionBudget",
+        "kind: ServiceMonitor",
+        "kind: Role",
+        "kind: RoleBinding",
+        "--leader-elect",
+        "eks.amazonaws.com/role-arn",
+        "--deny-action=iam:*",
+    ] {
+        assert!(
+            rendered.contains(kind),
+            "{kind} missing from the rendered chart"
+        );
+    }
+    dry_run(&rendered);
+
+    // values.schema.json has additionalProperties: false, so a typo fails the install.
+    let (ok, _, err) = helm(&[
+        "template",
+        "x",
+        "charts/iamwright",
+        "--set",
+        "operator.clustername=typo",
+    ]);
+    assert!(!ok && err.contains("clustername"), "{err}");
+    let (ok, _, err) = helm(&[
+        "template",
+        "x",
+        "charts/iamwright",
+        "--set",
+        "replicaCount=2",
+    ]);
+    assert!(!ok && err.contains("leaderElection.enabled"), "{err}");
+}
+
+/// A stand-in for prometheus-operator's CRD: just enough for the dry run.
+const SERVICE_MONITOR_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: servicemonitors.monitoring.coreos.com}
+spec:
+  group: monitoring.coreos.com
+  names: {kind: ServiceMonitor, plural: servicemonitors, listKind: ServiceMonitorList, singular: servicemonitor}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#;
