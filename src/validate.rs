@@ -455,3 +455,17 @@ spec:
         ]);
     }
 }
+
+#[cfg(test)]
+mod operator_policy_tests {
+    use crate::policy::{DocKind, validate_document};
+
+    /// The least-privilege policy the README gives for the operator's own role is a
+    /// valid document that fits a managed policy.
+    #[test]
+    fn the_documented_operator_policy_is_valid() {
+        let text = include_str!("../docs/operator-iam-policy.json");
+        let doc: serde_json::Value = serde_json::from_str(text).unwrap();
+        validate_document(&doc, "docs/operator-iam-policy.json", DocKind::Identity).unwrap();
+    }
+}
