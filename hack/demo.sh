@@ -38,11 +38,24 @@ else
   echo "http://127.0.0.1:$metrics_port/metrics" >"$bed/operator.metrics-url"
 fi
 
+echo "== launching two EC2 instances tagged app=example-web in moto (for examples/binding-by-tag.yaml)"
+"$IAMWRIGHT_TESTBED_BIN/../venv/bin/python" - <<'PY'
+import boto3
+ec2 = boto3.client("ec2")
+tagged = ec2.describe_instances(Filters=[{"Name": "tag:app", "Values": ["example-web"]},
+                                         {"Name": "instance-state-name", "Values": ["pending", "running"]}])
+if not any(r["Instances"] for r in tagged["Reservations"]):
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    ec2.run_instances(ImageId=image, MinCount=2, MaxCount=2, InstanceType="t3.micro",
+                      TagSpecifications=[{"ResourceType": "instance",
+                                          "Tags": [{"Key": "app", "Value": "example-web"}]}])
+PY
+
 echo "== applying examples/ to namespace $ns"
 kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl apply -n "$ns" -f examples/
 echo "== waiting for Ready"
-kubectl wait -n "$ns" --for=condition=Ready --timeout=120s iamwright --all
+kubectl wait -n "$ns" --for=condition=Ready --timeout=180s iamwright --all
 kubectl get iamwright -n "$ns"
 if kubectl get secret -n "$ns" -l app.kubernetes.io/managed-by=iamwright -o name 2>/dev/null | grep -q .; then
   echo "== Secrets written by the operator (values not shown)"

@@ -21,7 +21,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the controllers.
+    /// Run the controllers. A flag given twice takes its last value, so wrappers (and
+    /// the e2e suite) can override defaults they pass.
+    #[command(args_override_self = true)]
     Run(Box<RunArgs>),
     /// Check manifests offline (CRD schema, policy grammar, guardrails); exit 1 on any problem.
     Validate(ValidateArgs),
@@ -147,5 +149,22 @@ mod tests {
         assert_eq!(r.deny_actions, vec!["iam:*", "s3:Delete*"]);
         assert_eq!(r.watch_namespaces, vec!["a", "b"]);
         assert_eq!(r.metrics_bind_address, "0.0.0.0:8080".parse().unwrap());
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_the_last_value() {
+        let cli = Cli::try_parse_from([
+            "iamwright",
+            "run",
+            "--resync-interval",
+            "5s",
+            "--resync-interval",
+            "10m",
+        ])
+        .unwrap();
+        let Command::Run(r) = cli.command else {
+            panic!("run")
+        };
+        assert_eq!(r.resync_interval, Duration::from_secs(600));
     }
 }

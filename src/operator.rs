@@ -63,7 +63,11 @@ pub async fn run(args: RunArgs) -> anyhow_free::Result<()> {
     tracing::info!(cluster = %settings.cluster_name, namespaces = ?settings.namespaces, "starting controllers");
     let ctx = Arc::new(Context::new(client, aws, settings, metrics));
     // One controller per kind, all stopping together on shutdown.
-    tokio::join!(controllers::policy::run(ctx.clone(), shutdown.clone()),);
+    tokio::join!(
+        controllers::policy::run(ctx.clone(), shutdown.clone()),
+        controllers::role::run(ctx.clone(), shutdown.clone()),
+        controllers::binding::run(ctx.clone(), shutdown.clone()),
+    );
     http.abort();
     if let Some(l) = leadership {
         if l.lost() {

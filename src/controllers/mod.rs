@@ -2,9 +2,13 @@
 //! validate and build the desired state without I/O, observe AWS and make only the
 //! writes the difference needs, then report one status patch and an event per change.
 
+pub mod binding;
+pub mod changes;
+pub mod instances;
 pub mod policy;
 pub mod reconciler;
 pub mod refs;
+pub mod role;
 
 use std::collections::HashMap;
 use std::fmt::Debug;

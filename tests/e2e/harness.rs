@@ -467,3 +467,8 @@ impl Operator {
         }
     }
 }
+
+/// An EC2 client on the bed's moto (the operator's default region).
+pub async fn ec2() -> aws_sdk_ec2::Client {
+    aws_sdk_ec2::Client::new(&aws_config().await)
+}

@@ -1,0 +1,83 @@
+//! Turning the writes a reconcile made into one event: `Updated`, or `DriftCorrected`
+//! when the object was already in sync for its generation (someone changed AWS behind
+//! the operator's back), which also counts in the drift metric.
+//!
+//! One event per reconcile, listing every change, rather than one per write: the event
+//! recorder folds events of the same reason into a series that keeps only the first
+//! note, so separate events would lose all but the first change.
+
+use super::Context;
+use super::reconciler::{Managed, StatusFields};
+
+/// Collects the changes of one reconcile; [`Changes::publish`] reports them.
+pub struct Changes<'a, K: Managed> {
+    ctx: &'a Context,
+    obj: &'a K,
+    in_sync_before: bool,
+    /// Right after a create the `Created` event says it all.
+    quiet: bool,
+    notes: Vec<String>,
+}
+
+impl<'a, K: Managed> Changes<'a, K> {
+    pub fn new(ctx: &'a Context, obj: &'a K) -> Self {
+        Self {
+            ctx,
+            obj,
+            in_sync_before: in_sync(obj),
+            quiet: false,
+            notes: vec![],
+        }
+    }
+
+    /// A recorder that publishes nothing (the writes that complete a create).
+    pub fn quiet(ctx: &'a Context, obj: &'a K) -> Self {
+        Self {
+            quiet: true,
+            ..Self::new(ctx, obj)
+        }
+    }
+
+    /// Record one change described by `note`.
+    pub fn made(&mut self, note: String) {
+        if self.quiet {
+            return;
+        }
+        if self.in_sync_before {
+            self.ctx.metrics.drift_corrected(K::KIND);
+        }
+        self.notes.push(note);
+    }
+
+    /// Publish the changes recorded so far as one event (none when nothing changed).
+    pub async fn publish(&mut self) {
+        if self.notes.is_empty() {
+            return;
+        }
+        let notes = std::mem::take(&mut self.notes).join("; ");
+        let (reason, note) = if self.in_sync_before {
+            (
+                "DriftCorrected",
+                format!("changed outside iamwright, set back to the spec: {notes}"),
+            )
+        } else {
+            ("Updated", notes)
+        };
+        self.ctx.event(self.obj, false, reason, note).await;
+    }
+}
+
+/// Ready=True with reason Synced, set from the object's current generation.
+pub fn in_sync<K: Managed>(obj: &K) -> bool {
+    let generation = obj.meta().generation;
+    obj.status()
+        .map(|s| {
+            s.conditions().iter().any(|c| {
+                c.type_ == "Ready"
+                    && c.status == "True"
+                    && c.reason == "Synced"
+                    && c.observed_generation == generation
+            })
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,701 @@
+//! IamRole end to end: AWS state in moto, conditions, events, guardrails and AWS call
+//! counts.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use iamwright::api::{Condition, IamRole};
+use iamwright::controllers::reconciler::Managed;
+use iamwright::policy::{decode_aws_document, same_document};
+use k8s_openapi::NamespaceResourceScope;
+use kube::Resource;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+pub const T: Duration = Duration::from_secs(60);
+const ACCOUNT: &str = "123456789012";
+
+/// The status conditions of any of our kinds.
+fn conditions_of<K: Managed>(obj: &K) -> Vec<Condition> {
+    use iamwright::controllers::reconciler::StatusFields;
+    obj.status()
+        .map(|s| s.conditions().to_vec())
+        .unwrap_or_default()
+}
+
+/// Wait until the object is Ready for its current generation; returns it.
+pub async fn ready<K>(ns: &str, name: &str) -> K
+where
+    K: Managed + Resource<Scope = NamespaceResourceScope>,
+{
+    eventually(T, &format!("{} {ns}/{name} Ready", K::KIND), || async {
+        let o: K = get(ns, name).await?;
+        let (status, _, _, generation) = condition(&conditions_of(&o), "Ready")?;
+        (status == "True" && generation == o.meta().generation).then_some(o)
+    })
+    .await
+}
+
+/// Wait until Ready has `reason` for the current generation; returns (Ready status,
+/// message, Stalled status).
+pub async fn ready_reason<K>(ns: &str, name: &str, reason: &str) -> (String, String, String)
+where
+    K: Managed + Resource<Scope = NamespaceResourceScope>,
+{
+    eventually(
+        T,
+        &format!("{} {ns}/{name} reason {reason}", K::KIND),
+        || async {
+            let o: K = get(ns, name).await?;
+            let conditions = conditions_of(&o);
+            let (status, r, message, generation) = condition(&conditions, "Ready")?;
+            let (stalled, ..) = condition(&conditions, "Stalled")?;
+            (r == reason && generation == o.meta().generation).then_some((status, message, stalled))
+        },
+    )
+    .await
+}
+
+/// Wait until the object is gone (its cleanup finished).
+pub async fn gone<K>(ns: &str, name: &str)
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    eventually(T, &format!("{ns}/{name} deleted"), || async {
+        get::<K>(ns, name).await.is_none().then_some(())
+    })
+    .await
+}
+
+pub fn trust(services: &[&str]) -> Value {
+    json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+           "Principal": {"Service": services}, "Action": "sts:AssumeRole"}]})
+}
+
+pub fn doc(actions: &[&str]) -> Value {
+    json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]})
+}
+
+/// An IamRole manifest: the EC2 trust policy plus `extra` spec fields.
+pub fn role_manifest(name: &str, extra: Value) -> String {
+    let mut spec = json!({"assumeRolePolicy": trust(&["ec2.amazonaws.com"])});
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    json!({"apiVersion": "iamwright.dev/v1alpha1", "kind": "IamRole",
+           "metadata": {"name": name}, "spec": spec})
+    .to_string()
+}
+
+pub fn role_arn(ns: &str, name: &str) -> String {
+    format!("arn:aws:iam::{ACCOUNT}:role/{ns}-{name}")
+}
+
+pub fn tag(k: &str, v: &str) -> aws_sdk_iam::types::Tag {
+    aws_sdk_iam::types::Tag::builder()
+        .key(k)
+        .value(v)
+        .build()
+        .unwrap()
+}
+
+/// A customer-managed policy created directly in AWS; returns its ARN.
+pub async fn aws_policy(name: &str, actions: &[&str]) -> String {
+    iam()
+        .await
+        .create_policy()
+        .policy_name(name)
+        .policy_document(doc(actions).to_string())
+        .send()
+        .await
+        .unwrap()
+        .policy
+        .unwrap()
+        .arn
+        .unwrap()
+}
+
+pub async fn aws_role(name: &str) -> Option<aws_sdk_iam::types::Role> {
+    match iam().await.get_role().role_name(name).send().await {
+        Ok(out) => out.role,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_no_such_entity_exception()) =>
+        {
+            None
+        }
+        Err(e) => panic!("GetRole: {e:?}"),
+    }
+}
+
+fn role_tags(role: &aws_sdk_iam::types::Role) -> BTreeMap<String, String> {
+    role.tags()
+        .iter()
+        .map(|t| (t.key.clone(), t.value.clone()))
+        .collect()
+}
+
+async fn attached(name: &str) -> Vec<String> {
+    iam()
+        .await
+        .list_attached_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .unwrap()
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn.clone())
+        .collect()
+}
+
+async fn inline(name: &str) -> BTreeMap<String, Value> {
+    let iam = iam().await;
+    let names = iam
+        .list_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .unwrap()
+        .policy_names;
+    let mut out = BTreeMap::new();
+    for n in names {
+        // The operator may delete it between the list and the get (drift test).
+        let Ok(got) = iam
+            .get_role_policy()
+            .role_name(name)
+            .policy_name(&n)
+            .send()
+            .await
+        else {
+            continue;
+        };
+        out.insert(n, decode_aws_document(&got.policy_document).unwrap());
+    }
+    out
+}
+
+const BOUNDARY: &str = "arn:aws:iam::aws:policy/PowerUserAccess";
+
+fn boundary_of(role: &aws_sdk_iam::types::Role) -> Option<String> {
+    role.permissions_boundary
+        .as_ref()
+        .and_then(|b| b.permissions_boundary_arn.clone())
+}
+
+fn trust_of(role: &aws_sdk_iam::types::Role) -> Value {
+    decode_aws_document(role.assume_role_policy_document.as_deref().unwrap()).unwrap()
+}
+
+/// The value of `iamwright_drift_corrected_total` for `kind`.
+pub async fn drift_count(op: &Operator, kind: &str) -> f64 {
+    let metrics = op.metrics().await;
+    metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(&format!(
+                "iamwright_drift_corrected_total{{kind=\"{kind}\"}}"
+            ))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_role_is_created_updated_in_place_and_deleted() {
+    let ns = Namespace::new("role-life").await;
+    let op = Operator::start(&ns.name, &[]).await;
+    let n = format!("{}-app", ns.name);
+    let first_policy = aws_policy(&format!("{}-first", ns.name), &["s3:GetObject"]).await;
+    let second_policy = aws_policy(&format!("{}-second", ns.name), &["sqs:SendMessage"]).await;
+    apply(
+        &ns.name,
+        &role_manifest(
+            "app",
+            json!({"description": "first", "managedPolicyArns": [first_policy],
+                   "inlinePolicies": {"s3": doc(&["s3:ListBucket"])}, "tags": {"team": "a"}}),
+        ),
+    );
+
+    let r: IamRole = ready(&ns.name, "app").await;
+    let st = r.status.unwrap();
+    let arn = role_arn(&ns.name, "app");
+    assert_eq!(st.arn.as_deref(), Some(arn.as_str()));
+    assert!(st.role_id.is_some());
+    assert_eq!(st.attached_policy_arns, vec![first_policy.clone()]);
+    let role = aws_role(&n).await.expect("role created");
+    assert!(same_document(
+        &trust_of(&role),
+        &trust(&["ec2.amazonaws.com"])
+    ));
+    assert_eq!(role.description.as_deref(), Some("first"));
+    assert_eq!(role.max_session_duration, Some(3600));
+    let tags = role_tags(&role);
+    assert_eq!(tags.get("team").map(String::as_str), Some("a"));
+    assert_eq!(tags.get("iamwright.dev/namespace"), Some(&ns.name));
+    assert_eq!(
+        tags.get("iamwright.dev/name").map(String::as_str),
+        Some("app")
+    );
+    assert_eq!(attached(&n).await, vec![first_policy.clone()]);
+    let docs = inline(&n).await;
+    assert_eq!(docs.keys().collect::<Vec<_>>(), vec!["s3"]);
+    assert!(same_document(&docs["s3"], &doc(&["s3:ListBucket"])));
+    let events = events_for(&ns.name, "app").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, n)| r == "Created" && n.contains(&arn)),
+        "{events:?}"
+    );
+
+    // Every field changes in place: same role id, one write per changed field.
+    let new_trust = trust(&["ec2.amazonaws.com", "lambda.amazonaws.com"]);
+    let mut m: Value = serde_json::from_str(&role_manifest(
+        "app",
+        json!({"description": "second", "maxSessionDuration": 7200,
+               "managedPolicyArns": [second_policy], "permissionsBoundary": BOUNDARY,
+               "inlinePolicies": {"logs": doc(&["logs:PutLogEvents"])}, "tags": {"team": "b"}}),
+    ))
+    .unwrap();
+    m["spec"]["assumeRolePolicy"] = new_trust.clone();
+    apply(&ns.name, &m.to_string());
+    let r: IamRole = ready(&ns.name, "app").await;
+    assert_eq!(r.metadata.generation, Some(2));
+    let st = r.status.unwrap();
+    assert_eq!(st.attached_policy_arns, vec![second_policy.clone()]);
+    let role = aws_role(&n).await.unwrap();
+    assert_eq!(Some(role.role_id.clone()), st.role_id);
+    assert!(same_document(&trust_of(&role), &new_trust));
+    assert_eq!(role.description.as_deref(), Some("second"));
+    assert_eq!(role.max_session_duration, Some(7200));
+    assert_eq!(boundary_of(&role).as_deref(), Some(BOUNDARY));
+    assert_eq!(role_tags(&role).get("team").map(String::as_str), Some("b"));
+    assert_eq!(attached(&n).await, vec![second_policy.clone()]);
+    let docs = inline(&n).await;
+    assert_eq!(docs.keys().collect::<Vec<_>>(), vec!["logs"]);
+    for op_name in ["UpdateAssumeRolePolicy", "UpdateRole", "CreateRole"] {
+        assert_eq!(
+            op.aws_requests(|o, _| o == op_name).await,
+            1,
+            "{op_name} calls"
+        );
+    }
+    let events = events_for(&ns.name, "app").await;
+    for what in [
+        "trust policy",
+        "detached policy",
+        "deleted inline policy s3",
+    ] {
+        assert!(
+            events
+                .iter()
+                .any(|(r, n)| r == "Updated" && n.contains(what)),
+            "no Updated event for {what}: {events:?}"
+        );
+    }
+
+    // A boundary removed from the spec is removed from the role.
+    m["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("permissionsBoundary");
+    apply(&ns.name, &m.to_string());
+    let r: IamRole = ready(&ns.name, "app").await;
+    assert_eq!(r.metadata.generation, Some(3));
+    assert_eq!(boundary_of(&aws_role(&n).await.unwrap()), None);
+
+    // Someone put the role into an instance profile: delete takes it out first.
+    let iam = iam().await;
+    let profile = format!("{}-outside", ns.name);
+    iam.create_instance_profile()
+        .instance_profile_name(&profile)
+        .send()
+        .await
+        .unwrap();
+    iam.add_role_to_instance_profile()
+        .instance_profile_name(&profile)
+        .role_name(&n)
+        .send()
+        .await
+        .unwrap();
+    delete::<IamRole>(&ns.name, "app").await;
+    gone::<IamRole>(&ns.name, "app").await;
+    assert!(aws_role(&n).await.is_none(), "role deleted");
+    let p = iam
+        .get_instance_profile()
+        .instance_profile_name(&profile)
+        .send()
+        .await
+        .unwrap()
+        .instance_profile
+        .unwrap();
+    assert!(p.roles.is_empty(), "role removed from the profile");
+    // The policies themselves are not the role's: they stay.
+    assert!(
+        iam.get_policy()
+            .policy_arn(&second_policy)
+            .send()
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn attachments_and_inline_policies_added_out_of_band_are_removed() {
+    let ns = Namespace::new("role-drift").await;
+    let op = Operator::start(&ns.name, &[]).await;
+    let n = format!("{}-guarded", ns.name);
+    let kept = doc(&["s3:GetObject"]);
+    apply(
+        &ns.name,
+        &role_manifest("guarded", json!({"inlinePolicies": {"main": kept}})),
+    );
+    ready::<IamRole>(&ns.name, "guarded").await;
+
+    let stray = aws_policy(&format!("{}-stray", ns.name), &["ec2:*"]).await;
+    let iam = iam().await;
+    iam.attach_role_policy()
+        .role_name(&n)
+        .policy_arn(&stray)
+        .send()
+        .await
+        .unwrap();
+    iam.put_role_policy()
+        .role_name(&n)
+        .policy_name("backdoor")
+        .policy_document(doc(&["*"]).to_string())
+        .send()
+        .await
+        .unwrap();
+    iam.put_role_policy()
+        .role_name(&n)
+        .policy_name("main")
+        .policy_document(doc(&["s3:*"]).to_string())
+        .send()
+        .await
+        .unwrap();
+    iam.update_assume_role_policy()
+        .role_name(&n)
+        .policy_document(trust(&["lambda.amazonaws.com"]).to_string())
+        .send()
+        .await
+        .unwrap();
+    iam.tag_role()
+        .role_name(&n)
+        .tags(tag("stray", "x"))
+        .send()
+        .await
+        .unwrap();
+
+    eventually(T, "drift removed", || async {
+        let docs = inline(&n).await;
+        let role = aws_role(&n).await?;
+        (attached(&n).await.is_empty()
+            && !role_tags(&role).contains_key("stray")
+            && docs.len() == 1
+            && same_document(&docs["main"], &kept)
+            && same_document(&trust_of(&role), &trust(&["ec2.amazonaws.com"])))
+        .then_some(())
+    })
+    .await;
+    // The corrections may span reconciles, whose events the recorder folds into one
+    // series; the metric counts each correction.
+    let events = events_for(&ns.name, "guarded").await;
+    assert!(
+        events.iter().any(|(r, n)| r == "DriftCorrected"
+            && n.starts_with("changed outside iamwright, set back to the spec: ")),
+        "{events:?}"
+    );
+    assert!(drift_count(&op, "IamRole").await >= 5.0);
+    // The stray policy itself is someone else's: only the attachment went.
+    assert!(iam.get_policy().policy_arn(&stray).send().await.is_ok());
+}
+
+#[tokio::test]
+async fn a_role_waits_for_its_policy_refs_and_follows_them_by_watch() {
+    let ns = Namespace::new("role-refs").await;
+    // A 10-minute resync: only the IamPolicy watch can bring the role to Ready in time.
+    let op = Operator::start(&ns.name, &["--resync-interval", "10m"]).await;
+    apply(
+        &ns.name,
+        &role_manifest("app", json!({"policyRefs": [{"name": "reader"}]})),
+    );
+    let (status, message, stalled) =
+        ready_reason::<IamRole>(&ns.name, "app", "DependencyNotReady").await;
+    assert_eq!((status.as_str(), stalled.as_str()), ("False", "False"));
+    assert_eq!(
+        message,
+        r#"spec.policyRefs[0]: IamPolicy "reader" does not exist"#
+    );
+    assert_eq!(op.aws_writes().await, 0, "no write while waiting");
+    // Let the error backoff grow (2s, 4s, 8s …): after three attempts the next retry is
+    // at least ~7s away, so a Ready within 6s of the policy can only come from the watch.
+    let key = format!("object={}/app", ns.name);
+    eventually(T, "three attempts", || async {
+        let attempts = op
+            .log()
+            .lines()
+            .filter(|l| l.contains("not ready") && l.contains(&key))
+            .count();
+        (attempts >= 3).then_some(())
+    })
+    .await;
+
+    let policy = json!({"apiVersion": "iamwright.dev/v1alpha1", "kind": "IamPolicy",
+        "metadata": {"name": "reader"}, "spec": {"document": doc(&["s3:GetObject"])}});
+    apply(&ns.name, &policy.to_string());
+    let r: IamRole = eventually(
+        Duration::from_secs(6),
+        "role Ready through the watch",
+        || ready_now(&ns.name, "app"),
+    )
+    .await;
+    // The operator's log names what triggered the reconciles: the policy's watch event.
+    let log = op.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&key)
+                && l.contains("object.reason=related object updated: IamPolicy")),
+        "no reconcile of the role triggered by the IamPolicy watch:\n{log}"
+    );
+    let policy_arn = format!("arn:aws:iam::{ACCOUNT}:policy/{}-reader", ns.name);
+    assert_eq!(
+        r.status.unwrap().attached_policy_arns,
+        vec![policy_arn.clone()]
+    );
+    assert_eq!(
+        attached(&format!("{}-app", ns.name)).await,
+        vec![policy_arn]
+    );
+}
+
+/// Ready for the current generation, checked once.
+async fn ready_now(ns: &str, name: &str) -> Option<IamRole> {
+    let o: IamRole = get(ns, name).await?;
+    let (status, _, _, generation) = condition(&conditions_of(&o), "Ready")?;
+    (status == "True" && generation == o.metadata.generation).then_some(o)
+}
+
+#[tokio::test]
+async fn guardrails_reject_a_spec_before_any_write() {
+    let ns = Namespace::new("role-guard").await;
+    let required = "arn:aws:iam::aws:policy/PowerUserAccess";
+    let op = Operator::start(
+        &ns.name,
+        &[
+            "--deny-action",
+            "iam:Create*",
+            "--required-permissions-boundary",
+            required,
+        ],
+    )
+    .await;
+    apply(
+        &ns.name,
+        &role_manifest(
+            "admin",
+            json!({"inlinePolicies": {"ops": doc(&["s3:GetObject", "*"])}}),
+        ),
+    );
+    apply(
+        &ns.name,
+        &role_manifest(
+            "escape",
+            json!({"permissionsBoundary": "arn:aws:iam::aws:policy/AdministratorAccess"}),
+        ),
+    );
+    apply(&ns.name, &role_manifest("bounded", json!({})));
+
+    let (status, message, stalled) =
+        ready_reason::<IamRole>(&ns.name, "admin", "GuardrailViolation").await;
+    assert_eq!((status.as_str(), stalled.as_str()), ("False", "True"));
+    assert_eq!(
+        message,
+        r#"spec.inlinePolicies.ops.Statement[0].Action[1]: allows "*", which the operator's --deny-action "iam:Create*" forbids"#
+    );
+    let (_, message, stalled) =
+        ready_reason::<IamRole>(&ns.name, "escape", "GuardrailViolation").await;
+    assert_eq!(stalled, "True");
+    assert_eq!(
+        message,
+        format!(
+            r#"spec.permissionsBoundary: must be "{required}" (the operator's --required-permissions-boundary), got "arn:aws:iam::aws:policy/AdministratorAccess"; remove the field or set it to the required boundary"#
+        )
+    );
+    ready::<IamRole>(&ns.name, "bounded").await;
+    let role = aws_role(&format!("{}-bounded", ns.name)).await.unwrap();
+    assert_eq!(
+        role.permissions_boundary
+            .and_then(|b| b.permissions_boundary_arn)
+            .as_deref(),
+        Some(required),
+        "the required boundary is set on every role created"
+    );
+    assert!(aws_role(&format!("{}-admin", ns.name)).await.is_none());
+    assert!(aws_role(&format!("{}-escape", ns.name)).await.is_none());
+    assert_eq!(op.aws_requests(|o, _| o == "CreateRole").await, 1);
+    let events = events_for(&ns.name, "admin").await;
+    assert!(
+        events.iter().any(|(r, _)| r == "GuardrailViolation"),
+        "{events:?}"
+    );
+
+    // Naming the required boundary is fine.
+    apply(
+        &ns.name,
+        &role_manifest("escape", json!({"permissionsBoundary": required})),
+    );
+    ready::<IamRole>(&ns.name, "escape").await;
+}
+
+#[tokio::test]
+async fn an_invalid_trust_policy_is_stalled_before_any_aws_call() {
+    let ns = Namespace::new("role-invalid").await;
+    let op = Operator::start(&ns.name, &[]).await;
+    let mut m: Value = serde_json::from_str(&role_manifest("broken", json!({}))).unwrap();
+    m["spec"]["assumeRolePolicy"] = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sts:AssumeRole"}]});
+    apply(&ns.name, &m.to_string());
+    let (status, message, stalled) =
+        ready_reason::<IamRole>(&ns.name, "broken", "InvalidPolicyDocument").await;
+    assert_eq!((status.as_str(), stalled.as_str()), ("False", "True"));
+    assert_eq!(
+        message,
+        "spec.assumeRolePolicy.Statement[0].Principal: is required in a trust policy"
+    );
+    m["spec"]["assumeRolePolicy"] = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "s3:GetObject"}]});
+    apply(&ns.name, &m.to_string());
+    let (_, message, _) =
+        ready_reason::<IamRole>(&ns.name, "broken", "InvalidPolicyDocument").await;
+    assert!(
+        message.starts_with(
+            r#"spec.assumeRolePolicy.Statement[0].Action[0]: a trust policy allows only sts:AssumeRole"#
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        op.aws_requests(|_, _| true).await,
+        0,
+        "no AWS call for an invalid spec"
+    );
+    assert!(aws_role(&format!("{}-broken", ns.name)).await.is_none());
+}
+
+#[tokio::test]
+async fn a_role_in_sync_costs_reads_only() {
+    let ns = Namespace::new("role-quiet").await;
+    let op = Operator::start(&ns.name, &[]).await;
+    let ext = aws_policy(&format!("{}-ext", ns.name), &["s3:GetObject"]).await;
+    apply(
+        &ns.name,
+        &role_manifest(
+            "quiet",
+            json!({"description": "d", "maxSessionDuration": 7200, "managedPolicyArns": [ext],
+                   "inlinePolicies": {"a": doc(&["s3:ListBucket"]), "b": doc(&["sqs:*"])},
+                   "permissionsBoundary": "arn:aws:iam::aws:policy/PowerUserAccess",
+                   "tags": {"x": "y"}}),
+        ),
+    );
+    let before: IamRole = ready(&ns.name, "quiet").await;
+    let writes = op.aws_writes().await;
+    assert!(writes >= 1, "the create was counted");
+    let gets = op.aws_requests(|o, _| o == "GetRole").await;
+    eventually(Duration::from_secs(30), "two resyncs", || async {
+        (op.aws_requests(|o, _| o == "GetRole").await >= gets + 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        op.aws_writes().await,
+        writes,
+        "a role in sync caused AWS writes"
+    );
+    let after: IamRole = get(&ns.name, "quiet").await.unwrap();
+    assert_eq!(
+        before.metadata.resource_version, after.metadata.resource_version,
+        "status was rewritten"
+    );
+}
+
+#[tokio::test]
+async fn an_existing_role_is_adopted_only_when_asked_and_retain_keeps_it() {
+    let ns = Namespace::new("role-adopt").await;
+    let n = format!("{}-legacy", ns.name);
+    let iam = iam().await;
+    iam.create_role()
+        .role_name(&n)
+        .assume_role_policy_document(trust(&["ec2.amazonaws.com"]).to_string())
+        .send()
+        .await
+        .unwrap();
+    let op = Operator::start(&ns.name, &[]).await;
+    apply(
+        &ns.name,
+        &role_manifest("legacy", json!({"description": "adopted"})),
+    );
+    let (status, message, stalled) =
+        ready_reason::<IamRole>(&ns.name, "legacy", "AlreadyExists").await;
+    assert_eq!((status.as_str(), stalled.as_str()), ("False", "True"));
+    assert!(message.contains("spec.adopt"), "{message}");
+    assert_eq!(op.aws_writes().await, 0);
+
+    apply(
+        &ns.name,
+        &role_manifest(
+            "legacy",
+            json!({"description": "adopted", "adopt": true, "deletionPolicy": "Retain"}),
+        ),
+    );
+    ready::<IamRole>(&ns.name, "legacy").await;
+    let role = aws_role(&n).await.unwrap();
+    assert_eq!(role.description.as_deref(), Some("adopted"));
+    assert_eq!(
+        role_tags(&role)
+            .get("iamwright.dev/name")
+            .map(String::as_str),
+        Some("legacy")
+    );
+    let events = events_for(&ns.name, "legacy").await;
+    assert!(events.iter().any(|(r, _)| r == "Adopted"), "{events:?}");
+
+    delete::<IamRole>(&ns.name, "legacy").await;
+    gone::<IamRole>(&ns.name, "legacy").await;
+    assert!(aws_role(&n).await.is_some(), "Retain keeps the role");
+}
+
+#[tokio::test]
+async fn a_role_owned_by_another_is_never_touched() {
+    let ns = Namespace::new("role-other").await;
+    let n = format!("{}-shared", ns.name);
+    iam()
+        .await
+        .create_role()
+        .role_name(&n)
+        .assume_role_policy_document(trust(&["ec2.amazonaws.com"]).to_string())
+        .tags(tag("iamwright.dev/cluster", "another-cluster"))
+        .tags(tag("iamwright.dev/namespace", &ns.name))
+        .tags(tag("iamwright.dev/name", "shared"))
+        .send()
+        .await
+        .unwrap();
+    let op = Operator::start(&ns.name, &[]).await;
+    apply(
+        &ns.name,
+        &role_manifest("shared", json!({"description": "mine", "adopt": true})),
+    );
+    let (status, message, stalled) =
+        ready_reason::<IamRole>(&ns.name, "shared", "OwnedByAnother").await;
+    assert_eq!((status.as_str(), stalled.as_str()), ("False", "True"));
+    assert!(message.contains("another-cluster"), "{message}");
+    delete::<IamRole>(&ns.name, "shared").await;
+    gone::<IamRole>(&ns.name, "shared").await;
+    let role = aws_role(&n).await.expect("the other owner's role stays");
+    assert_ne!(role.description.as_deref(), Some("mine"));
+    assert_eq!(op.aws_writes().await, 0);
+}
