@@ -38,6 +38,21 @@ pub struct Guardrails {
     pub required_permissions_boundary: Option<String>,
 }
 
+impl Guardrails {
+    /// The operator settings these flags stand for (the rest does not matter offline).
+    fn settings(&self) -> crate::controllers::Settings {
+        crate::controllers::Settings {
+            cluster_name: String::new(),
+            resync: std::time::Duration::from_secs(600),
+            instance_resync: std::time::Duration::from_secs(60),
+            concurrency: 1,
+            namespaces: vec![],
+            required_permissions_boundary: self.required_permissions_boundary.clone(),
+            deny_actions: self.deny_actions.clone(),
+        }
+    }
+}
+
 /// Every YAML/JSON file under `paths` (directories recursively, sorted).
 pub fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     let mut files = vec![];
@@ -298,22 +313,18 @@ fn semantic_checks(kind: &str, spec: &Value, g: &Guardrails) -> Vec<(String, Str
             out.push((field, message));
         }
     };
+    if kind == "IamPolicy" {
+        document(&spec["document"], "spec.document", DocKind::Identity);
+    }
     match kind {
-        "IamPolicy" => document(&spec["document"], "spec.document", DocKind::Identity),
         "IamRole" => {
-            document(
-                &spec["assumeRolePolicy"],
-                "spec.assumeRolePolicy",
-                DocKind::Trust,
-            );
-            if let Some(inline) = spec["inlinePolicies"].as_object() {
-                for (name, doc) in inline {
-                    document(
-                        doc,
-                        &format!("spec.inlinePolicies.{name}"),
-                        DocKind::Identity,
-                    );
-                }
+            // The controller's own checks, so the offline answer is the operator's answer.
+            if let Ok(role) = serde_json::from_value::<crate::api::IamRoleSpec>(spec.clone())
+                && let Err(e) = crate::controllers::role::validate(&role, &g.settings())
+            {
+                let text = e.to_string();
+                let (field, message) = text.split_once(": ").unwrap_or(("spec", text.as_str()));
+                out.push((field.to_string(), message.to_string()));
             }
         }
         "InstanceProfileBinding" => {
@@ -335,7 +346,7 @@ fn semantic_checks(kind: &str, spec: &Value, g: &Guardrails) -> Vec<(String, Str
         }
         _ => {}
     }
-    if matches!(kind, "IamRole" | "IamUserAccessKey")
+    if kind == "IamUserAccessKey"
         && let (Some(required), Some(named)) = (
             &g.required_permissions_boundary,
             spec["permissionsBoundary"].as_str(),
@@ -451,7 +462,7 @@ spec:
         );
         assert_eq!(tag, vec![
             "m.yaml:IamRole/t: spec.tags.iamwright.dev/x: tag keys starting with iamwright.dev/ are reserved for the operator".to_string(),
-            r#"m.yaml:IamRole/t: spec.permissionsBoundary: must be "arn:aws:iam::1:policy/boundary" (the operator's --required-permissions-boundary), got "arn:aws:iam::1:policy/other""#.to_string(),
+            r#"m.yaml:IamRole/t: spec.permissionsBoundary: must be "arn:aws:iam::1:policy/boundary" (the operator's --required-permissions-boundary), got "arn:aws:iam::1:policy/other"; remove the field or set it to the required boundary"#.to_string(),
         ]);
     }
 }
