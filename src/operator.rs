@@ -67,6 +67,7 @@ pub async fn run(args: RunArgs) -> anyhow_free::Result<()> {
         controllers::policy::run(ctx.clone(), shutdown.clone()),
         controllers::role::run(ctx.clone(), shutdown.clone()),
         controllers::binding::run(ctx.clone(), shutdown.clone()),
+        controllers::access_key::run(ctx.clone(), shutdown.clone()),
     );
     http.abort();
     if let Some(l) = leadership {

@@ -2,6 +2,7 @@
 //! validate and build the desired state without I/O, observe AWS and make only the
 //! writes the difference needs, then report one status patch and an event per change.
 
+pub mod access_key;
 pub mod binding;
 pub mod changes;
 pub mod instances;

@@ -472,3 +472,20 @@ impl Operator {
 pub async fn ec2() -> aws_sdk_ec2::Client {
     aws_sdk_ec2::Client::new(&aws_config().await)
 }
+
+impl Operator {
+    /// Wait for the process to exit on its own (e.g. at a failpoint); None on timeout.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        None
+    }
+}

@@ -1,6 +1,7 @@
 //! End-to-end tests against the test bed: a real kube-apiserver (+ etcd and the
 //! garbage collector) and moto for AWS. Run them with `hack/test.sh`.
 
+mod access_key;
 mod binding;
 mod chart;
 mod crds;

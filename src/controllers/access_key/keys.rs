@@ -1,0 +1,172 @@
+//! The user's access keys in AWS: listing, creating (the one place a secret enters the
+//! process), deactivating and deleting, and recognising the orphan of an interrupted
+//! create.
+
+use chrono::{DateTime, Utc};
+
+use super::schedule::parse_rfc3339;
+use super::secret::{KeyMaterial, SecretValue};
+use crate::api::{KeyStatus, PendingKey};
+use crate::aws::{Aws, AwsError};
+
+/// An access key as ListAccessKeys shows it (no secret: AWS never shows it again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub id: String,
+    pub active: bool,
+    pub created: Option<DateTime<Utc>>,
+}
+
+fn to_chrono(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
+    t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+}
+
+pub async fn list(aws: &Aws, user: &str) -> Result<Vec<KeyInfo>, AwsError> {
+    let out = aws
+        .call(
+            "iam",
+            "ListAccessKeys",
+            aws.iam.list_access_keys().user_name(user).send(),
+        )
+        .await?;
+    Ok(out
+        .access_key_metadata()
+        .iter()
+        .filter_map(|m| {
+            Some(KeyInfo {
+                id: m.access_key_id()?.to_string(),
+                active: m.status() != Some(&aws_sdk_iam::types::StatusType::Inactive),
+                created: to_chrono(m.create_date()),
+            })
+        })
+        .collect())
+}
+
+/// Create a key. The SDK output is taken apart at once: the secret goes into a
+/// [`SecretValue`] and nothing else of the output is kept or printed.
+pub async fn create(aws: &Aws, user: &str) -> Result<(KeyMaterial, DateTime<Utc>), AwsError> {
+    let out = aws
+        .call(
+            "iam",
+            "CreateAccessKey",
+            aws.iam.create_access_key().user_name(user).send(),
+        )
+        .await?;
+    let missing = || AwsError {
+        kind: crate::aws::AwsErrorKind::Other,
+        operation: "CreateAccessKey",
+        code: "IncompleteResponse".into(),
+        message: "AWS returned no access key".into(),
+    };
+    let key = out.access_key.ok_or_else(missing)?;
+    let created = to_chrono(key.create_date.as_ref()).unwrap_or_else(Utc::now);
+    Ok((
+        KeyMaterial {
+            id: key.access_key_id,
+            secret: SecretValue::new(key.secret_access_key),
+        },
+        created,
+    ))
+}
+
+pub async fn set_status(
+    aws: &Aws,
+    user: &str,
+    id: &str,
+    status: KeyStatus,
+) -> Result<(), AwsError> {
+    let s = match status {
+        KeyStatus::Active => aws_sdk_iam::types::StatusType::Active,
+        KeyStatus::Inactive => aws_sdk_iam::types::StatusType::Inactive,
+    };
+    aws.call(
+        "iam",
+        "UpdateAccessKey",
+        aws.iam
+            .update_access_key()
+            .user_name(user)
+            .access_key_id(id)
+            .status(s)
+            .send(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Delete a key; one already gone counts as deleted.
+pub async fn delete(aws: &Aws, user: &str, id: &str) -> Result<(), AwsError> {
+    match aws
+        .call(
+            "iam",
+            "DeleteAccessKey",
+            aws.iam
+                .delete_access_key()
+                .user_name(user)
+                .access_key_id(id)
+                .send(),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// How far a key's AWS creation time may lie from the recorded start of the create
+/// (clock skew between the operator and AWS, and the call's own duration). A key
+/// created outside this window is someone else's, however long the operator was down.
+const ORPHAN_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// Whether `key` is the product of the create `pending` recorded: it was not there
+/// before, AWS created it around the recorded start, and no Secret holds it.
+pub fn is_orphan(pending: &PendingKey, key: &KeyInfo, in_secret: Option<&str>) -> bool {
+    if pending.keys_before.contains(&key.id) || in_secret == Some(key.id.as_str()) {
+        return false;
+    }
+    match (parse_rfc3339(&pending.started_at), key.created) {
+        (Some(start), Some(created)) => {
+            created >= start - ORPHAN_WINDOW && created <= start + ORPHAN_WINDOW
+        }
+        // Without both times the window cannot be checked; the key set alone decides.
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orphans_are_new_timely_and_unheld() {
+        let pending = PendingKey {
+            started_at: "2026-01-01T00:00:00Z".into(),
+            keys_before: vec!["OLD".into()],
+        };
+        let key = |id: &str, at: &str| KeyInfo {
+            id: id.into(),
+            active: true,
+            created: parse_rfc3339(at),
+        };
+        assert!(is_orphan(
+            &pending,
+            &key("NEW", "2026-01-01T00:00:01Z"),
+            None
+        ));
+        assert!(!is_orphan(
+            &pending,
+            &key("OLD", "2026-01-01T00:00:01Z"),
+            None
+        ));
+        assert!(!is_orphan(
+            &pending,
+            &key("NEW", "2026-01-01T00:00:01Z"),
+            Some("NEW")
+        ));
+        assert!(!is_orphan(
+            &pending,
+            &key("LATER", "2026-01-01T01:00:00Z"),
+            None
+        ));
+    }
+}

@@ -1,0 +1,622 @@
+//! IamUserAccessKey: an IAM user's access key, delivered into a Secret, healed and
+//! rotated without ever losing or leaking a key. The design (crash safety, the rotation
+//! state machine) is written down in docs/access-keys.md.
+//!
+//! Every reconcile: validate the spec (no I/O), read the Secret and the referenced
+//! policies, ensure the user, then bring the key to the spec — recovering an
+//! interrupted create first, healing a lost Secret or key, applying keyStatus, and
+//! taking the rotation step that is due.
+
+mod keys;
+mod schedule;
+mod secret;
+mod user;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::Utc;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::watcher;
+
+use super::reconciler::{Applied, reconcile, run_controller, scoped_api};
+use super::refs::{referencing, resolve_policy_refs};
+use super::{Context, Error, Shutdown, key_of, watch_config};
+use crate::api::{
+    DeletionPolicy, IamPolicy, IamUserAccessKey, IamUserAccessKeyStatus, KeyStatus, PendingKey,
+};
+use crate::aws::Ownership;
+use crate::status;
+use keys::KeyInfo;
+use schedule::{Schedule, Step, next_step, parse_rfc3339, rfc3339};
+use secret::{KeyMaterial, Observed};
+
+pub const KIND: &str = "IamUserAccessKey";
+
+/// Run the IamUserAccessKey controller until shutdown. Owned Secrets are watched so a
+/// deleted or edited Secret is healed at once, and IamPolicies so policyRefs follow.
+pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
+    let client = ctx.client.clone();
+    run_controller::<IamUserAccessKey, _, _>(
+        ctx,
+        shutdown,
+        |obj, ctx| reconcile(obj, ctx, apply, cleanup),
+        move |c, scope| {
+            let store = c.store();
+            let managed = format!("{}={}", secret::MANAGED_BY.0, secret::MANAGED_BY.1);
+            c.owns(
+                scoped_api::<Secret>(&client, scope),
+                watcher::Config::default().labels(&managed).any_semantic(),
+            )
+            .watches(
+                scoped_api::<IamPolicy>(&client, scope),
+                watch_config(),
+                move |p| referencing(&store, &p, |k: &IamUserAccessKey| &k.spec.policy_refs),
+            )
+        },
+    )
+    .await;
+}
+
+/// Test-only failpoints: `IAMWRIGHT_FAILPOINT=<name>` makes the process exit (code 3)
+/// at a step — `after-create-access-key` (between CreateAccessKey and the Secret
+/// write), `after-secret-write` (between the Secret write and the status record) — or
+/// fails one: `fail-secret-write` (the Secret write returns an error). Unset in
+/// production; they exist so the e2e suite can prove crash safety on a real process.
+fn failpoint(name: &str) -> bool {
+    std::env::var("IAMWRIGHT_FAILPOINT").is_ok_and(|v| v == name)
+}
+
+fn crash_point(name: &str) {
+    if failpoint(name) {
+        tracing::warn!(failpoint = name, "failpoint reached: exiting");
+        std::process::exit(3);
+    }
+}
+
+/// One reconcile's view of the object: its spec (`k`) and the status as last written
+/// (read fresh from the API server, then updated by this reconcile's own writes), so
+/// a decision is never taken on a cached status that misses a key just created.
+struct Run<'a> {
+    ctx: &'a Context,
+    k: &'a IamUserAccessKey,
+    api: Api<IamUserAccessKey>,
+    secrets: Api<Secret>,
+    recorded: IamUserAccessKeyStatus,
+}
+
+impl Run<'_> {
+    /// Write `next` as the status now, before the next AWS step (e.g. the intent to
+    /// create a key), with the same server-side-apply manager as the final report.
+    async fn record(&mut self, next: IamUserAccessKeyStatus) -> Result<(), Error> {
+        status::patch(&self.api, self.k, Some(&self.recorded), &next).await?;
+        self.recorded = next;
+        Ok(())
+    }
+
+    fn user(&self) -> &str {
+        &self.k.spec.user_name
+    }
+}
+
+async fn apply(k: Arc<IamUserAccessKey>, ctx: Arc<Context>) -> Applied<IamUserAccessKeyStatus> {
+    let ns = k.namespace().unwrap_or_default();
+    let api: Api<IamUserAccessKey> = Api::namespaced(ctx.client.clone(), &ns);
+    let recorded = match api.get(&k.name_any()).await {
+        Ok(fresh) => fresh.status.unwrap_or_default(),
+        Err(e) => return Applied::failed(None, e.into()),
+    };
+    let mut run = Run {
+        ctx: &ctx,
+        k: &k,
+        api,
+        secrets: Api::namespaced(ctx.client.clone(), &ns),
+        recorded,
+    };
+    match sync(&mut run).await {
+        Ok((status, message, requeue_after)) => Applied {
+            status: Some(status),
+            result: Ok(message),
+            requeue_after,
+        },
+        // The recorded status (e.g. a pending create) is kept, only conditions change.
+        Err(e) => Applied::failed(Some(run.recorded.clone()), e),
+    }
+}
+
+type Synced = (IamUserAccessKeyStatus, String, Option<std::time::Duration>);
+
+async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
+    let (k, ctx) = (run.k, run.ctx);
+    // Pure checks first: an invalid spec never reaches AWS.
+    let schedule = schedule::schedule(k.spec.rotation.as_ref())
+        .map_err(|m| Error::stalled("InvalidSpec", m))?;
+    let required = ctx.settings.required_permissions_boundary.clone();
+    if let (Some(req), Some(b)) = (&required, &k.spec.permissions_boundary)
+        && req != b
+    {
+        return Err(Error::stalled(
+            "GuardrailViolation",
+            format!(
+                "spec.permissionsBoundary: must be {req} (--required-permissions-boundary), got {b}"
+            ),
+        ));
+    }
+    let name = secret::secret_name(k);
+    let observed = secret::observe(k, &name, run.secrets.get_opt(&name).await?);
+    if matches!(observed, Observed::NotOurs) {
+        return Err(Error::stalled(
+            "AlreadyExists",
+            format!(
+                "spec.secretName: Secret {name:?} already exists and is not controlled by this IamUserAccessKey; it is left untouched"
+            ),
+        ));
+    }
+    let ns = k.namespace().unwrap_or_default();
+    let refs =
+        resolve_policy_refs(&ctx.client, &ns, "spec.policyRefs", &k.spec.policy_refs).await?;
+    let want = user::DesiredUser {
+        tags: ctx.owner(k).desired_tags(&k.spec.tags),
+        boundary: k.spec.permissions_boundary.clone().or(required),
+        policy_arns: k
+            .spec
+            .managed_policy_arns
+            .iter()
+            .cloned()
+            .chain(refs)
+            .collect(),
+    };
+
+    let user = user::ensure(ctx, k, &want).await?;
+    let mut keys = keys::list(&ctx.aws, run.user()).await?;
+    let (held, up_to_date) = match observed {
+        Observed::Ours {
+            key, up_to_date, ..
+        } => (key, up_to_date),
+        _ => (None, false),
+    };
+    recover(run, &mut keys, held.as_ref(), &user.arn).await?;
+
+    // After a change of spec.secretName the old Secret goes once the new one is written.
+    let old_secret = run.recorded.secret_name.clone().filter(|o| *o != name);
+    let mut st = run.recorded.clone();
+    st.user_arn = Some(user.arn.clone());
+    let current = st
+        .access_key_id
+        .clone()
+        .filter(|id| keys.iter().any(|x| &x.id == id));
+    let holds_current = held
+        .as_ref()
+        .is_some_and(|h| Some(&h.id) == current.as_ref());
+    if holds_current && st.secret_name.as_deref() == Some(name.as_str()) {
+        if !up_to_date {
+            // Only the rendering changed (profile name, label): same key, rewritten.
+            let h = held.as_ref().expect("holds_current");
+            secret::write(&run.secrets, &secret::render(k, &name, h)).await?;
+        }
+    } else if st.access_key_id.is_none()
+        && let Some(h) = held.as_ref().filter(|h| keys.iter().any(|x| x.id == h.id))
+    {
+        // The status was lost but the Secret holds a live key: take it back as current.
+        st.access_key_id = Some(h.id.clone());
+        st.key_created_at = created_of(&keys, &h.id).map(rfc3339);
+        st.secret_name = Some(name.clone());
+        if !up_to_date {
+            secret::write(&run.secrets, &secret::render(k, &name, h)).await?;
+        }
+        run.record(st.clone()).await?;
+    } else {
+        // No key yet, or the Secret / the key was lost: a fresh key, the stale one goes.
+        let first = st.access_key_id.is_none();
+        let moved = st.secret_name.as_ref().filter(|o| **o != name).cloned();
+        let stale = current.clone();
+        let mut free: Vec<String> = st.previous_access_key_id.iter().cloned().collect();
+        free.extend(stale.clone());
+        create_and_deliver(run, &mut keys, &name, &free, stale.clone()).await?;
+        let new_id = run.recorded.access_key_id.clone().unwrap_or_default();
+        if first || moved.is_some() {
+            let why = moved
+                .map(|o| format!(" (spec.secretName changed from {o})"))
+                .unwrap_or_default();
+            ctx.event(
+                k,
+                false,
+                "KeyCreated",
+                format!(
+                    "created access key {new_id} of IAM user {}; written to Secret {name}{why}",
+                    run.user()
+                ),
+            )
+            .await;
+        } else {
+            ctx.metrics.drift_corrected(KIND);
+            ctx.event(
+                k,
+                true,
+                "SecretRecreated",
+                format!(
+                    "the Secret {name} or its key was lost or edited; created access key {new_id} and wrote it to the Secret{}",
+                    stale.as_ref().map(|s| format!("; stale key {s} is deleted")).unwrap_or_default()
+                ),
+            )
+            .await;
+        }
+        // The stale key is retired at once: its Secret is gone or was tampered with.
+        if stale.is_some() {
+            retire(run, &mut keys).await?;
+        }
+        st = run.recorded.clone();
+        st.user_arn = Some(user.arn.clone());
+    }
+    if let Some(old) = old_secret {
+        delete_old_secret(run, &old).await?;
+    }
+
+    // A previous key that vanished from AWS needs no retiring.
+    if st
+        .previous_access_key_id
+        .as_ref()
+        .is_some_and(|p| !keys.iter().any(|x| &x.id == p))
+    {
+        st.previous_access_key_id = None;
+    }
+    st.secret_name = Some(name.clone());
+    st.pending_key = None;
+    run.record(st).await?;
+
+    set_key_status(run, &keys).await?;
+    let next = rotate(run, &mut keys, &name, schedule).await?;
+
+    let mut st = run.recorded.clone();
+    st.next_rotation_at = next.map(rfc3339);
+    let id = st.access_key_id.clone().unwrap_or_default();
+    let mut message = format!(
+        "access key {id} of IAM user {} is in Secret {name}",
+        run.user()
+    );
+    if !user.owned {
+        message.push_str(" (the user itself is not managed by this object)");
+    }
+    if let (Some(prev), Some(at)) = (&st.previous_access_key_id, next) {
+        message.push_str(&format!(
+            "; previous key {prev} is retired at {}",
+            rfc3339(at)
+        ));
+    }
+    let requeue = next.map(|at| {
+        (at - Utc::now())
+            .to_std()
+            .unwrap_or_default()
+            .max(std::time::Duration::from_secs(1))
+    });
+    Ok((st, message, requeue))
+}
+
+fn created_of(keys: &[KeyInfo], id: &str) -> Option<chrono::DateTime<Utc>> {
+    keys.iter().find(|k| k.id == id).and_then(|k| k.created)
+}
+
+/// Finish an interrupted create (status.pendingKey set): a key the Secret holds was
+/// delivered before the crash and becomes current; any other key the create made is
+/// an orphan no Secret holds, and is deleted.
+async fn recover(
+    run: &mut Run<'_>,
+    keys: &mut Vec<KeyInfo>,
+    held: Option<&KeyMaterial>,
+    user_arn: &str,
+) -> Result<(), Error> {
+    let Some(pending) = run.recorded.pending_key.clone() else {
+        return Ok(());
+    };
+    let in_secret = held.map(|h| h.id.as_str());
+    let orphans: Vec<String> = keys
+        .iter()
+        .filter(|x| keys::is_orphan(&pending, x, in_secret))
+        .map(|x| x.id.clone())
+        .collect();
+    for id in &orphans {
+        keys::delete(&run.ctx.aws, run.user(), id).await?;
+        tracing::info!(object = %key_of(run.k), key = %id, "deleted the orphaned key of an interrupted create");
+        run.ctx
+            .event(
+                run.k,
+                true,
+                "OrphanKeyDeleted",
+                format!("deleted access key {id} of IAM user {}: it was created by an interrupted reconcile and never reached the Secret", run.user()),
+            )
+            .await;
+    }
+    keys.retain(|x| !orphans.contains(&x.id));
+    let mut st = run.recorded.clone();
+    if let Some(h) = held.filter(|h| {
+        !pending.keys_before.contains(&h.id)
+            && st.access_key_id.as_ref() != Some(&h.id)
+            && keys.iter().any(|x| x.id == h.id)
+    }) {
+        // Delivered but not recorded: the Secret's key is current, the old one retires.
+        // At most one of the old current and old previous keys can still exist next
+        // to the new one (AWS allows two keys): that one retires.
+        let live = |id: &Option<String>| id.clone().filter(|i| keys.iter().any(|x| &x.id == i));
+        st.previous_access_key_id =
+            live(&st.access_key_id).or_else(|| live(&st.previous_access_key_id));
+        st.access_key_id = Some(h.id.clone());
+        st.key_created_at = created_of(keys, &h.id).map(rfc3339);
+        st.secret_name = Some(secret::secret_name(run.k));
+    }
+    st.user_arn = Some(user_arn.to_string());
+    st.pending_key = None;
+    run.record(st).await
+}
+
+/// Create a key and deliver it into the Secret, recording the intent first. `free` are
+/// our keys that may be deleted to make room (retiring first); `retiring` becomes
+/// `previousAccessKeyId`. On any failure after the create, the new key is deleted.
+async fn create_and_deliver(
+    run: &mut Run<'_>,
+    keys: &mut Vec<KeyInfo>,
+    name: &str,
+    free: &[String],
+    retiring: Option<String>,
+) -> Result<(), Error> {
+    let (ctx, k) = (run.ctx, run.k);
+    let user = run.user().to_string();
+    for id in free {
+        if keys.len() < 2 {
+            break;
+        }
+        keys::delete(&ctx.aws, &user, id).await?;
+        keys.retain(|x| &x.id != id);
+        if run.recorded.previous_access_key_id.as_ref() == Some(id) {
+            let mut st = run.recorded.clone();
+            st.previous_access_key_id = None;
+            run.record(st).await?;
+        }
+    }
+    if keys.len() >= 2 {
+        let ours: BTreeSet<&String> = free.iter().chain(retiring.iter()).collect();
+        let foreign: Vec<&str> = keys
+            .iter()
+            .filter(|x| !ours.contains(&x.id))
+            .map(|x| x.id.as_str())
+            .collect();
+        return Err(Error::stalled(
+            "LimitExceeded",
+            format!(
+                "IAM user {user} already has 2 access keys, the AWS limit; keys not managed by this object: {}. Delete one to let iamwright create its key",
+                foreign.join(", ")
+            ),
+        ));
+    }
+    let mut st = run.recorded.clone();
+    st.pending_key = Some(PendingKey {
+        started_at: rfc3339(Utc::now()),
+        keys_before: keys.iter().map(|x| x.id.clone()).collect(),
+    });
+    run.record(st).await?;
+
+    let (key, created) = keys::create(&ctx.aws, &user).await?;
+    tracing::debug!(object = %key_of(k), key = %key.id, "created access key");
+    crash_point("after-create-access-key");
+    let written = if failpoint("fail-secret-write") {
+        Err(Error::Waiting {
+            reason: "AwsError",
+            message: "failpoint fail-secret-write: the Secret write failed".into(),
+        })
+    } else {
+        secret::write(&run.secrets, &secret::render(k, name, &key))
+            .await
+            .map_err(Error::from)
+    };
+    if let Err(e) = written {
+        // Nobody can ever read this key's secret again: delete it now. If that fails
+        // too, status.pendingKey stays and the next reconcile deletes it as an orphan.
+        keys::delete(&ctx.aws, &user, &key.id).await?;
+        let mut st = run.recorded.clone();
+        st.pending_key = None;
+        run.record(st).await?;
+        return Err(e);
+    }
+    crash_point("after-secret-write");
+    keys.push(KeyInfo {
+        id: key.id.clone(),
+        active: true,
+        created: Some(created),
+    });
+    let mut st = run.recorded.clone();
+    // The key being replaced retires; without one (first key, or a key lost in AWS) a
+    // previous key still in its grace period stays the one retiring.
+    st.previous_access_key_id = retiring
+        .or(st.previous_access_key_id.take())
+        .filter(|r| keys.iter().any(|x| &x.id == r));
+    st.access_key_id = Some(key.id.clone());
+    st.key_created_at = Some(rfc3339(created));
+    st.secret_name = Some(name.to_string());
+    st.pending_key = None;
+    run.record(st).await
+}
+
+/// Deactivate and delete the previous key, and forget it.
+async fn retire(run: &mut Run<'_>, keys: &mut Vec<KeyInfo>) -> Result<(), Error> {
+    let Some(prev) = run.recorded.previous_access_key_id.clone() else {
+        return Ok(());
+    };
+    let user = run.user().to_string();
+    if let Some(info) = keys.iter().find(|x| x.id == prev) {
+        if info.active {
+            keys::set_status(&run.ctx.aws, &user, &prev, KeyStatus::Inactive).await?;
+        }
+        keys::delete(&run.ctx.aws, &user, &prev).await?;
+        run.ctx
+            .event(
+                run.k,
+                false,
+                "KeyRetired",
+                format!("deactivated and deleted previous access key {prev} of IAM user {user}"),
+            )
+            .await;
+    }
+    keys.retain(|x| x.id != prev);
+    let mut st = run.recorded.clone();
+    st.previous_access_key_id = None;
+    run.record(st).await
+}
+
+/// Make the current key's status in AWS what spec.keyStatus says.
+async fn set_key_status(run: &mut Run<'_>, keys: &[KeyInfo]) -> Result<(), Error> {
+    let Some(id) = run.recorded.access_key_id.clone() else {
+        return Ok(());
+    };
+    let want = run.k.spec.key_status;
+    let Some(info) = keys.iter().find(|x| x.id == id) else {
+        return Ok(());
+    };
+    if info.active == (want == KeyStatus::Active) {
+        return Ok(());
+    }
+    keys::set_status(&run.ctx.aws, run.user(), &id, want).await?;
+    let reason = match want {
+        KeyStatus::Active => "KeyActivated",
+        KeyStatus::Inactive => "KeyDeactivated",
+    };
+    run.ctx
+        .event(
+            run.k,
+            false,
+            reason,
+            format!("access key {id} is now {want:?}"),
+        )
+        .await;
+    Ok(())
+}
+
+/// Take the rotation step that is due; returns when the next one is.
+async fn rotate(
+    run: &mut Run<'_>,
+    keys: &mut Vec<KeyInfo>,
+    name: &str,
+    schedule: Option<Schedule>,
+) -> Result<Option<chrono::DateTime<Utc>>, Error> {
+    loop {
+        let st = &run.recorded;
+        let Some(current) = st.access_key_id.clone() else {
+            return Ok(None);
+        };
+        let created = st
+            .key_created_at
+            .as_deref()
+            .and_then(parse_rfc3339)
+            .or_else(|| created_of(keys, &current))
+            .unwrap_or_else(Utc::now);
+        let retiring = st.previous_access_key_id.is_some();
+        match next_step(schedule, created, retiring, Utc::now()) {
+            Step::Wait { next } => return Ok(next),
+            Step::Retire => retire(run, keys).await?,
+            Step::Rotate => {
+                create_and_deliver(run, keys, name, &[], Some(current.clone())).await?;
+                let new_id = run.recorded.access_key_id.clone().unwrap_or_default();
+                if run.k.spec.key_status == KeyStatus::Inactive {
+                    keys::set_status(&run.ctx.aws, run.user(), &new_id, KeyStatus::Inactive)
+                        .await?;
+                }
+                run.ctx
+                    .event(
+                        run.k,
+                        false,
+                        "Rotating",
+                        format!("rotated: access key {new_id} is in Secret {name}; previous key {current} stays active for the grace period"),
+                    )
+                    .await;
+            }
+        }
+    }
+}
+
+/// After a change of spec.secretName, the old Secret (if still ours) goes.
+async fn delete_old_secret(run: &mut Run<'_>, old: &str) -> Result<(), Error> {
+    if let Observed::Ours { .. } = secret::observe(run.k, old, run.secrets.get_opt(old).await?) {
+        match run.secrets.delete(old, &Default::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Delete the key(s) this object made, and the user when owned (unless retained).
+/// Keys on a user we do not own that we did not make are never touched.
+async fn cleanup(k: Arc<IamUserAccessKey>, ctx: Arc<Context>) -> Result<(), Error> {
+    let aws = &ctx.aws;
+    let ns = k.namespace().unwrap_or_default();
+    let api: Api<IamUserAccessKey> = Api::namespaced(ctx.client.clone(), &ns);
+    let recorded = match api.get_opt(&k.name_any()).await? {
+        Some(fresh) => fresh.status.unwrap_or_default(),
+        None => return Ok(()),
+    };
+    let user = &k.spec.user_name;
+    let keys = match keys::list(aws, user).await {
+        Ok(keys) => keys,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let name = recorded
+        .secret_name
+        .clone()
+        .unwrap_or_else(|| secret::secret_name(&k));
+    let in_secret = match secret::observe(&k, &name, secrets.get_opt(&name).await?) {
+        Observed::Ours { shown_id, .. } => shown_id,
+        _ => None,
+    };
+    // An orphan of an interrupted create is deleted even when retained: no Secret holds it.
+    if let Some(p) = &recorded.pending_key {
+        for x in keys
+            .iter()
+            .filter(|x| keys::is_orphan(p, x, in_secret.as_deref()))
+        {
+            keys::delete(aws, user, &x.id).await?;
+        }
+    }
+    if k.spec.deletion_policy == DeletionPolicy::Retain {
+        ctx.event(
+            &*k,
+            false,
+            "Retained",
+            format!("IAM user {user} and its access key retained (deletionPolicy: Retain)"),
+        )
+        .await;
+        return Ok(());
+    }
+    let ours: BTreeSet<String> = recorded
+        .access_key_id
+        .iter()
+        .chain(recorded.previous_access_key_id.iter())
+        .chain(in_secret.iter())
+        .cloned()
+        .collect();
+    let owned = ctx.owner(&*k).ownership(&user::list_tags(aws, user).await?) == Ownership::Ours;
+    if owned {
+        user::delete(aws, user).await?;
+        ctx.event(
+            &*k,
+            false,
+            "Deleted",
+            format!("deleted IAM user {user} and its access keys"),
+        )
+        .await;
+    } else {
+        for x in keys.iter().filter(|x| ours.contains(&x.id)) {
+            keys::delete(aws, user, &x.id).await?;
+        }
+        ctx.event(
+            &*k,
+            false,
+            "Deleted",
+            format!("deleted the access key(s) of IAM user {user}"),
+        )
+        .await;
+    }
+    Ok(())
+}

@@ -1,0 +1,371 @@
+//! The IAM user behind a key: found, created or adopted, and — only when owned — its
+//! tags, permissions boundary and managed policies kept exactly as the spec says.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::api::IamUserAccessKey;
+use crate::aws::{Aws, AwsError, Ownership, tag_diff};
+use crate::controllers::policy::to_tags;
+use crate::controllers::{Context, Error};
+
+/// What the spec asks of an owned user, computed before any AWS call.
+pub struct DesiredUser {
+    pub tags: BTreeMap<String, String>,
+    pub boundary: Option<String>,
+    pub policy_arns: BTreeSet<String>,
+}
+
+/// The user as the reconcile found (or made) it.
+pub struct User {
+    pub arn: String,
+    /// Created or adopted by this object: its user-level fields are managed and it is
+    /// deleted with the object (deletionPolicy Delete).
+    pub owned: bool,
+}
+
+/// Whether the spec sets anything on the user itself (not only the key).
+pub fn sets_user_fields(k: &IamUserAccessKey) -> bool {
+    let s = &k.spec;
+    !s.managed_policy_arns.is_empty()
+        || !s.policy_refs.is_empty()
+        || s.permissions_boundary.is_some()
+        || !s.tags.is_empty()
+}
+
+/// Find the user, create it when missing (createUser) or adopt it (adopt), and bring an
+/// owned user's fields to the spec. A user we do not own is used as-is, for its key only.
+pub async fn ensure(
+    ctx: &Context,
+    k: &IamUserAccessKey,
+    want: &DesiredUser,
+) -> Result<User, Error> {
+    let aws = &ctx.aws;
+    let name = &k.spec.user_name;
+    let existing = match aws
+        .call("iam", "GetUser", aws.iam.get_user().user_name(name).send())
+        .await
+    {
+        Ok(out) => out.user,
+        Err(e) if e.is_not_found() => None,
+        Err(e) => return Err(e.into()),
+    };
+    let Some(user) = existing else {
+        if !k.spec.create_user {
+            return Err(Error::Waiting {
+                reason: "DependencyNotReady",
+                message: format!(
+                    "spec.userName: IAM user {name:?} does not exist and spec.createUser is false"
+                ),
+            });
+        }
+        let out = aws
+            .call(
+                "iam",
+                "CreateUser",
+                aws.iam
+                    .create_user()
+                    .user_name(name)
+                    .path(&k.spec.path)
+                    .set_permissions_boundary(want.boundary.clone())
+                    .set_tags(Some(to_tags(&want.tags)))
+                    .send(),
+            )
+            .await?;
+        let arn = out.user.map(|u| u.arn).unwrap_or_default();
+        ctx.event(k, false, "UserCreated", format!("created IAM user {arn}"))
+            .await;
+        set_policies(aws, name, &BTreeSet::new(), &want.policy_arns).await?;
+        return Ok(User { arn, owned: true });
+    };
+    let arn = user.arn.clone();
+    let tags = list_tags(aws, name).await?;
+    let owned = match ctx.owner(k).ownership(&tags) {
+        Ownership::Ours => true,
+        Ownership::Another(who) if sets_user_fields(k) => {
+            return Err(Error::stalled(
+                "OwnedByAnother",
+                format!(
+                    "IAM user {arn} is managed by another iamwright object ({who}); remove managedPolicyArns, policyRefs, permissionsBoundary and tags to manage only its key"
+                ),
+            ));
+        }
+        Ownership::Untagged if k.spec.adopt => {
+            ctx.event(
+                k,
+                false,
+                "Adopted",
+                format!("adopted existing IAM user {arn}"),
+            )
+            .await;
+            true
+        }
+        Ownership::Untagged if sets_user_fields(k) => {
+            return Err(Error::stalled(
+                "AlreadyExists",
+                format!(
+                    "IAM user {arn} already exists and is not managed by iamwright; set spec.adopt: true to manage its policies, boundary and tags"
+                ),
+            ));
+        }
+        Ownership::Another(_) | Ownership::Untagged => false,
+    };
+    if owned {
+        let boundary = user
+            .permissions_boundary
+            .and_then(|b| b.permissions_boundary_arn);
+        sync_owned(ctx, k, want, &tags, boundary).await?;
+    }
+    Ok(User { arn, owned })
+}
+
+async fn sync_owned(
+    ctx: &Context,
+    k: &IamUserAccessKey,
+    want: &DesiredUser,
+    tags: &BTreeMap<String, String>,
+    boundary: Option<String>,
+) -> Result<(), Error> {
+    let aws = &ctx.aws;
+    let name = &k.spec.user_name;
+    let mut changed = vec![];
+    let (remove, set) = tag_diff(tags, &want.tags);
+    if !remove.is_empty() {
+        aws.call(
+            "iam",
+            "UntagUser",
+            aws.iam
+                .untag_user()
+                .user_name(name)
+                .set_tag_keys(Some(remove.clone()))
+                .send(),
+        )
+        .await?;
+    }
+    if !set.is_empty() {
+        aws.call(
+            "iam",
+            "TagUser",
+            aws.iam
+                .tag_user()
+                .user_name(name)
+                .set_tags(Some(to_tags(&set)))
+                .send(),
+        )
+        .await?;
+    }
+    if !remove.is_empty() || !set.is_empty() {
+        changed.push("tags");
+    }
+    if boundary != want.boundary {
+        match &want.boundary {
+            Some(b) => {
+                aws.call(
+                    "iam",
+                    "PutUserPermissionsBoundary",
+                    aws.iam
+                        .put_user_permissions_boundary()
+                        .user_name(name)
+                        .permissions_boundary(b)
+                        .send(),
+                )
+                .await?;
+            }
+            None => {
+                aws.call(
+                    "iam",
+                    "DeleteUserPermissionsBoundary",
+                    aws.iam
+                        .delete_user_permissions_boundary()
+                        .user_name(name)
+                        .send(),
+                )
+                .await?;
+            }
+        }
+        changed.push("permissions boundary");
+    }
+    let attached = attached_policies(aws, name).await?;
+    if set_policies(aws, name, &attached, &want.policy_arns).await? {
+        changed.push("managed policies");
+    }
+    if !changed.is_empty() {
+        ctx.event(
+            k,
+            false,
+            "UserUpdated",
+            format!("set {} of IAM user {name}", changed.join(", ")),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Attach what is missing and detach what is extra; true when anything changed.
+async fn set_policies(
+    aws: &Aws,
+    user: &str,
+    attached: &BTreeSet<String>,
+    want: &BTreeSet<String>,
+) -> Result<bool, AwsError> {
+    for arn in want.difference(attached) {
+        aws.call(
+            "iam",
+            "AttachUserPolicy",
+            aws.iam
+                .attach_user_policy()
+                .user_name(user)
+                .policy_arn(arn)
+                .send(),
+        )
+        .await?;
+    }
+    detach(aws, user, attached.difference(want)).await?;
+    Ok(attached != want)
+}
+
+async fn detach<'a>(
+    aws: &Aws,
+    user: &str,
+    arns: impl Iterator<Item = &'a String>,
+) -> Result<(), AwsError> {
+    for arn in arns {
+        match aws
+            .call(
+                "iam",
+                "DetachUserPolicy",
+                aws.iam
+                    .detach_user_policy()
+                    .user_name(user)
+                    .policy_arn(arn)
+                    .send(),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+async fn attached_policies(aws: &Aws, user: &str) -> Result<BTreeSet<String>, AwsError> {
+    let mut arns = BTreeSet::new();
+    let mut marker = None;
+    loop {
+        let out = aws
+            .call(
+                "iam",
+                "ListAttachedUserPolicies",
+                aws.iam
+                    .list_attached_user_policies()
+                    .user_name(user)
+                    .set_marker(marker.clone())
+                    .send(),
+            )
+            .await?;
+        arns.extend(
+            out.attached_policies()
+                .iter()
+                .filter_map(|p| p.policy_arn.clone()),
+        );
+        if out.is_truncated && out.marker.is_some() {
+            marker = out.marker;
+        } else {
+            return Ok(arns);
+        }
+    }
+}
+
+pub async fn list_tags(aws: &Aws, user: &str) -> Result<BTreeMap<String, String>, AwsError> {
+    let out = aws
+        .call(
+            "iam",
+            "ListUserTags",
+            aws.iam.list_user_tags().user_name(user).send(),
+        )
+        .await?;
+    Ok(out.tags.into_iter().map(|t| (t.key, t.value)).collect())
+}
+
+/// Delete an owned user: everything IAM refuses to delete a user with goes first
+/// (remaining keys, login profile, group memberships, inline and attached policies).
+/// Keys on an owned user go with it, whoever created them: the user is deleted.
+pub async fn delete(aws: &Aws, user: &str) -> Result<(), AwsError> {
+    let keys = aws
+        .call(
+            "iam",
+            "ListAccessKeys",
+            aws.iam.list_access_keys().user_name(user).send(),
+        )
+        .await?;
+    for key in keys.access_key_metadata() {
+        if let Some(id) = key.access_key_id() {
+            super::keys::delete(aws, user, id).await?;
+        }
+    }
+    match aws
+        .call(
+            "iam",
+            "DeleteLoginProfile",
+            aws.iam.delete_login_profile().user_name(user).send(),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e),
+    }
+    let groups = aws
+        .call(
+            "iam",
+            "ListGroupsForUser",
+            aws.iam.list_groups_for_user().user_name(user).send(),
+        )
+        .await?;
+    for g in groups.groups() {
+        aws.call(
+            "iam",
+            "RemoveUserFromGroup",
+            aws.iam
+                .remove_user_from_group()
+                .user_name(user)
+                .group_name(g.group_name())
+                .send(),
+        )
+        .await?;
+    }
+    let inline = aws
+        .call(
+            "iam",
+            "ListUserPolicies",
+            aws.iam.list_user_policies().user_name(user).send(),
+        )
+        .await?;
+    for p in inline.policy_names() {
+        aws.call(
+            "iam",
+            "DeleteUserPolicy",
+            aws.iam
+                .delete_user_policy()
+                .user_name(user)
+                .policy_name(p)
+                .send(),
+        )
+        .await?;
+    }
+    let attached = attached_policies(aws, user).await?;
+    detach(aws, user, attached.iter()).await?;
+    match aws
+        .call(
+            "iam",
+            "DeleteUser",
+            aws.iam.delete_user().user_name(user).send(),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
