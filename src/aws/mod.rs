@@ -5,7 +5,9 @@ mod error;
 mod ownership;
 
 pub use error::{AwsError, AwsErrorKind};
-pub use ownership::{OWNER_CLUSTER, OWNER_NAME, OWNER_NAMESPACE, Owner, Ownership, tag_diff};
+pub use ownership::{
+    OWNER_CLUSTER, OWNER_NAME, OWNER_NAMESPACE, Owner, Ownership, sync_tags, tag_diff, to_tags,
+};
 
 use std::future::Future;
 

@@ -77,6 +77,43 @@ pub fn tag_diff(
     (remove, set)
 }
 
+/// Tags in the SDK's shape.
+pub fn to_tags(tags: &BTreeMap<String, String>) -> Vec<aws_sdk_iam::types::Tag> {
+    tags.iter()
+        .map(|(k, v)| {
+            aws_sdk_iam::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .expect("key and value are set")
+        })
+        .collect()
+}
+
+/// Make a resource's tags exactly `desired` (exclusive tags): at most one untag call
+/// for the extra keys and one tag call for the missing or changed ones, none when in
+/// sync. Returns the keys it changed.
+pub async fn sync_tags<UF, TF, A, B>(
+    actual: &BTreeMap<String, String>,
+    desired: &BTreeMap<String, String>,
+    untag: impl FnOnce(Vec<String>) -> UF,
+    tag: impl FnOnce(Vec<aws_sdk_iam::types::Tag>) -> TF,
+) -> Result<Vec<String>, super::AwsError>
+where
+    UF: std::future::Future<Output = Result<A, super::AwsError>>,
+    TF: std::future::Future<Output = Result<B, super::AwsError>>,
+{
+    let (remove, set) = tag_diff(actual, desired);
+    let changed: Vec<String> = remove.iter().chain(set.keys()).cloned().collect();
+    if !remove.is_empty() {
+        untag(remove).await?;
+    }
+    if !set.is_empty() {
+        tag(to_tags(&set)).await?;
+    }
+    Ok(changed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

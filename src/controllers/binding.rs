@@ -14,14 +14,13 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::changes::Changes;
 use super::instances::{self, Association, Targets};
-use super::policy::to_tags;
 use super::reconciler::{Applied, reconcile, run_controller, scoped_api};
 use super::{Context, Error, Shutdown, aws_name, key_of, watch_config};
 use crate::api::{
     DeletionPolicy, IamRole, InstanceBindingStatus, InstanceProfileBinding,
     InstanceProfileBindingStatus,
 };
-use crate::aws::{Aws, AwsError, Ownership, tag_diff};
+use crate::aws::{self, Aws, AwsError, Ownership, to_tags};
 
 /// While EC2 reports an association as still in progress, look again this soon.
 const ASSOCIATING_RECHECK: Duration = Duration::from_secs(5);
@@ -334,33 +333,34 @@ async fn sync_tags(
     changes: &mut Changes<'_, InstanceProfileBinding>,
 ) -> Result<(), Error> {
     let name = &p.instance_profile_name;
-    let (remove, set) = tag_diff(&tags_of(p), &ctx.owner(b).desired_tags(&b.spec.tags));
-    if !remove.is_empty() {
-        aws.call(
-            "iam",
-            "UntagInstanceProfile",
-            aws.iam
-                .untag_instance_profile()
-                .instance_profile_name(name)
-                .set_tag_keys(Some(remove.clone()))
-                .send(),
-        )
-        .await?;
-    }
-    if !set.is_empty() {
-        aws.call(
-            "iam",
-            "TagInstanceProfile",
-            aws.iam
-                .tag_instance_profile()
-                .instance_profile_name(name)
-                .set_tags(Some(to_tags(&set)))
-                .send(),
-        )
-        .await?;
-    }
-    if !remove.is_empty() || !set.is_empty() {
-        let keys: Vec<&String> = remove.iter().chain(set.keys()).collect();
+    let keys = aws::sync_tags(
+        &tags_of(p),
+        &ctx.owner(b).desired_tags(&b.spec.tags),
+        |keys| {
+            aws.call(
+                "iam",
+                "UntagInstanceProfile",
+                aws.iam
+                    .untag_instance_profile()
+                    .instance_profile_name(name)
+                    .set_tag_keys(Some(keys))
+                    .send(),
+            )
+        },
+        |tags| {
+            aws.call(
+                "iam",
+                "TagInstanceProfile",
+                aws.iam
+                    .tag_instance_profile()
+                    .instance_profile_name(name)
+                    .set_tags(Some(tags))
+                    .send(),
+            )
+        },
+    )
+    .await?;
+    if !keys.is_empty() {
         changes.made(format!("set tags of instance profile {name}: {keys:?}"));
     }
     Ok(())

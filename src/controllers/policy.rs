@@ -3,14 +3,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aws_sdk_iam::types::Tag;
 use kube::ResourceExt;
 use serde_json::Value;
 
 use super::reconciler::{Applied, reconcile, run_controller};
 use super::{Context, Error, Shutdown, aws_name, key_of};
 use crate::api::{DeletionPolicy, IamPolicy, IamPolicyStatus};
-use crate::aws::{Aws, AwsError, Ownership, tag_diff};
+use crate::aws::{Aws, AwsError, Ownership, sync_tags, to_tags};
 use crate::policy::{
     DocKind, allowed_actions_matching, decode_aws_document, same_document, validate_document,
 };
@@ -169,33 +168,34 @@ async fn sync(p: &IamPolicy, ctx: &Context) -> Result<Synced, Error> {
             .map(|(r, _)| r)
             == Some("Synced");
 
-    let (remove, set) = tag_diff(&actual_tags, &desired_tags);
-    if !remove.is_empty() {
-        aws.call(
-            "iam",
-            "UntagPolicy",
-            aws.iam
-                .untag_policy()
-                .policy_arn(&arn)
-                .set_tag_keys(Some(remove.clone()))
-                .send(),
-        )
-        .await?;
-    }
-    if !set.is_empty() {
-        aws.call(
-            "iam",
-            "TagPolicy",
-            aws.iam
-                .tag_policy()
-                .policy_arn(&arn)
-                .set_tags(Some(to_tags(&set)))
-                .send(),
-        )
-        .await?;
-    }
-    if !remove.is_empty() || !set.is_empty() {
-        let keys: Vec<&String> = remove.iter().chain(set.keys()).collect();
+    let keys = sync_tags(
+        &actual_tags,
+        &desired_tags,
+        |keys| {
+            aws.call(
+                "iam",
+                "UntagPolicy",
+                aws.iam
+                    .untag_policy()
+                    .policy_arn(&arn)
+                    .set_tag_keys(Some(keys))
+                    .send(),
+            )
+        },
+        |tags| {
+            aws.call(
+                "iam",
+                "TagPolicy",
+                aws.iam
+                    .tag_policy()
+                    .policy_arn(&arn)
+                    .set_tags(Some(tags))
+                    .send(),
+            )
+        },
+    )
+    .await?;
+    if !keys.is_empty() {
         ctx.event(
             p,
             false,
@@ -354,18 +354,6 @@ async fn list_tags(aws: &Aws, arn: &str) -> Result<BTreeMap<String, String>, Aws
         )
         .await?;
     Ok(out.tags.into_iter().map(|t| (t.key, t.value)).collect())
-}
-
-pub fn to_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
-    tags.iter()
-        .map(|(k, v)| {
-            Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .expect("key and value are set")
-        })
-        .collect()
 }
 
 /// Delete the policy unless retained: detach it from every role, user and group, delete

@@ -9,12 +9,11 @@ use kube::ResourceExt;
 use serde_json::Value;
 
 use super::changes::Changes;
-use super::policy::to_tags;
 use super::reconciler::{Applied, reconcile, run_controller, scoped_api};
 use super::refs::{referencing, resolve_policy_refs};
 use super::{Context, Error, Settings, Shutdown, aws_name, key_of, watch_config};
 use crate::api::{DeletionPolicy, IamPolicy, IamRole, IamRoleSpec, IamRoleStatus};
-use crate::aws::{Aws, AwsError, Ownership, tag_diff};
+use crate::aws::{Aws, AwsError, Ownership, sync_tags, to_tags};
 use crate::policy::{
     DocKind, allowed_actions_matching, decode_aws_document, same_document, validate_document,
 };
@@ -285,33 +284,34 @@ async fn update_role(
     changes: &mut Changes<'_, IamRole>,
 ) -> Result<(), Error> {
     let name = d.name.as_str();
-    let (remove, set) = tag_diff(&tags_of(role), &d.tags);
-    if !remove.is_empty() {
-        aws.call(
-            "iam",
-            "UntagRole",
-            aws.iam
-                .untag_role()
-                .role_name(name)
-                .set_tag_keys(Some(remove.clone()))
-                .send(),
-        )
-        .await?;
-    }
-    if !set.is_empty() {
-        aws.call(
-            "iam",
-            "TagRole",
-            aws.iam
-                .tag_role()
-                .role_name(name)
-                .set_tags(Some(to_tags(&set)))
-                .send(),
-        )
-        .await?;
-    }
-    if !remove.is_empty() || !set.is_empty() {
-        let keys: Vec<&String> = remove.iter().chain(set.keys()).collect();
+    let keys = sync_tags(
+        &tags_of(role),
+        &d.tags,
+        |keys| {
+            aws.call(
+                "iam",
+                "UntagRole",
+                aws.iam
+                    .untag_role()
+                    .role_name(name)
+                    .set_tag_keys(Some(keys))
+                    .send(),
+            )
+        },
+        |tags| {
+            aws.call(
+                "iam",
+                "TagRole",
+                aws.iam
+                    .tag_role()
+                    .role_name(name)
+                    .set_tags(Some(tags))
+                    .send(),
+            )
+        },
+    )
+    .await?;
+    if !keys.is_empty() {
         changes.made(format!("set tags {keys:?}"));
     }
 

@@ -4,8 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::api::IamUserAccessKey;
-use crate::aws::{Aws, AwsError, Ownership, tag_diff};
-use crate::controllers::policy::to_tags;
+use crate::aws::{Aws, AwsError, Ownership, sync_tags, to_tags};
 use crate::controllers::{Context, Error};
 
 /// What the spec asks of an owned user, computed before any AWS call.
@@ -128,32 +127,34 @@ async fn sync_owned(
     let aws = &ctx.aws;
     let name = &k.spec.user_name;
     let mut changed = vec![];
-    let (remove, set) = tag_diff(tags, &want.tags);
-    if !remove.is_empty() {
-        aws.call(
-            "iam",
-            "UntagUser",
-            aws.iam
-                .untag_user()
-                .user_name(name)
-                .set_tag_keys(Some(remove.clone()))
-                .send(),
-        )
-        .await?;
-    }
-    if !set.is_empty() {
-        aws.call(
-            "iam",
-            "TagUser",
-            aws.iam
-                .tag_user()
-                .user_name(name)
-                .set_tags(Some(to_tags(&set)))
-                .send(),
-        )
-        .await?;
-    }
-    if !remove.is_empty() || !set.is_empty() {
+    let keys = sync_tags(
+        tags,
+        &want.tags,
+        |keys| {
+            aws.call(
+                "iam",
+                "UntagUser",
+                aws.iam
+                    .untag_user()
+                    .user_name(name)
+                    .set_tag_keys(Some(keys))
+                    .send(),
+            )
+        },
+        |tags| {
+            aws.call(
+                "iam",
+                "TagUser",
+                aws.iam
+                    .tag_user()
+                    .user_name(name)
+                    .set_tags(Some(tags))
+                    .send(),
+            )
+        },
+    )
+    .await?;
+    if !keys.is_empty() {
         changed.push("tags");
     }
     if boundary != want.boundary {
