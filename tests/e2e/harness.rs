@@ -489,3 +489,21 @@ impl Operator {
         None
     }
 }
+
+impl Operator {
+    /// Wait until `read_op` (an AWS read made once per reconcile) was called `resyncs`
+    /// more times, and return how many AWS writes the operator made meanwhile.
+    pub async fn writes_across_resyncs(&self, read_op: &str, resyncs: u64) -> u64 {
+        let writes = self.aws_writes().await;
+        let reads = self.aws_requests(|o, _| o == read_op).await;
+        eventually(
+            Duration::from_secs(30),
+            &format!("{resyncs} resyncs"),
+            || async {
+                (self.aws_requests(|o, _| o == read_op).await >= reads + resyncs).then_some(())
+            },
+        )
+        .await;
+        self.aws_writes().await - writes
+    }
+}
