@@ -77,6 +77,22 @@ impl AwsError {
     }
 }
 
+/// Reads where "it does not exist" is an answer, not an error.
+pub trait Found<T> {
+    /// `Ok(None)` for NotFound, the value or the other error otherwise.
+    fn found(self) -> Result<Option<T>, AwsError>;
+}
+
+impl<T> Found<T> for Result<T, AwsError> {
+    fn found(self) -> Result<Option<T>, AwsError> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// Map an AWS error code to how it is treated.
 pub fn classify(code: &str) -> AwsErrorKind {
     match code {

@@ -4,9 +4,10 @@
 mod error;
 mod ownership;
 
-pub use error::{AwsError, AwsErrorKind};
+pub use error::{AwsError, AwsErrorKind, Found};
 pub use ownership::{
-    OWNER_CLUSTER, OWNER_NAME, OWNER_NAMESPACE, Owner, Ownership, sync_tags, tag_diff, to_tags,
+    OWNER_CLUSTER, OWNER_NAME, OWNER_NAMESPACE, Owner, Ownership, sync_tags, tag_diff, tag_map,
+    to_tags,
 };
 
 use std::future::Future;

@@ -77,6 +77,13 @@ pub fn tag_diff(
     (remove, set)
 }
 
+/// SDK tags as a map.
+pub fn tag_map(tags: &[aws_sdk_iam::types::Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .map(|t| (t.key.clone(), t.value.clone()))
+        .collect()
+}
+
 /// Tags in the SDK's shape.
 pub fn to_tags(tags: &BTreeMap<String, String>) -> Vec<aws_sdk_iam::types::Tag> {
     tags.iter()

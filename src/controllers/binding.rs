@@ -20,7 +20,7 @@ use crate::api::{
     DeletionPolicy, IamRole, InstanceBindingStatus, InstanceProfileBinding,
     InstanceProfileBindingStatus,
 };
-use crate::aws::{self, Aws, AwsError, Ownership, to_tags};
+use crate::aws::{self, Aws, AwsError, Found, Ownership, tag_map, to_tags};
 
 /// While EC2 reports an association as still in progress, look again this soon.
 const ASSOCIATING_RECHECK: Duration = Duration::from_secs(5);
@@ -244,7 +244,7 @@ async fn resolve_role(b: &InstanceProfileBinding, ctx: &Context) -> Result<Strin
 }
 
 async fn get_profile(aws: &Aws, name: &str) -> Result<Option<InstanceProfile>, AwsError> {
-    match aws
+    Ok(aws
         .call(
             "iam",
             "GetInstanceProfile",
@@ -254,18 +254,12 @@ async fn get_profile(aws: &Aws, name: &str) -> Result<Option<InstanceProfile>, A
                 .send(),
         )
         .await
-    {
-        Ok(out) => Ok(out.instance_profile),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
+        .found()?
+        .and_then(|out| out.instance_profile))
 }
 
 fn tags_of(p: &InstanceProfile) -> BTreeMap<String, String> {
-    p.tags()
-        .iter()
-        .map(|t| (t.key.clone(), t.value.clone()))
-        .collect()
+    tag_map(p.tags())
 }
 
 async fn check_ownership(

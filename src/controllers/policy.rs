@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::reconciler::{Applied, reconcile, run_controller};
 use super::{Context, Error, Shutdown, aws_name, key_of};
 use crate::api::{DeletionPolicy, IamPolicy, IamPolicyStatus};
-use crate::aws::{Aws, AwsError, Ownership, sync_tags, to_tags};
+use crate::aws::{Aws, AwsError, Found, Ownership, sync_tags, tag_map, to_tags};
 use crate::policy::{
     DocKind, allowed_actions_matching, decode_aws_document, same_document, validate_document,
 };
@@ -93,18 +93,15 @@ async fn sync(p: &IamPolicy, ctx: &Context) -> Result<Synced, Error> {
     let desired_tags = owner.desired_tags(&p.spec.tags);
     let arn = policy_arn(&aws.account_id().await?, p);
 
-    let existing = match aws
+    let existing = aws
         .call(
             "iam",
             "GetPolicy",
             aws.iam.get_policy().policy_arn(&arn).send(),
         )
         .await
-    {
-        Ok(out) => out.policy,
-        Err(e) if e.is_not_found() => None,
-        Err(e) => return Err(e.into()),
-    };
+        .found()?
+        .and_then(|out| out.policy);
     let Some(policy) = existing else {
         let out = aws
             .call(
@@ -353,7 +350,7 @@ async fn list_tags(aws: &Aws, arn: &str) -> Result<BTreeMap<String, String>, Aws
             aws.iam.list_policy_tags().policy_arn(arn).send(),
         )
         .await?;
-    Ok(out.tags.into_iter().map(|t| (t.key, t.value)).collect())
+    Ok(tag_map(&out.tags))
 }
 
 /// Delete the policy unless retained: detach it from every role, user and group, delete

@@ -13,7 +13,7 @@ use super::reconciler::{Applied, reconcile, run_controller, scoped_api};
 use super::refs::{referencing, resolve_policy_refs};
 use super::{Context, Error, Settings, Shutdown, aws_name, key_of, watch_config};
 use crate::api::{DeletionPolicy, IamPolicy, IamRole, IamRoleSpec, IamRoleStatus};
-use crate::aws::{Aws, AwsError, Ownership, sync_tags, to_tags};
+use crate::aws::{Aws, AwsError, Found, Ownership, sync_tags, tag_map, to_tags};
 use crate::policy::{
     DocKind, allowed_actions_matching, decode_aws_document, same_document, validate_document,
 };
@@ -210,21 +210,15 @@ async fn sync(r: &IamRole, ctx: &Context) -> Result<IamRoleStatus, Error> {
 }
 
 async fn get_role(aws: &Aws, name: &str) -> Result<Option<Role>, AwsError> {
-    match aws
+    Ok(aws
         .call("iam", "GetRole", aws.iam.get_role().role_name(name).send())
         .await
-    {
-        Ok(out) => Ok(out.role),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
+        .found()?
+        .and_then(|out| out.role))
 }
 
 fn tags_of(role: &Role) -> BTreeMap<String, String> {
-    role.tags()
-        .iter()
-        .map(|t| (t.key.clone(), t.value.clone()))
-        .collect()
+    tag_map(role.tags())
 }
 
 /// Only a role tagged for this object is changed; an untagged one only with adopt.

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::api::IamUserAccessKey;
-use crate::aws::{Aws, AwsError, Ownership, sync_tags, to_tags};
+use crate::aws::{Aws, AwsError, Found, Ownership, sync_tags, tag_map, to_tags};
 use crate::controllers::{Context, Error};
 
 /// What the spec asks of an owned user, computed before any AWS call.
@@ -40,14 +40,11 @@ pub async fn ensure(
 ) -> Result<User, Error> {
     let aws = &ctx.aws;
     let name = &k.spec.user_name;
-    let existing = match aws
+    let existing = aws
         .call("iam", "GetUser", aws.iam.get_user().user_name(name).send())
         .await
-    {
-        Ok(out) => out.user,
-        Err(e) if e.is_not_found() => None,
-        Err(e) => return Err(e.into()),
-    };
+        .found()?
+        .and_then(|out| out.user);
     let Some(user) = existing else {
         if !k.spec.create_user {
             return Err(Error::Waiting {
@@ -286,7 +283,7 @@ pub async fn list_tags(aws: &Aws, user: &str) -> Result<BTreeMap<String, String>
             aws.iam.list_user_tags().user_name(user).send(),
         )
         .await?;
-    Ok(out.tags.into_iter().map(|t| (t.key, t.value)).collect())
+    Ok(tag_map(&out.tags))
 }
 
 /// Delete an owned user: everything IAM refuses to delete a user with goes first
