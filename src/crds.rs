@@ -85,8 +85,45 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         &mut key,
         vec![immutable_required("userName"), immutable_required("path")],
     );
+    add_rules(&mut key, &["spec", "rotation"], ROTATION_RULES);
 
     vec![policy, role, binding, key]
+}
+
+/// The rotation bounds, as `schedule::schedule` checks them too (CEL durations are
+/// Go durations; an overflowing one is an evaluation error, so it is refused too).
+const ROTATION_RULES: &[(&str, &str, &str)] = &[
+    (
+        "duration(self.every) >= duration('1h') && duration(self.every) <= duration('87600h')",
+        "spec.rotation.every must be between 1h and 87600h (10 years)",
+        ".every",
+    ),
+    (
+        "!has(self.gracePeriod) || duration(self.gracePeriod) < duration(self.every)",
+        "spec.rotation.gracePeriod must be shorter than spec.rotation.every",
+        ".gracePeriod",
+    ),
+];
+
+/// Add CEL rules to the object schema at `path` (below the version's root schema).
+fn add_rules(crd: &mut CustomResourceDefinition, path: &[&str], rules: &[(&str, &str, &str)]) {
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_mut()
+        .and_then(|s| s.open_api_v3_schema.as_mut())
+        .expect("derived CRDs carry a schema");
+    let mut value = serde_json::to_value(&*schema).expect("schema serializes");
+    let mut at = &mut value;
+    for p in path {
+        at = &mut at["properties"][*p];
+    }
+    at["x-kubernetes-validations"] = Value::Array(
+        rules
+            .iter()
+            .map(|(rule, message, field)| json!({"rule": rule, "message": message, "fieldPath": field}))
+            .collect(),
+    );
+    *schema = serde_json::from_value(value).expect("patched schema deserializes");
 }
 
 /// Patch one CRD's schema: spec-level CEL rules, reserved tag keys, list-map conditions.

@@ -8,6 +8,7 @@ pub mod crds;
 pub mod leader;
 pub mod operator;
 pub mod policy;
+pub mod reason;
 pub mod status;
 pub mod telemetry;
 pub mod validate;

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::api::Condition;
+use crate::reason::Reason;
 
 /// The field manager of every write the operator makes.
 pub const MANAGER: &str = "iamwright";
@@ -18,7 +19,7 @@ pub struct Outcome {
     pub ready: bool,
     pub reconciling: bool,
     pub stalled: bool,
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
 }
 
@@ -28,11 +29,11 @@ impl Outcome {
             ready: true,
             reconciling: false,
             stalled: false,
-            reason: "Synced",
+            reason: Reason::Synced,
             message: message.into(),
         }
     }
-    pub fn progressing(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn progressing(reason: Reason, message: impl Into<String>) -> Self {
         Self {
             ready: false,
             reconciling: true,
@@ -41,7 +42,7 @@ impl Outcome {
             message: message.into(),
         }
     }
-    pub fn stalled(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn stalled(reason: Reason, message: impl Into<String>) -> Self {
         Self {
             ready: false,
             reconciling: false,
@@ -50,11 +51,12 @@ impl Outcome {
             message: message.into(),
         }
     }
-    /// Not ready, retried by the operator (AWS errors and the like).
-    pub fn failing(reason: &'static str, message: impl Into<String>) -> Self {
+    /// Not ready, retried by the operator (AWS errors and the like): kstatus tools
+    /// see work in progress (`Reconciling=True`), not a silent in-between state.
+    pub fn failing(reason: Reason, message: impl Into<String>) -> Self {
         Self {
             ready: false,
-            reconciling: false,
+            reconciling: true,
             stalled: false,
             reason,
             message: message.into(),
@@ -92,17 +94,25 @@ pub fn conditions(
     };
     let o = outcome;
     vec![
-        make("Ready", o.ready, o.reason, &o.message),
+        make("Ready", o.ready, o.reason.as_str(), &o.message),
         make(
             "Reconciling",
             o.reconciling,
-            if o.reconciling { o.reason } else { "Idle" },
+            if o.reconciling {
+                o.reason.as_str()
+            } else {
+                "Idle"
+            },
             if o.reconciling { &o.message } else { "" },
         ),
         make(
             "Stalled",
             o.stalled,
-            if o.stalled { o.reason } else { "Progressing" },
+            if o.stalled {
+                o.reason.as_str()
+            } else {
+                "Progressing"
+            },
             if o.stalled { &o.message } else { "" },
         ),
     ]
@@ -115,21 +125,55 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     S: Serialize + PartialEq,
 {
+    write(api, obj, current, status, None).await.map(|_| ())
+}
+
+/// [`patch`], conditional on the object still being at `resource_version` (a 409
+/// Conflict otherwise). Returns the new resourceVersion.
+pub async fn patch_at<K, S>(
+    api: &Api<K>,
+    obj: &K,
+    current: Option<&S>,
+    status: &S,
+    resource_version: &str,
+) -> kube::Result<Option<String>>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize + PartialEq,
+{
+    write(api, obj, current, status, Some(resource_version)).await
+}
+
+async fn write<K, S>(
+    api: &Api<K>,
+    obj: &K,
+    current: Option<&S>,
+    status: &S,
+    resource_version: Option<&str>,
+) -> kube::Result<Option<String>>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize + PartialEq,
+{
     if current == Some(status) {
-        return Ok(());
+        return Ok(resource_version.map(str::to_string));
     }
-    let body = json!({
+    let mut body = json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(body),
-    )
-    .await?;
-    Ok(())
+    if let Some(rv) = resource_version {
+        body["metadata"] = json!({ "resourceVersion": rv });
+    }
+    let written = api
+        .patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(body),
+        )
+        .await?;
+    Ok(written.meta().resource_version.clone())
 }
 
 /// The Ready condition's (reason, message), to notice transitions.
@@ -146,12 +190,16 @@ mod tests {
 
     #[test]
     fn keeps_transition_time_while_status_holds() {
-        let first = conditions(&[], Some(1), &Outcome::progressing("Creating", "creating"));
+        let first = conditions(
+            &[],
+            Some(1),
+            &Outcome::progressing(Reason::Creating, "creating"),
+        );
         let mut aged = first.clone();
         for c in &mut aged {
             c.last_transition_time = "2020-01-01T00:00:00Z".into();
         }
-        let again = conditions(&aged, Some(2), &Outcome::progressing("Updating", "x"));
+        let again = conditions(&aged, Some(2), &Outcome::progressing(Reason::Updating, "x"));
         assert!(
             again
                 .iter()

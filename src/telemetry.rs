@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -49,9 +49,18 @@ pub struct Metrics {
     aws_requests: Family<AwsLabels, Counter>,
     drift: Family<KindLabels, Counter>,
     managed: Family<ManagedLabels, Gauge>,
+    watch_errors: Family<KindLabels, Counter>,
     // Readiness per object, so the managed-resources gauge counts each object once.
     readiness: Arc<Mutex<HashMap<(&'static str, String), bool>>>,
+    // Per kind: (first, last) watch error of the current run of errors.
+    watch_failing: Arc<Mutex<HashMap<&'static str, (Instant, Instant)>>>,
 }
+
+/// A run of watch errors with gaps shorter than this is one outage.
+const WATCH_ERROR_GAP: Duration = Duration::from_secs(120);
+/// A watch failing for longer than this fails `/healthz`: a restart is the remedy
+/// left (new credentials, a re-created CRD), and the orchestrator should apply it.
+const WATCH_DEAD_AFTER: Duration = Duration::from_secs(300);
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -68,6 +77,12 @@ impl Metrics {
         let aws_requests = Family::<AwsLabels, Counter>::default();
         let drift = Family::<KindLabels, Counter>::default();
         let managed = Family::<ManagedLabels, Gauge>::default();
+        let watch_errors = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "iamwright_watch_errors",
+            "Failed watch requests to the Kubernetes API, by kind",
+            watch_errors.clone(),
+        );
         registry.register(
             "iamwright_reconcile",
             "Reconciliations by kind and result",
@@ -100,7 +115,50 @@ impl Metrics {
             aws_requests,
             drift,
             managed,
+            watch_errors,
             readiness: Default::default(),
+            watch_failing: Default::default(),
+        }
+    }
+
+    /// A kind's watch failed (it is retried with backoff).
+    pub fn watch_error(&self, kind: &'static str) {
+        self.watch_errors.get_or_create(&KindLabels { kind }).inc();
+        let now = Instant::now();
+        let mut failing = self.watch_failing.lock().expect("watch lock");
+        let run = failing.entry(kind).or_insert((now, now));
+        if now.duration_since(run.1) > WATCH_ERROR_GAP {
+            run.0 = now;
+        }
+        run.1 = now;
+    }
+
+    /// A kind's watch delivered an object.
+    pub fn watch_ok(&self, kind: &'static str) {
+        self.watch_failing.lock().expect("watch lock").remove(kind);
+    }
+
+    /// `Err` naming the kinds whose watch has failed for longer than
+    /// [`WATCH_DEAD_AFTER`] without a pause.
+    pub fn liveness(&self) -> Result<(), String> {
+        let now = Instant::now();
+        let failing = self.watch_failing.lock().expect("watch lock");
+        let dead: Vec<&str> = failing
+            .iter()
+            .filter(|(_, (first, last))| {
+                now.duration_since(*last) <= WATCH_ERROR_GAP
+                    && last.duration_since(*first) >= WATCH_DEAD_AFTER
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        if dead.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "watch failing for over {}s: {}",
+                WATCH_DEAD_AFTER.as_secs(),
+                dead.join(", ")
+            ))
         }
     }
 
@@ -200,8 +258,20 @@ pub async fn serve(
     ready: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
     use axum::{Router, http::StatusCode, routing::get};
+    let live = metrics.clone();
     let health = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/healthz",
+            get(move || {
+                let m = live.clone();
+                async move {
+                    match m.liveness() {
+                        Ok(()) => (StatusCode::OK, "ok".to_string()),
+                        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e),
+                    }
+                }
+            }),
+        )
         .route(
             "/readyz",
             get(move || {

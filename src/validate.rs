@@ -347,6 +347,15 @@ fn semantic_checks(kind: &str, spec: &Value, g: &Guardrails) -> Vec<(String, Str
         _ => {}
     }
     if kind == "IamUserAccessKey"
+        && let Some(rotation) = spec.get("rotation")
+        && let Ok(r) = serde_json::from_value::<crate::api::Rotation>(rotation.clone())
+        && let Err(e) = crate::controllers::access_key::schedule::schedule(Some(&r))
+    {
+        // The controller's own check, which the CRD's CEL rules express as well.
+        let (field, message) = e.split_once(": ").unwrap_or(("spec.rotation", e.as_str()));
+        out.push((field.to_string(), message.to_string()));
+    }
+    if kind == "IamUserAccessKey"
         && let (Some(required), Some(named)) = (
             &g.required_permissions_boundary,
             spec["permissionsBoundary"].as_str(),

@@ -23,12 +23,20 @@ pub enum KeyStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Rotation {
-    /// Age at which the key is replaced, as a duration (e.g. `720h`).
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    /// Age at which the key is replaced, as a duration between `1h` and `87600h`
+    /// (10 years), e.g. `720h`.
+    #[schemars(
+        length(max = 32),
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$")
+    )]
     pub every: String,
-    /// How long the previous key stays active after a rotation (e.g. `1h`).
+    /// How long the previous key stays active after a rotation (e.g. `1h`); shorter
+    /// than `every`. Default: 1h, or half of `every` when that is shorter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    #[schemars(
+        length(max = 32),
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$")
+    )]
     pub grace_period: Option<String>,
 }
 
@@ -83,9 +91,13 @@ pub struct IamUserAccessKeySpec {
     /// Permissions boundary of an owned user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions_boundary: Option<String>,
-    /// The Secret that receives the key. Default: the object's name.
+    /// The Secret that receives the key (a DNS-1123 subdomain name). Default: the
+    /// object's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub secret_name: Option<String>,
     /// Profile name in the Secret's `credentials` file.
     #[serde(default = "default_profile")]
@@ -152,4 +164,8 @@ pub struct PendingKey {
     /// created around `startedAt` and not in the Secret is the interrupted creation's.
     #[serde(default)]
     pub keys_before: Vec<String>,
+    /// The id of the key the creation made, recorded as soon as AWS answered: the
+    /// orphan is then exactly this key, never another object's key on the same user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_key_id: Option<String>,
 }

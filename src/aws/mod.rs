@@ -11,7 +11,10 @@ pub use ownership::{
 };
 
 use std::future::Future;
+use std::time::Duration;
 
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use tokio::sync::OnceCell;
 
@@ -23,7 +26,7 @@ pub struct Aws {
     pub iam: aws_sdk_iam::Client,
     pub sts: aws_sdk_sts::Client,
     config: aws_config::SdkConfig,
-    account: std::sync::Arc<OnceCell<String>>,
+    identity: std::sync::Arc<OnceCell<Identity>>,
     metrics: Metrics,
 }
 
@@ -31,7 +34,11 @@ impl Aws {
     /// Clients from the SDK's default chain (IRSA, Pod Identity, instance role,
     /// environment; `AWS_ENDPOINT_URL` reaches an emulator).
     pub async fn from_env(region: Option<String>, metrics: Metrics) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(timeouts())
+            // Adaptive mode adds the SDK's client-side rate limiter: once IAM throttles,
+            // every controller sharing this client slows down together.
+            .retry_config(RetryConfig::adaptive());
         if let Some(r) = region {
             loader = loader.region(aws_config::Region::new(r));
         }
@@ -40,7 +47,7 @@ impl Aws {
             iam: aws_sdk_iam::Client::new(&config),
             sts: aws_sdk_sts::Client::new(&config),
             config,
-            account: Default::default(),
+            identity: Default::default(),
             metrics,
         }
     }
@@ -56,7 +63,18 @@ impl Aws {
 
     /// The account id, from STS once, then cached.
     pub async fn account_id(&self) -> Result<String, AwsError> {
-        self.account
+        Ok(self.identity().await?.account)
+    }
+
+    /// The partition the operator's credentials live in (`aws`, `aws-cn`,
+    /// `aws-us-gov`, ...), read from the caller's ARN: every ARN the operator builds
+    /// uses it.
+    pub async fn partition(&self) -> Result<String, AwsError> {
+        Ok(self.identity().await?.partition)
+    }
+
+    async fn identity(&self) -> Result<Identity, AwsError> {
+        self.identity
             .get_or_try_init(|| async {
                 let out = self
                     .call(
@@ -65,12 +83,19 @@ impl Aws {
                         self.sts.get_caller_identity().send(),
                     )
                     .await?;
-                out.account.ok_or_else(|| AwsError {
+                let account = out.account.ok_or_else(|| AwsError {
                     kind: AwsErrorKind::Other,
                     operation: "GetCallerIdentity",
                     code: "NoAccount".into(),
                     message: "STS returned no account id".into(),
-                })
+                })?;
+                let partition = out
+                    .arn
+                    .as_deref()
+                    .and_then(partition_of_arn)
+                    .unwrap_or("aws")
+                    .to_string();
+                Ok(Identity { account, partition })
             })
             .await
             .cloned()
@@ -94,5 +119,57 @@ impl Aws {
         };
         self.metrics.aws_request(service, operation, outcome);
         result.map_err(|e| AwsError::from_sdk(operation, e))
+    }
+}
+
+/// Who the operator is in AWS.
+#[derive(Debug, Clone)]
+struct Identity {
+    account: String,
+    partition: String,
+}
+
+/// The partition field of an ARN (`arn:PARTITION:...`).
+pub fn partition_of_arn(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(3, ':');
+    match (parts.next(), parts.next()) {
+        (Some("arn"), Some(p)) if !p.is_empty() => Some(p),
+        _ => None,
+    }
+}
+
+/// Every AWS call is bounded: a hung connection or endpoint can never hold a reconcile
+/// (and its object's place in the queue) for longer than this.
+fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(20))
+        .operation_timeout(Duration::from_secs(60))
+        .build()
+}
+
+/// A config override that turns the SDK's automatic retries off for one call. Used for
+/// creates whose duplicate cannot be recognised afterwards (CreateAccessKey): a retry
+/// after a lost response would make a second key. The caller's recovery handles the
+/// first instead.
+pub fn no_retries() -> aws_sdk_iam::config::Builder {
+    aws_sdk_iam::config::Builder::default().retry_config(RetryConfig::disabled())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_come_from_the_caller_arn() {
+        assert_eq!(
+            partition_of_arn("arn:aws-cn:sts::123456789012:assumed-role/x/y"),
+            Some("aws-cn")
+        );
+        assert_eq!(
+            partition_of_arn("arn:aws-us-gov:iam::123456789012:user/u"),
+            Some("aws-us-gov")
+        );
+        assert_eq!(partition_of_arn("not-an-arn"), None);
     }
 }

@@ -2,6 +2,7 @@
 //! every EC2 instance the spec targets (by id and/or tag), re-evaluated every
 //! `--instance-resync-interval`.
 
+use crate::reason::Reason;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,11 +11,11 @@ use aws_sdk_iam::types::InstanceProfile;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::changes::Changes;
 use super::instances::{self, Association, Targets};
-use super::reconciler::{Applied, reconcile, run_controller, scoped_api};
+use super::reconciler::{Applied, Guarded, reconcile, run_controller, scoped_api};
+use super::refs::referencing;
 use super::{Context, Error, Shutdown, aws_name, key_of, watch_config};
 use crate::api::{
     DeletionPolicy, IamRole, InstanceBindingStatus, InstanceProfileBinding,
@@ -58,7 +59,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
             let state = state.clone();
             async move {
                 let key = key_of(&*obj);
+                let generation = obj.metadata.generation;
                 let (s1, s2) = (state.clone(), state.clone());
+                let ctx2 = ctx.clone();
                 let action = reconcile(
                     obj,
                     ctx,
@@ -67,33 +70,28 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
                 )
                 .await?;
                 let recheck = state.recheck.lock().expect("recheck lock").remove(&key);
+                // Conditions only EC2 can clear are looked at every instance resync,
+                // not on the (growing) error backoff.
+                if let Some(r) = recheck {
+                    ctx2.hold(&key, generation, r);
+                }
                 Ok(recheck.map(Action::requeue).unwrap_or(action))
             }
         },
         move |c, scope| {
             let store = c.store();
             c.watches(
-                scoped_api::<IamRole>(&client, scope),
+                scoped_api::<Guarded<IamRole>>(&client, scope),
                 watch_config(),
-                move |role| bound_to(&store, &role),
+                move |role| {
+                    referencing(&store, &role, |b: &InstanceProfileBinding| {
+                        b.spec.role_ref.iter().map(|r| r.name.as_str()).collect()
+                    })
+                },
             )
         },
     )
     .await;
-}
-
-/// The bindings whose `roleRef` names `role`.
-fn bound_to(
-    store: &Store<InstanceProfileBinding>,
-    role: &IamRole,
-) -> Vec<ObjectRef<InstanceProfileBinding>> {
-    let (ns, name) = (role.namespace(), role.name_any());
-    store
-        .state()
-        .iter()
-        .filter(|b| b.namespace() == ns && b.spec.role_ref.as_ref().is_some_and(|r| r.name == name))
-        .map(|b| ObjectRef::from_obj(&**b))
-        .collect()
 }
 
 /// The AWS name of a binding's instance profile.
@@ -127,9 +125,10 @@ async fn apply(
             } else {
                 resync
             }),
+            fresh: None,
         },
         Some(e) => {
-            if matches!(&e, Error::Waiting { reason, .. } if *reason == "InstanceConflict" || *reason == "DependencyNotReady")
+            if matches!(&e, Error::Waiting { reason, .. } if *reason == Reason::InstanceConflict || *reason == Reason::DependencyNotReady)
             {
                 state
                     .recheck
@@ -155,13 +154,13 @@ struct Synced {
 async fn sync(b: &InstanceProfileBinding, ctx: &Context, state: &State) -> Result<Synced, Error> {
     if b.spec.role_ref.is_some() == b.spec.role_name.is_some() {
         return Err(Error::stalled(
-            "InvalidSpec",
+            Reason::InvalidSpec,
             "spec: exactly one of roleRef and roleName must be set",
         ));
     }
     if b.spec.instance_ids.is_empty() && b.spec.instance_selector.is_none() {
         return Err(Error::stalled(
-            "InvalidSpec",
+            Reason::InvalidSpec,
             "spec: at least one of instanceIds and instanceSelector must be set",
         ));
     }
@@ -221,7 +220,7 @@ async fn resolve_role(b: &InstanceProfileBinding, ctx: &Context) -> Result<Strin
         return Ok(b.spec.role_name.clone().unwrap_or_default());
     };
     let waiting = |why: &str| Error::Waiting {
-        reason: "DependencyNotReady",
+        reason: Reason::DependencyNotReady,
         message: format!("spec.roleRef: IamRole {:?} {why}", r.name),
     };
     let api: Api<IamRole> = Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
@@ -271,13 +270,13 @@ async fn check_ownership(
     match ctx.owner(b).ownership(&tags_of(p)) {
         Ownership::Ours => Ok(()),
         Ownership::Another(who) => Err(Error::stalled(
-            "OwnedByAnother",
+            Reason::OwnedByAnother,
             format!(
                 "instance profile {arn} is managed by another iamwright object ({who}); it is left untouched"
             ),
         )),
         Ownership::Untagged if !b.spec.adopt => Err(Error::stalled(
-            "AlreadyExists",
+            Reason::AlreadyExists,
             format!(
                 "instance profile {arn} already exists and is not managed by iamwright; set spec.adopt: true to take it over"
             ),
@@ -314,7 +313,7 @@ async fn create_profile(
         )
         .await?;
     out.instance_profile.ok_or_else(|| Error::Waiting {
-        reason: "Creating",
+        reason: Reason::Creating,
         message: format!("CreateInstanceProfile returned no profile for {name}"),
     })
 }
@@ -411,7 +410,7 @@ async fn sync_role(
                     "spec.roleName"
                 };
                 return Err(Error::Waiting {
-                    reason: "DependencyNotReady",
+                    reason: Reason::DependencyNotReady,
                     message: format!("{field}: role {role:?} does not exist in AWS"),
                 });
             }
@@ -600,7 +599,7 @@ fn report(
     };
     let problem = if count("Conflict") > 0 {
         Some(Error::Waiting {
-            reason: "InstanceConflict",
+            reason: Reason::InstanceConflict,
             message: format!(
                 "{} instance(s) carry another instance profile; {}",
                 count("Conflict"),
@@ -609,7 +608,7 @@ fn report(
         })
     } else if count("NotFound") > 0 {
         Some(Error::Waiting {
-            reason: "DependencyNotReady",
+            reason: Reason::DependencyNotReady,
             message: format!(
                 "{} instance(s) cannot be bound; {}",
                 count("NotFound"),
@@ -621,7 +620,7 @@ fn report(
         .any(|r| r.state == "Associating" && r.association_id.is_none())
     {
         Some(Error::Waiting {
-            reason: "Updating",
+            reason: Reason::Updating,
             message: format!("associating; {}", first("Associating")),
         })
     } else {

@@ -26,6 +26,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use crate::aws::{Aws, AwsError, AwsErrorKind, Owner};
+use crate::reason::Reason;
 use crate::status::Outcome;
 use crate::telemetry::Metrics;
 
@@ -51,7 +52,16 @@ pub struct Context {
     pub settings: Settings,
     pub metrics: Metrics,
     recorder: Recorder,
-    failures: Mutex<HashMap<String, u32>>,
+    failures: Mutex<HashMap<String, Failures>>,
+}
+
+/// An object's run of failures: how many in a row, and until when (for which
+/// generation) it is held, so no event but a spec change reconciles it sooner.
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    until: std::time::Instant,
+    generation: Option<i64>,
 }
 
 impl Context {
@@ -114,21 +124,59 @@ impl Context {
         self.failures.lock().expect("failures lock").remove(key);
     }
 
+    /// How many reconciles of the object failed in a row.
+    pub fn failures(&self, key: &str) -> u32 {
+        self.failures
+            .lock()
+            .expect("failures lock")
+            .get(key)
+            .map_or(0, |f| f.count)
+    }
+
+    /// How long an object is still held after a failure, unless its generation changed
+    /// (a spec change by the user is always worth a reconcile).
+    pub fn held(&self, key: &str, generation: Option<i64>) -> Option<Duration> {
+        let failures = self.failures.lock().expect("failures lock");
+        let f = failures.get(key)?;
+        let left = f.until.checked_duration_since(std::time::Instant::now())?;
+        (f.generation == generation && !left.is_zero()).then_some(left)
+    }
+
     /// Exponential per-object backoff with jitter: 2s, 4s, 8s … capped at 5 minutes,
     /// never above the resync interval. Errors that retrying cannot fix soon (access
     /// denied, input AWS refused) start at a minute, so they are reported, not hammered.
-    pub fn backoff(&self, key: &str, slow: bool) -> Duration {
+    /// The object is held until then: its own writes cannot start it early.
+    pub fn backoff(&self, key: &str, generation: Option<i64>, slow: bool) -> Duration {
         let mut failures = self.failures.lock().expect("failures lock");
-        let n = failures.entry(key.to_string()).or_insert(0);
-        let exp = (*n).min(10);
-        *n += 1;
+        let f = failures.entry(key.to_string()).or_insert(Failures {
+            count: 0,
+            until: std::time::Instant::now(),
+            generation,
+        });
+        let exp = f.count.min(10);
+        f.count += 1;
         let base = if slow {
             Duration::from_secs(60)
         } else {
             Duration::from_secs(2)
         };
         let cap = Duration::from_secs(300).min(self.settings.resync.max(base));
-        jitter((base * 2u32.pow(exp)).min(cap))
+        let wait = jitter((base * 2u32.pow(exp)).min(cap));
+        f.until = std::time::Instant::now() + wait;
+        f.generation = generation;
+        wait
+    }
+
+    /// Hold an object without counting a failure (a stalled spec waits for a change).
+    pub fn hold(&self, key: &str, generation: Option<i64>, wait: Duration) {
+        let mut failures = self.failures.lock().expect("failures lock");
+        let f = failures.entry(key.to_string()).or_insert(Failures {
+            count: 0,
+            until: std::time::Instant::now(),
+            generation,
+        });
+        f.until = std::time::Instant::now() + wait;
+        f.generation = generation;
     }
 }
 
@@ -138,73 +186,89 @@ pub fn jitter(d: Duration) -> Duration {
     d.mul_f64(f)
 }
 
+/// Consecutive AccessDenied answers after which an object shows `Stalled`: the
+/// operator's role lacks a permission and a human has to grant it.
+const ACCESS_DENIED_STALLS_AFTER: u32 = 3;
+
 /// Why a reconcile did not reach Ready.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The spec cannot succeed without a change by the user; no AWS write was made.
     #[error("{message}")]
-    Stalled {
-        reason: &'static str,
-        message: String,
-    },
+    Stalled { reason: Reason, message: String },
     /// Waiting for something outside the object (a dependency, AWS consistency).
     #[error("{message}")]
-    Waiting {
-        reason: &'static str,
-        message: String,
-    },
+    Waiting { reason: Reason, message: String },
     #[error(transparent)]
     Aws(#[from] AwsError),
     #[error("Kubernetes API error: {0}")]
     Kube(#[from] kube::Error),
+    /// A bug caught on one object (a panic in its reconcile).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl Error {
-    pub fn stalled(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn stalled(reason: Reason, message: impl Into<String>) -> Self {
         Self::Stalled {
             reason,
             message: message.into(),
         }
     }
 
-    /// The conditions this error shows.
-    pub fn outcome(&self) -> Outcome {
+    /// The conditions this error shows, after `failures` failures in a row before it.
+    /// Errors a retry cannot fix show `Stalled=True` (kstatus: Failed) — AWS refusing
+    /// the input, a quota, access denied that persists; the rest `Reconciling=True`.
+    pub fn outcome(&self, failures: u32) -> Outcome {
         match self {
-            Error::Stalled { reason, message } => Outcome::stalled(reason, message.clone()),
-            Error::Waiting { reason, message } => Outcome::progressing(reason, message.clone()),
+            Error::Stalled { reason, message } => Outcome::stalled(*reason, message.clone()),
+            Error::Waiting { reason, message } => Outcome::progressing(*reason, message.clone()),
             Error::Aws(e) => {
-                let reason = match e.kind {
-                    AwsErrorKind::Throttled => "AwsThrottled",
-                    AwsErrorKind::AccessDenied => "AwsAccessDenied",
-                    AwsErrorKind::LimitExceeded => "LimitExceeded",
-                    _ => "AwsError",
-                };
-                Outcome::failing(reason, e.to_string())
+                let m = e.to_string();
+                match e.kind {
+                    AwsErrorKind::Throttled => Outcome::failing(Reason::AwsThrottled, m),
+                    AwsErrorKind::AccessDenied if failures + 1 >= ACCESS_DENIED_STALLS_AFTER => {
+                        Outcome::stalled(Reason::AwsAccessDenied, m)
+                    }
+                    AwsErrorKind::AccessDenied => Outcome::failing(Reason::AwsAccessDenied, m),
+                    AwsErrorKind::LimitExceeded => Outcome::stalled(Reason::LimitExceeded, m),
+                    AwsErrorKind::Invalid => Outcome::stalled(Reason::AwsError, m),
+                    _ => Outcome::failing(Reason::AwsError, m),
+                }
             }
-            Error::Kube(e) => Outcome::failing("AwsError", format!("Kubernetes API error: {e}")),
+            Error::Kube(e) => Outcome::failing(
+                Reason::KubernetesError,
+                format!("Kubernetes API error: {e}"),
+            ),
+            Error::Internal(m) => Outcome::stalled(Reason::InternalError, m.clone()),
         }
     }
 
     /// When to try again: stalled specs wait for a change (or a slow resync, for
     /// conditions outside the spec such as ownership), errors back off per object.
-    pub fn retry(&self, ctx: &Context, key: &str) -> Action {
+    /// Either way the object is held until then.
+    pub fn retry(&self, ctx: &Context, key: &str, generation: Option<i64>) -> Action {
         match self {
             Error::Stalled { reason, .. } => {
-                if matches!(
-                    *reason,
-                    "InvalidPolicyDocument" | "GuardrailViolation" | "InvalidSpec"
-                ) {
+                ctx.hold(key, generation, ctx.settings.resync);
+                if reason.waits_for_spec_change() {
                     Action::await_change()
                 } else {
                     ctx.resync()
                 }
             }
             Error::Aws(e)
-                if matches!(e.kind, AwsErrorKind::AccessDenied | AwsErrorKind::Invalid) =>
+                if matches!(
+                    e.kind,
+                    AwsErrorKind::AccessDenied
+                        | AwsErrorKind::Invalid
+                        | AwsErrorKind::LimitExceeded
+                ) =>
             {
-                Action::requeue(ctx.backoff(key, true))
+                Action::requeue(ctx.backoff(key, generation, true))
             }
-            _ => Action::requeue(ctx.backoff(key, false)),
+            Error::Internal(_) => Action::requeue(ctx.backoff(key, generation, true)),
+            _ => Action::requeue(ctx.backoff(key, generation, false)),
         }
     }
 
@@ -214,6 +278,7 @@ impl Error {
             Error::Waiting { .. } => "waiting",
             Error::Aws(_) => "aws_error",
             Error::Kube(_) => "kube_error",
+            Error::Internal(_) => "internal_error",
         }
     }
 }
@@ -237,8 +302,11 @@ pub fn key_of<K: Resource>(obj: &K) -> String {
     format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
-/// Drive a controller until shutdown, logging each result.
+/// Drive a controller until shutdown, logging each result. Watch failures (lost
+/// permissions, a removed CRD, an unreachable API server) are logged at WARN and
+/// counted; persisting ones fail `/healthz` (see `Metrics::watch_error`).
 pub async fn drive<K, ReconcilerFut, E>(
+    kind: &'static str,
     controller: Controller<K>,
     ctx: Arc<Context>,
     reconcile: impl FnMut(Arc<K>, Arc<Context>) -> ReconcilerFut + Send + 'static,
@@ -248,15 +316,26 @@ pub async fn drive<K, ReconcilerFut, E>(
     ReconcilerFut: futures::TryFuture<Ok = Action, Error = E> + Send + 'static,
     E: std::error::Error + Send + Sync + 'static,
 {
+    use kube::runtime::controller::Error as ControllerError;
     let concurrency = ctx.settings.concurrency;
+    let metrics = ctx.metrics.clone();
     controller
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
+        .for_each(|res| {
             match res {
-                Ok((obj, _)) => tracing::trace!(object = %obj, "reconciled"),
+                Ok((obj, _)) => {
+                    metrics.watch_ok(kind);
+                    tracing::trace!(object = %obj, "reconciled")
+                }
+                Err(ControllerError::QueueError(e)) => {
+                    metrics.watch_error(kind);
+                    tracing::warn!(kind, error = %e, "watch failed; retrying with backoff")
+                }
+                // Already logged by the error policy.
                 Err(e) => tracing::debug!(error = %e, "reconcile failed"),
             }
+            async {}
         })
         .await;
 }

@@ -1,5 +1,6 @@
 //! IamPolicy: a customer-managed policy whose default version follows the spec.
 
+use crate::reason::Reason;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -40,9 +41,9 @@ pub fn policy_name(p: &IamPolicy) -> String {
     )
 }
 
-pub fn policy_arn(account: &str, p: &IamPolicy) -> String {
+pub fn policy_arn(partition: &str, account: &str, p: &IamPolicy) -> String {
     format!(
-        "arn:aws:iam::{account}:policy{}{}",
+        "arn:{partition}:iam::{account}:policy{}{}",
         p.spec.path,
         policy_name(p)
     )
@@ -76,14 +77,14 @@ async fn apply(p: Arc<IamPolicy>, ctx: Arc<Context>) -> Applied<IamPolicyStatus>
 async fn sync(p: &IamPolicy, ctx: &Context) -> Result<Synced, Error> {
     // Pure checks first: a bad spec never reaches AWS.
     validate_document(&p.spec.document, "spec.document", DocKind::Identity)
-        .map_err(|e| Error::stalled("InvalidPolicyDocument", e.to_string()))?;
+        .map_err(|e| Error::stalled(Reason::InvalidPolicyDocument, e.to_string()))?;
     if let Some((field, msg)) = allowed_actions_matching(
         &p.spec.document,
         "spec.document",
         &ctx.settings.deny_actions,
     ) {
         return Err(Error::stalled(
-            "GuardrailViolation",
+            Reason::GuardrailViolation,
             format!("{field}: {msg}"),
         ));
     }
@@ -91,7 +92,7 @@ async fn sync(p: &IamPolicy, ctx: &Context) -> Result<Synced, Error> {
     let aws = &ctx.aws;
     let owner = ctx.owner(p);
     let desired_tags = owner.desired_tags(&p.spec.tags);
-    let arn = policy_arn(&aws.account_id().await?, p);
+    let arn = policy_arn(&aws.partition().await?, &aws.account_id().await?, p);
 
     let existing = aws
         .call(
@@ -132,7 +133,7 @@ async fn sync(p: &IamPolicy, ctx: &Context) -> Result<Synced, Error> {
         Ownership::Ours => {}
         Ownership::Another(who) => {
             return Err(Error::stalled(
-                "OwnedByAnother",
+                Reason::OwnedByAnother,
                 format!(
                     "policy {arn} is managed by another iamwright object ({who}); it is left untouched"
                 ),
@@ -140,7 +141,7 @@ async fn sync(p: &IamPolicy, ctx: &Context) -> Result<Synced, Error> {
         }
         Ownership::Untagged if !p.spec.adopt => {
             return Err(Error::stalled(
-                "AlreadyExists",
+                Reason::AlreadyExists,
                 format!(
                     "policy {arn} already exists and is not managed by iamwright; set spec.adopt: true to take it over"
                 ),
@@ -360,7 +361,7 @@ async fn cleanup(p: Arc<IamPolicy>, ctx: Arc<Context>) -> Result<(), Error> {
     let aws = &ctx.aws;
     let arn = match p.status.as_ref().and_then(|s| s.arn.clone()) {
         Some(a) => a,
-        None => policy_arn(&aws.account_id().await?, &p),
+        None => policy_arn(&aws.partition().await?, &aws.account_id().await?, &p),
     };
     if p.spec.deletion_policy == DeletionPolicy::Retain {
         ctx.event(

@@ -1,16 +1,26 @@
-//! The reconcile shape every kind shares: finalizer handling, one status report per
-//! reconcile (conditions + identity fields, written only when changed), one warning
-//! event per new problem, per-object backoff and the reconcile metrics.
+//! The reconcile shape every kind shares: a hold while an object backs off, finalizer
+//! handling, one status report per reconcile (conditions + identity fields, written
+//! only when changed), one warning event per new problem, per-object backoff and the
+//! reconcile metrics from the real outcome.
+//!
+//! The watch itself is made robust here too: objects that do not deserialize are
+//! reported on the object (not fatal to the watch), and the object's own status writes
+//! do not trigger another reconcile (a generation/finalizer/deletion predicate).
 
 use std::fmt::Debug;
 use std::future::Future;
-use std::sync::Arc;
+use std::hash::{Hash, Hasher};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use futures::FutureExt;
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::Api;
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{self, Event as FinalizerEvent};
+use kube::runtime::{PredicateConfig, WatchStreamExt, reflector, watcher};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -75,6 +85,11 @@ pub struct Applied<S> {
     pub result: Result<String, Error>,
     /// Requeue sooner than the resync (e.g. the next rotation step), when synced.
     pub requeue_after: Option<std::time::Duration>,
+    /// The object's status as the apply last read or wrote it, with its
+    /// resourceVersion, when the apply works on a fresh copy (IamUserAccessKey): the
+    /// report then compares against it and is conditional on that version, so a
+    /// status computed from a stale copy is refused rather than written over a newer.
+    pub fresh: Option<(String, S)>,
 }
 
 impl<S> Applied<S> {
@@ -83,6 +98,7 @@ impl<S> Applied<S> {
             status: Some(status),
             result: Ok(message.into()),
             requeue_after: None,
+            fresh: None,
         }
     }
     pub fn failed(status: Option<S>, error: Error) -> Self {
@@ -90,6 +106,7 @@ impl<S> Applied<S> {
             status,
             result: Err(error),
             requeue_after: None,
+            fresh: None,
         }
     }
 }
@@ -97,6 +114,29 @@ impl<S> Applied<S> {
 impl<S> From<Result<Applied<S>, Error>> for Applied<S> {
     fn from(r: Result<Applied<S>, Error>) -> Self {
         r.unwrap_or_else(|e| Applied::failed(None, e))
+    }
+}
+
+/// A panic in one object's reconcile becomes that object's error: the process and
+/// every other object carry on.
+async fn unwind_safe<T>(
+    what: &str,
+    fut: impl Future<Output = T>,
+    on_panic: impl FnOnce(Error) -> T,
+) -> T {
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(v) => v,
+        Err(payload) => {
+            let text = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(panic = %text, "{what} panicked; reported on the object");
+            on_panic(Error::Internal(format!(
+                "internal error while reconciling (please report): {text}"
+            )))
+        }
     }
 }
 
@@ -115,29 +155,44 @@ where
     C: FnOnce(Arc<K>, Arc<Context>) -> CF,
     CF: Future<Output = Result<(), Error>>,
 {
+    let key = key_of(&*obj);
+    // hold: an object backing off is not reconciled early by an event that is not a
+    // change of its spec (its own status write, an owned Secret, a referenced policy).
+    if obj.meta().deletion_timestamp.is_none()
+        && let Some(wait) = ctx.held(&key, obj.meta().generation)
+    {
+        return Ok(Action::requeue(wait));
+    }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let started = Instant::now();
+    let label = Mutex::new("error");
     let result: Result<Action, finalizer::Error<Error>> =
         finalizer::finalizer(&api, FINALIZER, obj, |event| async {
             match event {
                 FinalizerEvent::Apply(o) => {
-                    let applied = apply(o.clone(), ctx.clone()).await;
-                    Ok(report(&api, &o, &ctx, applied).await)
+                    let applied = unwind_safe(K::KIND, apply(o.clone(), ctx.clone()), |e| {
+                        Applied::failed(None, e)
+                    })
+                    .await;
+                    let (action, l) = report(&api, &o, &ctx, applied).await;
+                    *label.lock().expect("label lock") = l;
+                    Ok(action)
                 }
                 FinalizerEvent::Cleanup(o) => {
                     let key = key_of(&*o);
                     ctx.metrics.set_ready(K::KIND, key.clone(), None);
-                    cleanup(o, ctx.clone()).await?;
+                    unwind_safe(K::KIND, cleanup(o, ctx.clone()), Err).await?;
                     ctx.succeeded(&key);
+                    *label.lock().expect("label lock") = "success";
                     Ok(Action::await_change())
                 }
             }
         })
         .await;
     let label = match &result {
-        Ok(_) => "success",
+        Ok(_) => *label.lock().expect("label lock"),
         Err(finalizer::Error::CleanupFailed(e)) => e.metric_label(),
-        Err(_) => "error",
+        Err(_) => "kube_error",
     };
     ctx.metrics.reconciled(K::KIND, label, started.elapsed());
     result
@@ -145,66 +200,142 @@ where
 
 /// Failed cleanups and finalizer patches back off per object.
 pub fn error_policy<K: Managed>(
-    obj: Arc<K>,
+    obj: Arc<DeserializeGuard<K>>,
     err: &finalizer::Error<Error>,
     ctx: Arc<Context>,
 ) -> Action {
-    tracing::warn!(kind = K::KIND, object = %key_of(&*obj), error = %err, "reconcile failed");
-    Action::requeue(ctx.backoff(&key_of(&*obj), false))
+    // The finalizer patch races the watch on a just-created object (422 on its test
+    // operation); it is retried at once and needs no warning.
+    if matches!(err, finalizer::Error::AddFinalizer(_)) {
+        tracing::debug!(kind = K::KIND, object = %key_of(&*obj), error = %err, "adding the finalizer failed; retrying");
+    } else {
+        tracing::warn!(kind = K::KIND, object = %key_of(&*obj), error = %err, "reconcile failed");
+    }
+    Action::requeue(ctx.backoff(&key_of(&*obj), obj.meta().generation, false))
 }
 
-/// Write the status for an apply and decide when to look again.
+/// Write the status for an apply and decide when to look again. Returns the action
+/// and the metric label of the real outcome.
 async fn report<K: Managed>(
     api: &Api<K>,
     obj: &K,
     ctx: &Context,
     applied: Applied<K::Status>,
-) -> Action {
+) -> (Action, &'static str) {
     let key = key_of(obj);
-    let current = obj.status().cloned().unwrap_or_default();
+    let generation = obj.meta().generation;
+    let (fresh_rv, current) = match applied.fresh.clone() {
+        Some((rv, st)) => (Some(rv), st),
+        None => (None, obj.status().cloned().unwrap_or_default()),
+    };
     let outcome = match &applied.result {
         Ok(message) => Outcome::synced(message.clone()),
-        Err(e) => e.outcome(),
+        Err(e) => e.outcome(ctx.failures(&key)),
     };
-    let generation = obj.meta().generation;
     let mut next = applied.status.clone().unwrap_or_else(|| current.clone());
     next.set_common(
         generation,
         status::conditions(current.conditions(), generation, &outcome),
     );
-    if let Err(e) = status::patch(api, obj, obj.status(), &next).await {
+    let written = match &fresh_rv {
+        Some(rv) => status::patch_at(api, obj, Some(&current), &next, rv)
+            .await
+            .map(|_| ()),
+        None => status::patch(api, obj, obj.status(), &next).await,
+    };
+    if let Err(e) = written {
         tracing::warn!(kind = K::KIND, object = %key, error = %e, "status patch failed");
-        return Action::requeue(ctx.backoff(&key, false));
+        return (
+            Action::requeue(ctx.backoff(&key, generation, false)),
+            "kube_error",
+        );
     }
     ctx.metrics
         .set_ready(K::KIND, key.clone(), Some(outcome.ready));
     match applied.result {
         Ok(_) => {
             ctx.succeeded(&key);
-            match applied.requeue_after {
+            let action = match applied.requeue_after {
                 Some(d) if d < ctx.settings.resync => Action::requeue(d),
                 _ => ctx.resync(),
-            }
+            };
+            (action, "success")
         }
         Err(e) => {
             // One warning event per new problem, not one per retry.
             let was = status::ready_of(current.conditions());
-            if was != Some((outcome.reason, outcome.message.as_str())) {
-                ctx.event(obj, true, outcome.reason, outcome.message.clone())
+            if was != Some((outcome.reason.as_str(), outcome.message.as_str())) {
+                ctx.event(obj, true, outcome.reason.as_str(), outcome.message.clone())
                     .await;
             }
-            tracing::info!(kind = K::KIND, object = %key, reason = outcome.reason, error = %e, "not ready");
-            e.retry(ctx, &key)
+            tracing::info!(kind = K::KIND, object = %key, reason = %outcome.reason, error = %e, "not ready");
+            (e.retry(ctx, &key, generation), e.metric_label())
         }
     }
 }
+
+/// An object that does not deserialize (e.g. written before a schema change, or with
+/// a value the schema admits but the operator cannot read) is reported on the object:
+/// `Stalled`, `InvalidSpec`, with the decoder's message. It never stops the watch.
+async fn report_invalid<K: Managed>(
+    ctx: &Context,
+    guard: &DeserializeGuard<K>,
+    error: &str,
+) -> Action {
+    let meta = guard.meta();
+    let (ns, name) = (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    );
+    let message = format!("spec: the object cannot be read by the operator: {error}");
+    tracing::warn!(kind = K::KIND, object = %format!("{ns}/{name}"), %message, "invalid object");
+    let conditions = status::conditions(
+        &[],
+        meta.generation,
+        &Outcome::stalled(crate::reason::Reason::InvalidSpec, message.clone()),
+    );
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": {"observedGeneration": meta.generation, "conditions": conditions},
+    });
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let _ = api
+        .patch_status(
+            &name,
+            &PatchParams::apply(status::MANAGER).force(),
+            &Patch::Apply(body),
+        )
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "status patch of an invalid object failed"));
+    ctx.event(guard, true, "InvalidSpec", message).await;
+    Action::await_change()
+}
+
+/// Which watch events start a reconcile: a new generation (spec), finalizers and
+/// deletion. Status-only writes (the operator's own reports) do not.
+fn trigger_hash<K: Resource>(obj: &K) -> Option<u64> {
+    let m = obj.meta();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    m.generation.hash(&mut h);
+    m.finalizers.hash(&mut h);
+    m.deletion_timestamp.is_some().hash(&mut h);
+    m.uid.hash(&mut h);
+    Some(h.finish())
+}
+
+/// A guarded object type, as the controllers watch it.
+pub type Guarded<K> = DeserializeGuard<K>;
 
 /// Run a controller for `K` on every watched namespace until shutdown.
 pub async fn run_controller<K, R, RF>(
     ctx: Arc<Context>,
     shutdown: super::Shutdown,
     reconcile: R,
-    customize: impl Fn(kube::runtime::Controller<K>, Option<&str>) -> kube::runtime::Controller<K>,
+    customize: impl Fn(
+        kube::runtime::Controller<Guarded<K>>,
+        Option<&str>,
+    ) -> kube::runtime::Controller<Guarded<K>>,
 ) where
     K: Managed,
     R: FnMut(Arc<K>, Arc<Context>) -> RF + Clone + Send + 'static,
@@ -220,13 +351,29 @@ pub async fn run_controller<K, R, RF>(
             .collect()
     };
     let controllers = scopes.into_iter().map(|scope| {
-        let api = scoped_api::<K>(&ctx.client, scope);
-        let c = kube::runtime::Controller::new(api, super::watch_config())
+        let api = scoped_api::<Guarded<K>>(&ctx.client, scope);
+        let (reader, writer) = reflector::store();
+        let trigger = reflector(writer, watcher(api, super::watch_config()))
+            .default_backoff()
+            .applied_objects()
+            .predicate_filter(trigger_hash, PredicateConfig::default());
+        let c = kube::runtime::Controller::for_stream(trigger, reader)
             .graceful_shutdown_on(shutdown.wait());
+        let inner = reconcile.clone();
+        let unwrap = move |guard: Arc<Guarded<K>>, ctx: Arc<Context>| {
+            let mut inner = inner.clone();
+            async move {
+                match &guard.0 {
+                    Ok(obj) => inner(Arc::new(obj.clone()), ctx).await,
+                    Err(invalid) => Ok(report_invalid(&ctx, &guard, &invalid.error).await),
+                }
+            }
+        };
         super::drive(
+            K::KIND,
             customize(c, scope),
             ctx.clone(),
-            reconcile.clone(),
+            unwrap,
             error_policy::<K>,
         )
     });

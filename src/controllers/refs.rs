@@ -2,12 +2,13 @@
 //! IamPolicy is Ready), and the watch mapping that re-triggers referrers when a
 //! referenced policy changes.
 
+use crate::reason::Reason;
 use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 
 use super::Error;
-use super::reconciler::Managed;
+use super::reconciler::{Guarded, Managed};
 use crate::api::{IamPolicy, LocalObjectRef};
 
 /// The ARNs of the referenced IamPolicies, in order. A policy that is missing or not
@@ -22,7 +23,7 @@ pub async fn resolve_policy_refs(
     let mut arns = Vec::with_capacity(refs.len());
     for (i, r) in refs.iter().enumerate() {
         let waiting = |why: String| Error::Waiting {
-            reason: "DependencyNotReady",
+            reason: Reason::DependencyNotReady,
             message: format!("{field}[{i}]: IamPolicy {:?} {why}", r.name),
         };
         let Some(policy) = api.get_opt(&r.name).await? else {
@@ -43,18 +44,28 @@ pub async fn resolve_policy_refs(
     Ok(arns)
 }
 
-/// The objects in `store` whose references (as `refs` lists them) name `policy`.
-pub fn referencing<K: Managed>(
-    store: &Store<K>,
-    policy: &IamPolicy,
-    refs: impl Fn(&K) -> &[LocalObjectRef],
-) -> Vec<ObjectRef<K>> {
-    let ns = policy.namespace();
-    let name = policy.name_any();
+/// The objects in `store` whose references (as `refs` lists them) name `target`, an
+/// object of the same namespace (only its name is read, so a target that does not
+/// deserialize still re-triggers its referrers).
+pub fn referencing<K: Managed, T: Resource>(
+    store: &Store<Guarded<K>>,
+    target: &T,
+    refs: impl Fn(&K) -> Vec<&str>,
+) -> Vec<ObjectRef<Guarded<K>>> {
+    let ns = target.namespace();
+    let name = target.name_any();
     store
         .state()
         .iter()
-        .filter(|o| o.namespace() == ns && refs(o).iter().any(|r| r.name == name))
-        .map(|o| ObjectRef::from_obj(&**o))
+        .filter(|g| match &g.0 {
+            Ok(o) => o.namespace() == ns && refs(o).contains(&name.as_str()),
+            Err(_) => false,
+        })
+        .map(|g| ObjectRef::from_obj(&**g))
         .collect()
+}
+
+/// The names in a `policyRefs` list.
+pub fn names(refs: &[LocalObjectRef]) -> Vec<&str> {
+    refs.iter().map(|r| r.name.as_str()).collect()
 }

@@ -1,6 +1,7 @@
 //! IamRole: a role with its trust policy, attached and inline policies, boundary and
 //! tags. Attachments and inline policies are managed exclusively.
 
+use crate::reason::Reason;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -9,8 +10,8 @@ use kube::ResourceExt;
 use serde_json::Value;
 
 use super::changes::Changes;
-use super::reconciler::{Applied, reconcile, run_controller, scoped_api};
-use super::refs::{referencing, resolve_policy_refs};
+use super::reconciler::{Applied, Guarded, reconcile, run_controller, scoped_api};
+use super::refs::{names, referencing, resolve_policy_refs};
 use super::{Context, Error, Settings, Shutdown, aws_name, key_of, watch_config};
 use crate::api::{DeletionPolicy, IamPolicy, IamRole, IamRoleSpec, IamRoleStatus};
 use crate::aws::{Aws, AwsError, Found, Ownership, sync_tags, tag_map, to_tags};
@@ -29,9 +30,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         move |c, scope| {
             let store = c.store();
             c.watches(
-                scoped_api::<IamPolicy>(&client, scope),
+                scoped_api::<Guarded<IamPolicy>>(&client, scope),
                 watch_config(),
-                move |p| referencing(&store, &p, |r: &IamRole| &r.spec.policy_refs),
+                move |p| referencing(&store, &p, |r: &IamRole| names(&r.spec.policy_refs)),
             )
         },
     )
@@ -78,8 +79,9 @@ fn desired(r: &IamRole, ctx: &Context) -> Result<Desired, Error> {
 /// policies, `--required-permissions-boundary`). Pure, so `iamwright validate` can run
 /// it offline. Returns the permissions boundary the role gets.
 pub fn validate(spec: &IamRoleSpec, settings: &Settings) -> Result<Option<String>, Error> {
-    let invalid_doc =
-        |e: crate::policy::DocumentError| Error::stalled("InvalidPolicyDocument", e.to_string());
+    let invalid_doc = |e: crate::policy::DocumentError| {
+        Error::stalled(Reason::InvalidPolicyDocument, e.to_string())
+    };
     validate_document(
         &spec.assume_role_policy,
         "spec.assumeRolePolicy",
@@ -89,30 +91,37 @@ pub fn validate(spec: &IamRoleSpec, settings: &Settings) -> Result<Option<String
     for (name, doc) in &spec.inline_policies {
         let root = format!("spec.inlinePolicies.{name}");
         check_policy_name(name)
-            .map_err(|m| Error::stalled("InvalidSpec", format!("{root}: {m}")))?;
+            .map_err(|m| Error::stalled(Reason::InvalidSpec, format!("{root}: {m}")))?;
         validate_document(doc, &root, DocKind::Identity).map_err(invalid_doc)?;
         if let Some((field, msg)) = allowed_actions_matching(doc, &root, &settings.deny_actions) {
             return Err(Error::stalled(
-                "GuardrailViolation",
+                Reason::GuardrailViolation,
                 format!("{field}: {msg}"),
             ));
         }
     }
     for (i, arn) in spec.managed_policy_arns.iter().enumerate() {
         check_policy_arn(arn).map_err(|m| {
-            Error::stalled("InvalidSpec", format!("spec.managedPolicyArns[{i}]: {m}"))
+            Error::stalled(
+                Reason::InvalidSpec,
+                format!("spec.managedPolicyArns[{i}]: {m}"),
+            )
         })?;
     }
     if let Some(b) = &spec.permissions_boundary {
-        check_policy_arn(b)
-            .map_err(|m| Error::stalled("InvalidSpec", format!("spec.permissionsBoundary: {m}")))?;
+        check_policy_arn(b).map_err(|m| {
+            Error::stalled(
+                Reason::InvalidSpec,
+                format!("spec.permissionsBoundary: {m}"),
+            )
+        })?;
     }
     match (
         &settings.required_permissions_boundary,
         &spec.permissions_boundary,
     ) {
         (Some(required), Some(named)) if required != named => Err(Error::stalled(
-            "GuardrailViolation",
+            Reason::GuardrailViolation,
             format!(
                 "spec.permissionsBoundary: must be {required:?} (the operator's --required-permissions-boundary), got {named:?}; remove the field or set it to the required boundary"
             ),
@@ -227,13 +236,13 @@ async fn check_ownership(r: &IamRole, ctx: &Context, role: &Role) -> Result<(), 
     match ctx.owner(r).ownership(&tags_of(role)) {
         Ownership::Ours => Ok(()),
         Ownership::Another(who) => Err(Error::stalled(
-            "OwnedByAnother",
+            Reason::OwnedByAnother,
             format!(
                 "role {arn} is managed by another iamwright object ({who}); it is left untouched"
             ),
         )),
         Ownership::Untagged if !r.spec.adopt => Err(Error::stalled(
-            "AlreadyExists",
+            Reason::AlreadyExists,
             format!(
                 "role {arn} already exists and is not managed by iamwright; set spec.adopt: true to take it over"
             ),
@@ -264,7 +273,7 @@ async fn create_role(aws: &Aws, r: &IamRole, d: &Desired) -> Result<Role, Error>
         )
         .await?;
     out.role.ok_or_else(|| Error::Waiting {
-        reason: "Creating",
+        reason: Reason::Creating,
         message: format!("CreateRole returned no role for {}", d.name),
     })
 }

@@ -537,11 +537,10 @@ async fn an_aws_refusal_is_reported_and_not_hammered() {
             json!({"tags": {"big": long}}),
         ),
     );
+    // AWS refusing the input needs a change by the user: Stalled, so kstatus tools
+    // (Flux, kpt) report Failed instead of waiting for their timeout.
     let (ready_status, message, stalled) = ready_reason(&ns.name, "refused", "AwsError").await;
-    assert_eq!(
-        (ready_status.as_str(), stalled.as_str()),
-        ("False", "False")
-    );
+    assert_eq!((ready_status.as_str(), stalled.as_str()), ("False", "True"));
     assert!(message.contains("CreatePolicy"), "{message}");
     tokio::time::sleep(Duration::from_secs(10)).await;
     let attempts = op.aws_requests(|o, _| o == "CreatePolicy").await;

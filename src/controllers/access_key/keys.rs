@@ -49,7 +49,12 @@ pub async fn create(aws: &Aws, user: &str) -> Result<(KeyMaterial, DateTime<Utc>
         .call(
             "iam",
             "CreateAccessKey",
-            aws.iam.create_access_key().user_name(user).send(),
+            aws.iam
+                .create_access_key()
+                .user_name(user)
+                .customize()
+                .config_override(crate::aws::no_retries())
+                .send(),
         )
         .await?;
     let missing = || AwsError {
@@ -124,6 +129,10 @@ pub fn is_orphan(pending: &PendingKey, key: &KeyInfo, in_secret: Option<&str>) -
     if pending.keys_before.contains(&key.id) || in_secret == Some(key.id.as_str()) {
         return false;
     }
+    // AWS answered and the answer was recorded: that key and no other.
+    if let Some(created) = &pending.created_key_id {
+        return *created == key.id;
+    }
     match (parse_rfc3339(&pending.started_at), key.created) {
         (Some(start), Some(created)) => {
             created >= start - ORPHAN_WINDOW && created <= start + ORPHAN_WINDOW
@@ -142,6 +151,7 @@ mod tests {
         let pending = PendingKey {
             started_at: "2026-01-01T00:00:00Z".into(),
             keys_before: vec!["OLD".into()],
+            created_key_id: None,
         };
         let key = |id: &str, at: &str| KeyInfo {
             id: id.into(),
@@ -168,5 +178,24 @@ mod tests {
             &key("LATER", "2026-01-01T01:00:00Z"),
             None
         ));
+    }
+
+    #[test]
+    fn a_recorded_create_names_its_orphan_exactly() {
+        let pending = PendingKey {
+            started_at: "2026-01-01T00:00:00Z".into(),
+            keys_before: vec![],
+            created_key_id: Some("MINE".into()),
+        };
+        let at = parse_rfc3339("2026-01-01T00:00:01Z");
+        let key = |id: &str| KeyInfo {
+            id: id.into(),
+            active: true,
+            created: at,
+        };
+        assert!(is_orphan(&pending, &key("MINE"), None));
+        // Another object's key made on the same user at the same moment is not ours.
+        assert!(!is_orphan(&pending, &key("OTHER"), None));
+        assert!(!is_orphan(&pending, &key("MINE"), Some("MINE")));
     }
 }

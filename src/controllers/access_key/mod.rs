@@ -8,10 +8,11 @@
 //! taking the rotation step that is due.
 
 mod keys;
-mod schedule;
+pub mod schedule;
 mod secret;
 mod user;
 
+use crate::reason::Reason;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -21,8 +22,8 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::watcher;
 
-use super::reconciler::{Applied, reconcile, run_controller, scoped_api};
-use super::refs::{referencing, resolve_policy_refs};
+use super::reconciler::{Applied, Guarded, reconcile, run_controller, scoped_api};
+use super::refs::{names, referencing, resolve_policy_refs};
 use super::{Context, Error, Shutdown, key_of, watch_config};
 use crate::api::{
     DeletionPolicy, IamPolicy, IamUserAccessKey, IamUserAccessKeyStatus, KeyStatus, PendingKey,
@@ -51,9 +52,13 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
                 watcher::Config::default().labels(&managed).any_semantic(),
             )
             .watches(
-                scoped_api::<IamPolicy>(&client, scope),
+                scoped_api::<Guarded<IamPolicy>>(&client, scope),
                 watch_config(),
-                move |p| referencing(&store, &p, |k: &IamUserAccessKey| &k.spec.policy_refs),
+                move |p| {
+                    referencing(&store, &p, |k: &IamUserAccessKey| {
+                        names(&k.spec.policy_refs)
+                    })
+                },
             )
         },
     )
@@ -85,13 +90,20 @@ struct Run<'a> {
     api: Api<IamUserAccessKey>,
     secrets: Api<Secret>,
     recorded: IamUserAccessKeyStatus,
+    /// The resourceVersion of `recorded`: every status write is conditional on it, so
+    /// two writers (an old leader, a stale cache) can never interleave key records.
+    rv: String,
 }
 
 impl Run<'_> {
     /// Write `next` as the status now, before the next AWS step (e.g. the intent to
     /// create a key), with the same server-side-apply manager as the final report.
     async fn record(&mut self, next: IamUserAccessKeyStatus) -> Result<(), Error> {
-        status::patch(&self.api, self.k, Some(&self.recorded), &next).await?;
+        if let Some(rv) =
+            status::patch_at(&self.api, self.k, Some(&self.recorded), &next, &self.rv).await?
+        {
+            self.rv = rv;
+        }
         self.recorded = next;
         Ok(())
     }
@@ -104,9 +116,21 @@ impl Run<'_> {
 async fn apply(k: Arc<IamUserAccessKey>, ctx: Arc<Context>) -> Applied<IamUserAccessKeyStatus> {
     let ns = k.namespace().unwrap_or_default();
     let api: Api<IamUserAccessKey> = Api::namespaced(ctx.client.clone(), &ns);
-    let recorded = match api.get(&k.name_any()).await {
-        Ok(fresh) => fresh.status.unwrap_or_default(),
-        Err(e) => return Applied::failed(None, e.into()),
+    let (recorded, rv) = match api.get(&k.name_any()).await {
+        Ok(fresh) => (
+            fresh.status.unwrap_or_default(),
+            fresh.metadata.resource_version.unwrap_or_default(),
+        ),
+        Err(e) => {
+            // Report on the cached copy only if it is still current: a stale status
+            // (one missing a pending create) must never be written back.
+            let mut failed = Applied::failed(None, e.into());
+            failed.fresh = Some((
+                k.metadata.resource_version.clone().unwrap_or_default(),
+                k.status.clone().unwrap_or_default(),
+            ));
+            return failed;
+        }
     };
     let mut run = Run {
         ctx: &ctx,
@@ -114,15 +138,22 @@ async fn apply(k: Arc<IamUserAccessKey>, ctx: Arc<Context>) -> Applied<IamUserAc
         api,
         secrets: Api::namespaced(ctx.client.clone(), &ns),
         recorded,
+        rv,
     };
-    match sync(&mut run).await {
+    let result = sync(&mut run).await;
+    let fresh = Some((run.rv.clone(), run.recorded.clone()));
+    match result {
         Ok((status, message, requeue_after)) => Applied {
             status: Some(status),
             result: Ok(message),
             requeue_after,
+            fresh,
         },
         // The recorded status (e.g. a pending create) is kept, only conditions change.
-        Err(e) => Applied::failed(Some(run.recorded.clone()), e),
+        Err(e) => Applied {
+            fresh,
+            ..Applied::failed(Some(run.recorded.clone()), e)
+        },
     }
 }
 
@@ -131,14 +162,14 @@ type Synced = (IamUserAccessKeyStatus, String, Option<std::time::Duration>);
 async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
     let (k, ctx) = (run.k, run.ctx);
     // Pure checks first: an invalid spec never reaches AWS.
-    let schedule = schedule::schedule(k.spec.rotation.as_ref())
-        .map_err(|m| Error::stalled("InvalidSpec", m))?;
+    let schedule = schedule::schedule_scaled(k.spec.rotation.as_ref(), schedule::time_scale())
+        .map_err(|m| Error::stalled(Reason::InvalidSpec, m))?;
     let required = ctx.settings.required_permissions_boundary.clone();
     if let (Some(req), Some(b)) = (&required, &k.spec.permissions_boundary)
         && req != b
     {
         return Err(Error::stalled(
-            "GuardrailViolation",
+            Reason::GuardrailViolation,
             format!(
                 "spec.permissionsBoundary: must be {req} (--required-permissions-boundary), got {b}"
             ),
@@ -148,7 +179,7 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
     let observed = secret::observe(k, &name, run.secrets.get_opt(&name).await?);
     if matches!(observed, Observed::NotOurs) {
         return Err(Error::stalled(
-            "AlreadyExists",
+            Reason::AlreadyExists,
             format!(
                 "spec.secretName: Secret {name:?} already exists and is not controlled by this IamUserAccessKey; it is left untouched"
             ),
@@ -286,7 +317,7 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
         ));
     }
     let requeue = next.map(|at| {
-        (at - Utc::now())
+        at.signed_duration_since(Utc::now())
             .to_std()
             .unwrap_or_default()
             .max(std::time::Duration::from_secs(1))
@@ -382,26 +413,42 @@ async fn create_and_deliver(
             .map(|x| x.id.as_str())
             .collect();
         return Err(Error::stalled(
-            "LimitExceeded",
+            Reason::LimitExceeded,
             format!(
                 "IAM user {user} already has 2 access keys, the AWS limit; keys not managed by this object: {}. Delete one to let iamwright create its key",
                 foreign.join(", ")
             ),
         ));
     }
+    // The Secret must be writable before a key exists that only it can hold.
+    secret::check_writable(&run.secrets, k, name)
+        .await
+        .map_err(|e| secret_not_writable(name, e))?;
     let mut st = run.recorded.clone();
     st.pending_key = Some(PendingKey {
         started_at: rfc3339(Utc::now()),
         keys_before: keys.iter().map(|x| x.id.clone()).collect(),
+        created_key_id: None,
     });
     run.record(st).await?;
 
+    // No SDK retry here (see keys::create): an error may still mean a key was made,
+    // which status.pendingKey lets the next reconcile find and delete.
     let (key, created) = keys::create(&ctx.aws, &user).await?;
     tracing::debug!(object = %key_of(k), key = %key.id, "created access key");
     crash_point("after-create-access-key");
+    // Name the new key in the record at once, so recovery deletes exactly it. If this
+    // write fails the key is still delivered; recovery then falls back to the key set.
+    let mut st = run.recorded.clone();
+    if let Some(p) = st.pending_key.as_mut() {
+        p.created_key_id = Some(key.id.clone());
+    }
+    if let Err(e) = run.record(st).await {
+        tracing::warn!(object = %key_of(k), error = %e, "recording the created key id failed; delivering it anyway");
+    }
     let written = if failpoint("fail-secret-write") {
         Err(Error::Waiting {
-            reason: "AwsError",
+            reason: Reason::AwsError,
             message: "failpoint fail-secret-write: the Secret write failed".into(),
         })
     } else {
@@ -410,13 +457,25 @@ async fn create_and_deliver(
             .map_err(Error::from)
     };
     if let Err(e) = written {
-        // Nobody can ever read this key's secret again: delete it now. If that fails
-        // too, status.pendingKey stays and the next reconcile deletes it as an orphan.
-        keys::delete(&ctx.aws, &user, &key.id).await?;
-        let mut st = run.recorded.clone();
-        st.pending_key = None;
-        run.record(st).await?;
-        return Err(e);
+        // An error does not prove the write failed (a timeout after the API server
+        // stored it): if the Secret holds the new key, it was delivered.
+        let delivered = match run.secrets.get_opt(name).await {
+            Ok(s) => matches!(
+                secret::observe(k, name, s),
+                Observed::Ours { shown_id: Some(id), .. } if id == key.id
+            ),
+            Err(_) => false,
+        };
+        if !delivered {
+            // Nobody can ever read this key's secret again: delete it now. If that
+            // fails too, status.pendingKey stays and the next reconcile deletes it.
+            keys::delete(&ctx.aws, &user, &key.id).await?;
+            let mut st = run.recorded.clone();
+            st.pending_key = None;
+            run.record(st).await?;
+            return Err(e);
+        }
+        tracing::info!(object = %key_of(k), "the Secret write reported an error but the Secret holds the new key");
     }
     crash_point("after-secret-write");
     keys.push(KeyInfo {
@@ -435,6 +494,29 @@ async fn create_and_deliver(
     st.secret_name = Some(name.to_string());
     st.pending_key = None;
     run.record(st).await
+}
+
+/// Why the Secret cannot be written, as the object shows it: a refused name or
+/// content is the spec's to fix (`Stalled`); a quota or an admission webhook may
+/// change on its own, so that is retried with backoff.
+fn secret_not_writable(name: &str, e: kube::Error) -> Error {
+    match &e {
+        kube::Error::Api(s) if s.code == 422 || s.code == 400 => Error::stalled(
+            Reason::InvalidSpec,
+            format!(
+                "spec.secretName: Secret {name:?} cannot be written: {}; no access key was created",
+                s.message
+            ),
+        ),
+        kube::Error::Api(s) => Error::Waiting {
+            reason: Reason::KubernetesError,
+            message: format!(
+                "spec.secretName: Secret {name:?} cannot be written now ({} {}): {}; no access key is created until it can",
+                s.code, s.reason, s.message
+            ),
+        },
+        _ => Error::Kube(e),
+    }
 }
 
 /// Deactivate and delete the previous key, and forget it.
@@ -580,11 +662,13 @@ async fn cleanup(k: Arc<IamUserAccessKey>, ctx: Arc<Context>) -> Result<(), Erro
         }
     }
     if k.spec.deletion_policy == DeletionPolicy::Retain {
+        // The retained key stays usable only through its Secret: keep that too.
+        secret::release(&secrets, &name).await?;
         ctx.event(
             &*k,
             false,
             "Retained",
-            format!("IAM user {user} and its access key retained (deletionPolicy: Retain)"),
+            format!("IAM user {user}, its access key and the Secret {name} retained (deletionPolicy: Retain)"),
         )
         .await;
         return Ok(());

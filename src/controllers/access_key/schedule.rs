@@ -51,16 +51,44 @@ fn default_grace(every: Duration) -> Duration {
     Duration::from_secs(3600).min(every / 2)
 }
 
-/// Check `spec.rotation`: `every` positive, `gracePeriod` shorter than `every` (the old
-/// key must be gone before the next rotation needs its slot).
+/// The shortest rotation period: a key must live long enough to be picked up.
+pub const MIN_EVERY: Duration = Duration::from_secs(3600);
+/// The longest: ten years (AWS recommends 90 days; anything longer is "never").
+pub const MAX_EVERY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Check `spec.rotation`: `every` between [`MIN_EVERY`] and [`MAX_EVERY`] (the same
+/// bounds as the CRD's CEL rule), `gracePeriod` shorter than `every` (the old key
+/// must be gone before the next rotation needs its slot).
 pub fn schedule(rotation: Option<&Rotation>) -> Result<Option<Schedule>, String> {
+    schedule_scaled(rotation, 1)
+}
+
+/// Test-only: `IAMWRIGHT_ROTATION_TIME_SCALE=N` runs rotation N times faster (with
+/// 3600, `every: 20h` rotates every 20 s), so the e2e suite can show real rotations
+/// with the bounds users get. Unset in production.
+pub fn time_scale() -> u32 {
+    static SCALE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *SCALE.get_or_init(|| {
+        std::env::var("IAMWRIGHT_ROTATION_TIME_SCALE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(1)
+    })
+}
+
+/// [`schedule`], with the durations divided by `scale` after the checks.
+pub fn schedule_scaled(
+    rotation: Option<&Rotation>,
+    scale: u32,
+) -> Result<Option<Schedule>, String> {
     let Some(r) = rotation else {
         return Ok(None);
     };
     let every = parse_go_duration(&r.every).map_err(|e| format!("spec.rotation.every: {e}"))?;
-    if every < Duration::from_secs(1) {
+    if !(MIN_EVERY..=MAX_EVERY).contains(&every) {
         return Err(format!(
-            "spec.rotation.every: must be at least 1s, got {:?}",
+            "spec.rotation.every: must be between 1h and 87600h (10 years), got {:?}",
             r.every
         ));
     }
@@ -75,7 +103,10 @@ pub fn schedule(rotation: Option<&Rotation>) -> Result<Option<Schedule>, String>
             r.every
         ));
     }
-    Ok(Some(Schedule { every, grace }))
+    Ok(Some(Schedule {
+        every: every / scale,
+        grace: grace / scale,
+    }))
 }
 
 /// What the key's schedule asks for now.
@@ -98,8 +129,14 @@ pub fn next_step(
     retiring: bool,
     now: DateTime<Utc>,
 ) -> Step {
-    let add =
-        |d: Duration| created + chrono::Duration::from_std(d).unwrap_or(chrono::TimeDelta::MAX);
+    // Saturating: no duration, however large, may overflow the clock (a panic here
+    // would take every object down with the process).
+    let add = |d: Duration| {
+        chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| created.checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    };
     let Some(s) = schedule else {
         return if retiring {
             Step::Retire
@@ -165,16 +202,50 @@ mod tests {
             Duration::from_secs(3600)
         );
         assert_eq!(
-            schedule(Some(&r("20s", None))).unwrap().unwrap().grace,
-            Duration::from_secs(10)
+            schedule(Some(&r("1h", None))).unwrap().unwrap().grace,
+            Duration::from_secs(1800)
         );
-        let e = schedule(Some(&r("20s", Some("30s")))).unwrap_err();
+        let e = schedule(Some(&r("20h", Some("30h")))).unwrap_err();
         assert!(
             e.starts_with("spec.rotation.gracePeriod: must be shorter"),
             "{e}"
         );
         let e = schedule(Some(&r("5x", None))).unwrap_err();
         assert!(e.starts_with("spec.rotation.every: "), "{e}");
+        // The hostile and the pointless are refused, not overflowed or hammered.
+        for every in ["3000000000h", "87601h", "1s", "59m59s"] {
+            let e = schedule(Some(&r(every, None))).unwrap_err();
+            assert!(
+                e.starts_with("spec.rotation.every: must be between 1h and 87600h"),
+                "{e}"
+            );
+        }
+        assert!(schedule(Some(&r("87600h", None))).is_ok());
+        // The test-only scale applies after the bounds.
+        let s = schedule_scaled(Some(&r("20h", Some("10h"))), 3600)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (s.every, s.grace),
+            (Duration::from_secs(20), Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn no_duration_overflows_the_clock() {
+        let s = Some(Schedule {
+            every: Duration::from_secs(u64::MAX / 4),
+            grace: Duration::from_secs(u64::MAX / 8),
+        });
+        let t0 = parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+        assert!(matches!(
+            next_step(s, t0, false, t0),
+            Step::Wait { next: Some(_) }
+        ));
+        assert!(matches!(
+            next_step(s, t0, true, t0),
+            Step::Wait { next: Some(_) }
+        ));
     }
 
     #[test]

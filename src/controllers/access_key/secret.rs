@@ -187,6 +187,50 @@ pub async fn write(api: &Api<Secret>, secret: &Secret) -> kube::Result<()> {
     Ok(())
 }
 
+/// Ask the API server whether the Secret could be written now — name, admission
+/// policies, quotas — with a server-side dry run of the same apply and a placeholder
+/// key. Done before CreateAccessKey: a Secret that can never be written must not
+/// cost a key per retry.
+pub async fn check_writable(
+    api: &Api<Secret>,
+    k: &IamUserAccessKey,
+    name: &str,
+) -> kube::Result<()> {
+    let placeholder = KeyMaterial {
+        id: "AKIADRYRUNPLACEHOLDER".into(),
+        secret: SecretValue::new("dry-run-placeholder".into()),
+    };
+    api.patch(
+        name,
+        &PatchParams::apply(MANAGER).force().dry_run(),
+        &Patch::Apply(render(k, name, &placeholder)),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Let the Secret outlive its object (`deletionPolicy: Retain` keeps the AWS key, so
+/// the Secret holding it must stay too): drop the owner reference the garbage
+/// collector would follow.
+pub async fn release(api: &Api<Secret>, name: &str) -> kube::Result<()> {
+    let body = serde_json::json!({"metadata": {"ownerReferences": null}});
+    match api
+        .patch(
+            name,
+            &PatchParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            },
+            &Patch::Merge(body),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! The IAM user behind a key: found, created or adopted, and — only when owned — its
 //! tags, permissions boundary and managed policies kept exactly as the spec says.
 
+use crate::reason::Reason;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::api::IamUserAccessKey;
@@ -48,7 +49,7 @@ pub async fn ensure(
     let Some(user) = existing else {
         if !k.spec.create_user {
             return Err(Error::Waiting {
-                reason: "DependencyNotReady",
+                reason: Reason::DependencyNotReady,
                 message: format!(
                     "spec.userName: IAM user {name:?} does not exist and spec.createUser is false"
                 ),
@@ -79,7 +80,7 @@ pub async fn ensure(
         Ownership::Ours => true,
         Ownership::Another(who) if sets_user_fields(k) => {
             return Err(Error::stalled(
-                "OwnedByAnother",
+                Reason::OwnedByAnother,
                 format!(
                     "IAM user {arn} is managed by another iamwright object ({who}); remove managedPolicyArns, policyRefs, permissionsBoundary and tags to manage only its key"
                 ),
@@ -97,7 +98,7 @@ pub async fn ensure(
         }
         Ownership::Untagged if sets_user_fields(k) => {
             return Err(Error::stalled(
-                "AlreadyExists",
+                Reason::AlreadyExists,
                 format!(
                     "IAM user {arn} already exists and is not managed by iamwright; set spec.adopt: true to manage its policies, boundary and tags"
                 ),
