@@ -59,9 +59,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
             let state = state.clone();
             async move {
                 let key = key_of(&*obj);
-                let generation = obj.metadata.generation;
                 let (s1, s2) = (state.clone(), state.clone());
-                let ctx2 = ctx.clone();
                 let action = reconcile(
                     obj,
                     ctx,
@@ -70,11 +68,6 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
                 )
                 .await?;
                 let recheck = state.recheck.lock().expect("recheck lock").remove(&key);
-                // Conditions only EC2 can clear are looked at every instance resync,
-                // not on the (growing) error backoff.
-                if let Some(r) = recheck {
-                    ctx2.hold(&key, generation, r);
-                }
                 Ok(recheck.map(Action::requeue).unwrap_or(action))
             }
         },

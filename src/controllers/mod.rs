@@ -268,6 +268,13 @@ impl Error {
                 Action::requeue(ctx.backoff(key, generation, true))
             }
             Error::Internal(_) => Action::requeue(ctx.backoff(key, generation, true)),
+            // Waiting for another object: its change (a watch event) is the very
+            // thing to react to, so no hold; the backoff only paces the re-checks.
+            Error::Waiting { .. } => {
+                let wait = ctx.backoff(key, generation, false);
+                ctx.hold(key, generation, Duration::ZERO);
+                Action::requeue(wait)
+            }
             _ => Action::requeue(ctx.backoff(key, generation, false)),
         }
     }

@@ -587,14 +587,32 @@ async fn delete_removes_key_and_owned_user_and_retain_keeps_them() {
     gone(&ns.name, "kept").await;
     assert!(!user_exists(&doomed).await);
     assert!(user_exists(&kept).await);
-    assert_eq!(aws_keys(&kept).await, vec![(kept_key, true)]);
-    // The garbage collector removes both Secrets with their owners.
-    eventually(T, "Secrets garbage-collected", || async {
-        (get::<Secret>(&ns.name, "doomed").await.is_none()
-            && get::<Secret>(&ns.name, "kept").await.is_none())
-        .then_some(())
+    assert_eq!(aws_keys(&kept).await, vec![(kept_key.clone(), true)]);
+    // The garbage collector removes the deleted key's Secret with its owner; the
+    // retained key's Secret stays (no owner reference left), holding that key.
+    eventually(T, "the deleted key's Secret garbage-collected", || async {
+        get::<Secret>(&ns.name, "doomed")
+            .await
+            .is_none()
+            .then_some(())
     })
     .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let retained = get::<Secret>(&ns.name, "kept")
+        .await
+        .expect("the retained key's Secret stays");
+    assert!(
+        retained
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty(),
+        "no owner reference is left for the garbage collector"
+    );
+    let shown = retained.data.unwrap_or_default()["AWS_ACCESS_KEY_ID"]
+        .0
+        .clone();
+    assert_eq!(String::from_utf8(shown).unwrap(), kept_key);
 }
 
 #[tokio::test]
