@@ -259,13 +259,13 @@ start kube-apiserver "$bin/kube-apiserver" \
 wait_for kube-apiserver "ready" \
   curl -sf --cacert "$pki/ca.crt" -H "Authorization: Bearer $admin_token" "$api_url/readyz"
 
-# Only the garbage collector (ownerReferences) and the namespace controller (namespace
-# deletion). Its own secure port serves /healthz (always allowed) for the readiness wait.
+# Only the garbage collector (ownerReferences), the namespace controller (namespace
+# deletion) and the resource quota controller (quota usage, for the quota tests). Its own secure port serves /healthz (always allowed) for the readiness wait.
 start kube-controller-manager "$bin/kube-controller-manager" \
   --kubeconfig="$dir/kubeconfig" \
   --authentication-kubeconfig="$dir/kubeconfig" \
   --authorization-kubeconfig="$dir/kubeconfig" \
-  --controllers=garbagecollector,namespace \
+  --controllers=garbagecollector,namespace,resourcequota \
   --leader-elect=false \
   --bind-address=127.0.0.1 \
   --secure-port="$kcm_port" \

@@ -36,9 +36,11 @@ impl Aws {
     pub async fn from_env(region: Option<String>, metrics: Metrics) -> Self {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .timeout_config(timeouts())
-            // Adaptive mode adds the SDK's client-side rate limiter: once IAM throttles,
-            // every controller sharing this client slows down together.
-            .retry_config(RetryConfig::adaptive());
+            // Standard mode: 3 attempts with jittered exponential backoff, throttling
+            // included. (Adaptive mode's client-side limiter collapsed to its floor
+            // rate under the fault suite's random throttling and held calls past
+            // their timeout; the account-wide rate budget belongs to the scale work.)
+            .retry_config(RetryConfig::standard());
         if let Some(r) = region {
             loader = loader.region(aws_config::Region::new(r));
         }

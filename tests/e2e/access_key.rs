@@ -55,7 +55,7 @@ fn current_key(k: &IamUserAccessKey) -> String {
 }
 
 /// The Secret's (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, credentials).
-async fn secret_values(ns: &str, name: &str) -> Option<(String, String, String)> {
+pub(crate) async fn secret_values(ns: &str, name: &str) -> Option<(String, String, String)> {
     let s: Secret = get(ns, name).await?;
     let d = s.data?;
     let text = |k: &str| d.get(k).map(|b| String::from_utf8(b.0.clone()).unwrap());
@@ -67,7 +67,7 @@ async fn secret_values(ns: &str, name: &str) -> Option<(String, String, String)>
 }
 
 /// (id, Active?) of the user's keys in AWS.
-async fn aws_keys(user: &str) -> Vec<(String, bool)> {
+pub(crate) async fn aws_keys(user: &str) -> Vec<(String, bool)> {
     let mut keys: Vec<(String, bool)> = iam()
         .await
         .list_access_keys()

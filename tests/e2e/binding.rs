@@ -26,7 +26,7 @@ fn profile_arn(ns: &str, name: &str) -> String {
 }
 
 /// Launch one instance with `tags`; returns its id.
-async fn launch(tags: &[(&str, &str)]) -> String {
+pub(crate) async fn launch(tags: &[(&str, &str)]) -> String {
     let mut spec = TagSpecification::builder().resource_type(ResourceType::Instance);
     for (k, v) in tags {
         spec = spec.tags(Tag::builder().key(*k).value(*v).build());
@@ -50,7 +50,7 @@ async fn launch(tags: &[(&str, &str)]) -> String {
 }
 
 /// The active association of an instance as (association id, profile ARN).
-async fn association(instance: &str) -> Option<(String, String)> {
+pub(crate) async fn association(instance: &str) -> Option<(String, String)> {
     ec2()
         .await
         .describe_iam_instance_profile_associations()

@@ -507,3 +507,120 @@ impl Operator {
         self.aws_writes().await - writes
     }
 }
+
+/// A minimal HTTP/1.1 request with a body over loopback (status, body).
+pub async fn http_request(method: &str, url: &str, body: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut stream = tokio::net::TcpStream::connect(host).await?;
+    stream
+        .write_all(
+            format!(
+                "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await?;
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// `hack/faultproxy.py` between an operator and moto: throttling, 5xx and responses
+/// lost after the write, on chosen AWS operations. Stopped when dropped.
+pub struct FaultProxy {
+    child: Child,
+    port: u16,
+}
+
+impl FaultProxy {
+    pub async fn start() -> Self {
+        let port_file = bed_dir()
+            .join("logs")
+            .join(format!("faultproxy-{}.port", random_suffix()));
+        std::fs::create_dir_all(port_file.parent().unwrap()).unwrap();
+        let log = std::fs::File::create(port_file.with_extension("log")).unwrap();
+        let child = Command::new("python3")
+            .arg(repo_root().join("hack/faultproxy.py"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                &env("AWS_ENDPOINT_URL"),
+            ])
+            .arg("--port-file")
+            .arg(&port_file)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start hack/faultproxy.py");
+        let port = eventually(Duration::from_secs(10), "the fault proxy listening", || {
+            let f = port_file.clone();
+            async move { std::fs::read_to_string(f).ok()?.trim().parse().ok() }
+        })
+        .await;
+        Self { child, port }
+    }
+
+    /// The endpoint to give the operator as `AWS_ENDPOINT_URL`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Replace the fault rules (see hack/faultproxy.py), with a fixed dice seed.
+    pub async fn set_rules(&self, rules: serde_json::Value) {
+        let body = serde_json::json!({"rules": rules, "seed": 7}).to_string();
+        let (status, _) = http_request("PUT", &format!("{}/__faults", self.url()), &body)
+            .await
+            .expect("fault proxy control");
+        assert_eq!(status, 200);
+    }
+
+    pub async fn clear(&self) {
+        http_request("DELETE", &format!("{}/__faults", self.url()), "")
+            .await
+            .expect("fault proxy control");
+    }
+
+    /// How often `field` (requests, forwarded, throttled, errors5xx, lost) happened
+    /// for `operation` ("*": all operations).
+    pub async fn count(&self, operation: &str, field: &str) -> u64 {
+        let (_, body) = http_get(&format!("{}/__faults", self.url()))
+            .await
+            .expect("fault proxy counters");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("counters json");
+        v.as_object()
+            .unwrap()
+            .iter()
+            .filter(|(op, _)| operation == "*" || op.as_str() == operation)
+            .map(|(_, c)| c[field].as_u64().unwrap_or(0))
+            .sum()
+    }
+
+    /// The operator's environment that sends its AWS calls through the proxy.
+    pub fn operator_env(&self) -> (&'static str, String) {
+        ("AWS_ENDPOINT_URL", self.url())
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -5,6 +5,7 @@ mod access_key;
 mod binding;
 mod chart;
 mod crds;
+mod faults;
 mod gitops;
 mod ha;
 mod harness;

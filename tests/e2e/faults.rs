@@ -1,0 +1,331 @@
+//! Reliability under faults, made to happen: `hack/faultproxy.py` between the operator
+//! and moto (throttling, 5xx, responses lost after the write), SIGKILLs in a loop, and
+//! a Secret that can never be written. Each test counts what matters — keys in IAM
+//! against keys in Secrets, AWS calls, reconciles — and asserts on the count.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use iamwright::api::{IamPolicy, IamRole, IamUserAccessKey, InstanceProfileBinding};
+use iamwright::controllers::reconciler::Managed;
+use k8s_openapi::NamespaceResourceScope;
+use kube::Resource;
+use serde_json::{Value, json};
+
+use crate::access_key::{aws_keys, secret_values};
+use crate::binding::{association, launch};
+use crate::harness::*;
+use crate::role::{doc, ready, ready_reason, role_manifest};
+
+fn object(kind: &str, name: &str, spec: Value) -> String {
+    json!({"apiVersion": "iamwright.dev/v1alpha1", "kind": kind,
+           "metadata": {"name": name}, "spec": spec})
+    .to_string()
+}
+
+fn key_manifest(name: &str, spec: Value) -> String {
+    object("IamUserAccessKey", name, spec)
+}
+
+/// For every (object, user): the user's keys in IAM are exactly the one key its
+/// Secret holds — no orphan, no duplicate, nothing lost.
+async fn keys_match_secrets(ns: &str, keys: &[(String, String)]) -> Result<(), String> {
+    for (name, user) in keys {
+        let in_iam: Vec<String> = aws_keys(user).await.into_iter().map(|(id, _)| id).collect();
+        let in_secret = secret_values(ns, name).await.map(|(id, ..)| id);
+        if in_secret.as_ref().map(|id| vec![id.clone()]) != Some(in_iam.clone()) {
+            return Err(format!(
+                "{name}: IAM holds {in_iam:?}, the Secret {in_secret:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the object's Stalled condition is True.
+async fn stalled<K>(ns: &str, name: &str) -> bool
+where
+    K: Managed + Resource<Scope = NamespaceResourceScope>,
+{
+    let o: K = get(ns, name).await.expect("object exists");
+    let v = serde_json::to_value(&o).unwrap();
+    v["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Stalled" && c["status"] == "True")
+}
+
+/// `iamwright_reconcile_total` samples of `kind` by result.
+async fn reconciles(op: &Operator, kind: &str) -> BTreeMap<String, f64> {
+    let text = op.metrics().await;
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("iamwright_reconcile_total{") else {
+            continue;
+        };
+        if !rest.contains(&format!("kind=\"{kind}\"")) {
+            continue;
+        }
+        let result = rest
+            .split("result=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_default()
+            .to_string();
+        let n: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0.0);
+        *out.entry(result).or_default() += n;
+    }
+    out
+}
+
+#[tokio::test]
+async fn throttling_and_server_errors_on_a_third_of_calls_still_converge() {
+    let ns = Namespace::new("fault-flaky").await;
+    let proxy = FaultProxy::start().await;
+    proxy
+        .set_rules(json!([
+            {"operations": ["*"], "fault": "throttle", "probability": 0.15},
+            {"operations": ["*"], "fault": "error5xx", "probability": 0.15},
+        ]))
+        .await;
+    let (k, v) = proxy.operator_env();
+    let _op = Operator::start_with_env(&ns.name, &[], &[(k, &v)]).await;
+    let instance = launch(&[("fault-test", &ns.name)]).await;
+    let mut keys = vec![];
+    for i in 0..3 {
+        let n = &ns.name;
+        apply(
+            n,
+            &object(
+                "IamPolicy",
+                &format!("p{i}"),
+                json!({"document": doc(&["s3:GetObject"])}),
+            ),
+        );
+        apply(
+            n,
+            &role_manifest(
+                &format!("r{i}"),
+                json!({"policyRefs": [{"name": format!("p{i}")}]}),
+            ),
+        );
+        let user = format!("{n}-u{i}");
+        apply(
+            n,
+            &key_manifest(
+                &format!("k{i}"),
+                json!({"userName": user, "policyRefs": [{"name": format!("p{i}")}]}),
+            ),
+        );
+        keys.push((format!("k{i}"), user));
+    }
+    apply(
+        &ns.name,
+        &object(
+            "InstanceProfileBinding",
+            "b0",
+            json!({"roleRef": {"name": "r0"}, "instanceIds": [instance]}),
+        ),
+    );
+    for i in 0..3 {
+        ready::<IamPolicy>(&ns.name, &format!("p{i}")).await;
+        ready::<IamRole>(&ns.name, &format!("r{i}")).await;
+        ready::<IamUserAccessKey>(&ns.name, &format!("k{i}")).await;
+    }
+    ready::<InstanceProfileBinding>(&ns.name, "b0").await;
+    // The faults did happen, and were absorbed: nothing stalled, the AWS state is whole.
+    assert!(proxy.count("*", "throttled").await > 0);
+    assert!(proxy.count("*", "errors5xx").await > 0);
+    for i in 0..3 {
+        assert!(!stalled::<IamPolicy>(&ns.name, &format!("p{i}")).await);
+        assert!(!stalled::<IamRole>(&ns.name, &format!("r{i}")).await);
+        assert!(!stalled::<IamUserAccessKey>(&ns.name, &format!("k{i}")).await);
+    }
+    assert!(
+        association(&instance).await.is_some(),
+        "the instance got its profile"
+    );
+    proxy.clear().await;
+    eventually(
+        Duration::from_secs(30),
+        "keys in IAM == keys in Secrets",
+        || async { keys_match_secrets(&ns.name, &keys).await.ok() },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn lost_create_responses_leave_no_orphaned_key_and_no_duplicate() {
+    let ns = Namespace::new("fault-lost").await;
+    let proxy = FaultProxy::start().await;
+    // Every CreateAccessKey reaches AWS and its answer is lost; half of the other
+    // creates too.
+    proxy
+        .set_rules(json!([
+            {"operations": ["CreateAccessKey"], "fault": "lost", "probability": 1.0},
+            {"operations": ["CreateUser", "CreatePolicy", "CreateRole"], "fault": "lost", "probability": 0.5},
+        ]))
+        .await;
+    let (k, v) = proxy.operator_env();
+    let op = Operator::start_with_env(&ns.name, &[], &[(k, &v)]).await;
+    let mut keys = vec![];
+    for i in 0..4 {
+        let user = format!("{}-u{i}", ns.name);
+        apply(
+            &ns.name,
+            &key_manifest(&format!("k{i}"), json!({"userName": user})),
+        );
+        keys.push((format!("k{i}"), user));
+    }
+    apply(
+        &ns.name,
+        &object(
+            "IamPolicy",
+            "p",
+            json!({"document": doc(&["s3:GetObject"])}),
+        ),
+    );
+    apply(
+        &ns.name,
+        &role_manifest("r", json!({"policyRefs": [{"name": "p"}]})),
+    );
+    // Every user saw at least two lost creates: the key each one made was found and
+    // deleted (none can be delivered: AWS showed its secret to nobody).
+    eventually(
+        Duration::from_secs(90),
+        "two lost creates per user",
+        || async { (proxy.count("CreateAccessKey", "lost").await >= 8).then_some(()) },
+    )
+    .await;
+    let lost = proxy.count("CreateAccessKey", "lost").await;
+    // Each call the operator made reached AWS once: no SDK retry doubled a create.
+    let calls = op.aws_requests(|o, _| o == "CreateAccessKey").await;
+    let attempts = proxy.count("CreateAccessKey", "requests").await;
+    assert_eq!(attempts, calls, "HTTP attempts per CreateAccessKey call");
+    ready::<IamRole>(&ns.name, "r").await;
+    proxy.clear().await;
+    for (name, _) in &keys {
+        ready::<IamUserAccessKey>(&ns.name, name).await;
+    }
+    eventually(
+        Duration::from_secs(30),
+        "keys in IAM == keys in Secrets",
+        || async { keys_match_secrets(&ns.name, &keys).await.ok() },
+    )
+    .await;
+    // Every lost key was deleted by the recovery (one delete per lost create).
+    let deleted = op
+        .aws_requests(|o, r| o == "DeleteAccessKey" && r == "success")
+        .await;
+    assert!(deleted >= lost, "{deleted} deletes for {lost} lost creates");
+    // One IAM object per spec: the lost creates of users, policies and roles made no
+    // duplicate (IAM names are unique; the ownership check took them over).
+    let policies = iam()
+        .await
+        .list_policies()
+        .scope(aws_sdk_iam::types::PolicyScopeType::Local)
+        .send()
+        .await
+        .unwrap();
+    let mine = policies
+        .policies()
+        .iter()
+        .filter(|p| p.policy_name() == Some(&format!("{}-p", ns.name)))
+        .count();
+    assert_eq!(mine, 1);
+}
+
+#[tokio::test]
+async fn a_secret_that_can_never_be_written_costs_no_key() {
+    let ns = Namespace::new("fault-quota").await;
+    let op = Operator::start(&ns.name, &[]).await;
+    let (ok, out, err) = kubectl(
+        &[
+            "create",
+            "quota",
+            "no-secrets",
+            "--hard=count/secrets=0",
+            "-n",
+            &ns.name,
+        ],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    let user = format!("{}-q", ns.name);
+    apply(&ns.name, &key_manifest("q", json!({"userName": user})));
+    let (status, message, _) =
+        ready_reason::<IamUserAccessKey>(&ns.name, "q", "KubernetesError").await;
+    assert_eq!(status, "False");
+    assert!(message.contains("cannot be written"), "{message}");
+    let before = reconciles(&op, "IamUserAccessKey").await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let after = reconciles(&op, "IamUserAccessKey").await;
+    // No key was ever made for a Secret that could not hold it, and the object backs
+    // off instead of looping on its own writes.
+    assert_eq!(
+        op.aws_requests(|o, _| o == "CreateAccessKey").await,
+        0,
+        "CreateAccessKey calls"
+    );
+    assert!(aws_keys(&user).await.is_empty());
+    let tries: f64 = after.values().sum::<f64>() - before.values().sum::<f64>();
+    assert!(
+        tries <= 6.0,
+        "{tries} reconciles in 20s: {before:?} -> {after:?}"
+    );
+    assert_eq!(
+        after.get("success").copied().unwrap_or(0.0),
+        0.0,
+        "{after:?}"
+    );
+    // Lifting the quota lets it through.
+    kubectl(&["delete", "quota", "no-secrets", "-n", &ns.name], None);
+    ready::<IamUserAccessKey>(&ns.name, "q").await;
+    keys_match_secrets(&ns.name, &[("q".into(), user)])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn sigkill_at_any_moment_leaves_keys_in_iam_equal_to_keys_in_secrets() {
+    let ns = Namespace::new("fault-kill").await;
+    let scale = [("IAMWRIGHT_ROTATION_TIME_SCALE", "3600")];
+    let mut keys = vec![];
+    for i in 0..4 {
+        let user = format!("{}-u{i}", ns.name);
+        // Two rotate every 20 "hours" (20 s here): kills land in rotations too.
+        let spec = if i % 2 == 0 {
+            json!({"userName": user, "rotation": {"every": "20h", "gracePeriod": "5h"}})
+        } else {
+            json!({"userName": user})
+        };
+        apply(&ns.name, &key_manifest(&format!("k{i}"), spec));
+        keys.push((format!("k{i}"), user));
+    }
+    // Kill the operator at staggered moments while it creates, heals and rotates.
+    let pauses = [300u64, 700, 1100, 450, 1500, 900, 250, 1300, 600, 2000];
+    for (round, pause) in pauses.iter().enumerate() {
+        let mut op = Operator::start_with_env(&ns.name, &[], &scale).await;
+        if round == 5 {
+            // A lost Secret mid-run: the heal path runs under the kills too.
+            kubectl(&["delete", "secret", "k1", "-n", &ns.name], None);
+        }
+        tokio::time::sleep(Duration::from_millis(*pause)).await;
+        op.kill();
+    }
+    let _op = Operator::start_with_env(&ns.name, &[], &scale).await;
+    for (name, _) in &keys {
+        ready::<IamUserAccessKey>(&ns.name, name).await;
+    }
+    eventually(
+        Duration::from_secs(40),
+        "keys in IAM == keys in Secrets",
+        || async { keys_match_secrets(&ns.name, &keys).await.ok() },
+    )
+    .await;
+}
