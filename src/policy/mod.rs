@@ -8,6 +8,8 @@ pub mod model;
 mod validate;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod table;
 
 pub use canonical::{canonicalize, decode_aws_document, same_document};
