@@ -268,10 +268,11 @@ impl Operator {
         } else if let Some(rest) = name.strip_prefix("ForAllValues:") {
             (Some(SetQualifier::ForAllValues), rest)
         } else if let Some((prefix, _)) = name.split_once(':') {
-            return Err(format!(
-                "unknown qualifier {prefix:?}; use \"ForAnyValue:\" or \"ForAllValues:\"{}",
-                suggestion(prefix, &["ForAnyValue", "ForAllValues"])
-            ));
+            let hint = match suggestion(prefix, &["ForAnyValue", "ForAllValues"]) {
+                h if h.is_empty() => "; use \"ForAnyValue:\" or \"ForAllValues:\"".to_string(),
+                h => h,
+            };
+            return Err(format!("unknown qualifier {prefix:?}{hint}"));
         } else {
             (None, name)
         };

@@ -372,7 +372,7 @@ pub(crate) fn rows() -> Vec<Row> {
             Managed,
             resource("arn:aws:s3:us-east-1::b"),
             "document.Statement[0].Resource[0]",
-            "s3 ARNs have no region, got region \"us-east-1\"",
+            "S3 bucket and object ARNs have no region (access points have region and account), got region \"us-east-1\"",
         ),
         bad(
             ARNS,

@@ -389,9 +389,12 @@ pub fn check_arn(arn: &str) -> Result<(), String> {
         // jobs and Storage Lens ARNs have both.
         || (service == "s3" && account.is_empty());
     if regionless && !region.is_empty() && !has_wildcard(region) {
-        return Err(format!(
-            "{service} ARNs have no region, got region {region:?} in {arn:?}"
-        ));
+        let what = if service == "s3" {
+            "S3 bucket and object ARNs have no region (access points have region and account)"
+        } else {
+            &format!("{service} ARNs have no region")
+        };
+        return Err(format!("{what}, got region {region:?} in {arn:?}"));
     }
     if service == "iam" {
         if !(is_account_id(account) || account == "aws" || has_wildcard(account)) {
@@ -513,7 +516,7 @@ pub fn is_iso8601(s: &str) -> bool {
         return false;
     }
     i += 1;
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
     let days = match month {
         2 if leap => 29,
         2 => 28,
@@ -602,7 +605,7 @@ fn is_base64(s: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
         && padding <= 2
         && (if padding > 0 {
-            s.len() % 4 == 0
+            s.len().is_multiple_of(4)
         } else {
             body.len() % 4 != 1
         })
