@@ -168,4 +168,25 @@ mod tests {
         let ok = json!({"Statement": {"Effect": "Allow", "NotAction": ["iam:*", "s3:*"], "Resource": "*"}});
         assert_eq!(allowed_actions_matching(&ok, "document", &d), None);
     }
+
+    #[test]
+    fn service_prefixes_match_case_insensitively() {
+        let d = deny(&["iam:PassRole"]);
+        let doc = json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["S3:GetObject", "IAM:PassRole"], "Resource": "*"}]});
+        let (path, msg) = allowed_actions_matching(&doc, "spec.document", &d).unwrap();
+        assert_eq!(path, "spec.document.Statement[0].Action[1]");
+        assert!(msg.contains("\"IAM:PassRole\""), "{msg}");
+        let upper = deny(&["IAM:*"]);
+        let ok = json!({"Statement": {"Effect": "Allow", "NotAction": ["iam:*", "s3:*"], "Resource": "*"}});
+        assert_eq!(allowed_actions_matching(&ok, "d", &upper), None);
+    }
+
+    #[test]
+    fn a_document_that_cannot_be_read_is_reported() {
+        let (path, msg) =
+            allowed_actions_matching(&json!({"Statement": 1}), "d", &deny(&["iam:*"])).unwrap();
+        assert_eq!(path, "d.Statement");
+        assert!(msg.starts_with("cannot be checked"), "{msg}");
+    }
 }

@@ -133,7 +133,7 @@ pub(crate) fn rows() -> Vec<Row> {
             cond(
                 json!({"DateLessThan": {"aws:CurrentTime": "2030-01-01T00:00:00Z"},
                         "DateGreaterThan": {"aws:TokenIssueTime": ["2024-01-31", "2024-01-31T12:00:00.123+02:00", "1700000000"]},
-                        "DateEquals": {"aws:EpochTime": 1700000000}}),
+                        "DateEquals": {"aws:EpochTime": [1700000000, "1700000000.25"]}}),
             ),
         ),
         ok(

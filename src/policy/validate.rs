@@ -436,7 +436,7 @@ fn check_condition_value(family: Family, op: &str, v: &Scalar) -> Result<(), Str
         (Family::String, _) => true,
         (Family::Numeric, Scalar::Number(_)) => true,
         (Family::Numeric, Scalar::String(s)) => is_number(s),
-        (Family::Date, Scalar::Number(_)) => true,
+        (Family::Date, Scalar::Number(_)) => is_epoch(&text),
         (Family::Date, Scalar::String(s)) => is_epoch(s) || is_iso8601(s),
         (Family::Bool | Family::Null, Scalar::Bool(_)) => true,
         (Family::Bool | Family::Null, Scalar::String(s)) => {
@@ -478,8 +478,13 @@ fn is_number(s: &str) -> bool {
         && s.parse::<f64>().is_ok_and(f64::is_finite)
 }
 
+/// Epoch seconds, possibly fractional (`1700000000`, `1700000000.5`).
 fn is_epoch(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+    let (whole, fraction) = s.split_once('.').unwrap_or((s, "0"));
+    !whole.is_empty()
+        && !fraction.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && fraction.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The W3C profile of ISO 8601 that IAM documents (`YYYY`, `YYYY-MM`, `YYYY-MM-DD`,
