@@ -307,14 +307,14 @@ fn semantic_checks(kind: &str, spec: &Value, g: &Guardrails) -> Vec<(String, Str
     let mut document = |doc: &Value, root: &str, doc_kind: DocKind| {
         if let Err(e) = validate_document(doc, root, doc_kind) {
             out.push((e.path, e.message));
-        } else if doc_kind == DocKind::Identity
+        } else if doc_kind != DocKind::Trust
             && let Some((field, message)) = allowed_actions_matching(doc, root, &g.deny_actions)
         {
             out.push((field, message));
         }
     };
     if kind == "IamPolicy" {
-        document(&spec["document"], "spec.document", DocKind::Identity);
+        document(&spec["document"], "spec.document", DocKind::Managed);
     }
     match kind {
         "IamRole" => {
@@ -486,7 +486,7 @@ mod operator_policy_tests {
     fn the_documented_operator_policy_is_valid() {
         let text = include_str!("../docs/operator-iam-policy.json");
         let doc: serde_json::Value = serde_json::from_str(text).unwrap();
-        validate_document(&doc, "docs/operator-iam-policy.json", DocKind::Identity).unwrap();
+        validate_document(&doc, "docs/operator-iam-policy.json", DocKind::Managed).unwrap();
     }
 }
 

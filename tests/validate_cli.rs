@@ -54,3 +54,81 @@ fn every_problem_is_reported_with_file_object_and_field() {
         ]
     );
 }
+
+/// The grammar table (`src/policy/table.rs`) through the CLI: the documents AWS accepts
+/// in `grammar/` print nothing, each one it refuses prints one line naming the field.
+#[test]
+fn the_policy_grammar_agrees_with_aws() {
+    let (code, out) = validate(&["-f", "tests/fixtures/validate/grammar"]);
+    assert_eq!(code, 1);
+    let p = "tests/fixtures/validate/grammar/policies.yaml:IamPolicy";
+    let r = "tests/fixtures/validate/grammar/roles.yaml:IamRole";
+    let c = "spec.document.Statement[0].Condition";
+    let res = "spec.document.Statement[0].Resource[0]";
+    let date = "takes ISO 8601 dates or times (2024-01-31, 2024-01-31T12:00:00Z) or epoch seconds";
+    let want = [
+        format!(
+            r#"{p}/string-equal: {c}.StringEqual: unknown condition operator "StringEqual"; did you mean "StringEquals"?"#
+        ),
+        format!(
+            r#"{p}/for-any-values: {c}.ForAnyValues:StringLike: unknown qualifier "ForAnyValues"; did you mean "ForAnyValue"?"#
+        ),
+        format!(
+            r#"{p}/arn-equal: {c}.ArnEqual: unknown condition operator "ArnEqual"; did you mean "ArnEquals"?"#
+        ),
+        format!(
+            r#"{p}/bool-if-exist: {c}.BoolIfExist: unknown condition operator "BoolIfExist"; did you mean "BoolIfExists"?"#
+        ),
+        format!(
+            r#"{p}/date-yesterday: {c}.DateGreaterThan.aws:CurrentTime: DateGreaterThan {date}, got "yesterday""#
+        ),
+        format!(
+            r#"{p}/date-month-13: {c}.DateGreaterThan.aws:CurrentTime: DateGreaterThan {date}, got "2024-13-01""#
+        ),
+        format!(
+            r#"{p}/numeric-ten: {c}.NumericLessThan.s3:max-keys: NumericLessThan takes numbers, got "ten""#
+        ),
+        format!(
+            r#"{p}/ip-300: {c}.IpAddress.aws:SourceIp: IpAddress takes IPv4 or IPv6 addresses or CIDR ranges (203.0.113.0/24), got "300.1.1.1""#
+        ),
+        format!(
+            r#"{p}/bool-yes: {c}.Bool.aws:SecureTransport: Bool takes "true" or "false", got "yes""#
+        ),
+        format!(
+            r#"{p}/arn-too-short: {res}: an ARN has 6 parts, arn:partition:service:region:account:resource, got "arn:aws:s3""#
+        ),
+        format!(
+            r#"{p}/arn-partition: {res}: unknown partition "amazon" in "arn:amazon:s3:::b"; AWS partitions are aws, aws-cn, aws-us-gov, aws-iso, aws-iso-b, aws-iso-e, aws-iso-f, aws-eusc"#
+        ),
+        format!(
+            r#"{p}/s3-region: {res}: S3 bucket and object ARNs have no region (access points have region and account), got region "us-east-1" in "arn:aws:s3:us-east-1::b""#
+        ),
+        format!(
+            r#"{p}/iam-region: {res}: iam ARNs have no region, got region "us-east-1" in "arn:aws:iam:us-east-1:123456789012:role/x""#
+        ),
+        format!(
+            r#"{p}/managed-2008: spec.document.Version: must be "2012-10-17" (a managed policy takes only the current version), got "2008-10-17""#
+        ),
+        format!(
+            r#"{r}/principal-not-arn: spec.assumeRolePolicy.Statement[0].Principal.AWS: must be "*", a 12-digit account id or an ARN, got "ci-user""#
+        ),
+        format!(
+            "{r}/inline-too-big: spec.inlinePolicies: the 2 inline policies are 15162 characters without whitespace together, more than the 10240 AWS allows for a role"
+        ),
+    ];
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, want, "{out}");
+    // The accepted rows (upper-case prefixes, policy variables, IfExists, set
+    // qualifiers, IP/date/null/ARN operators, every principal type, 2008-10-17 inline)
+    // print nothing.
+    for name in [
+        "upper-case-prefixes",
+        "home-folder",
+        "mfa",
+        "conditions",
+        "principals",
+        "inline-2008",
+    ] {
+        assert!(!out.contains(&format!("/{name}:")), "{name}: {out}");
+    }
+}

@@ -76,7 +76,7 @@ async fn apply(p: Arc<IamPolicy>, ctx: Arc<Context>) -> Applied<IamPolicyStatus>
 /// Validate, then bring AWS to the spec with the fewest writes.
 async fn sync(p: &IamPolicy, ctx: &Context) -> Result<Synced, Error> {
     // Pure checks first: a bad spec never reaches AWS.
-    validate_document(&p.spec.document, "spec.document", DocKind::Identity)
+    validate_document(&p.spec.document, "spec.document", DocKind::Managed)
         .map_err(|e| Error::stalled(Reason::InvalidPolicyDocument, e.to_string()))?;
     if let Some((field, msg)) = allowed_actions_matching(
         &p.spec.document,

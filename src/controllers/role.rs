@@ -16,7 +16,8 @@ use super::{Context, Error, Settings, Shutdown, aws_name, key_of, watch_config};
 use crate::api::{DeletionPolicy, IamPolicy, IamRole, IamRoleSpec, IamRoleStatus};
 use crate::aws::{Aws, AwsError, Found, Ownership, sync_tags, tag_map, to_tags};
 use crate::policy::{
-    DocKind, allowed_actions_matching, decode_aws_document, same_document, validate_document,
+    DocKind, allowed_actions_matching, check_inline_aggregate, decode_aws_document, same_document,
+    validate_document,
 };
 
 /// Run the IamRole controller until shutdown. A change to a referenced IamPolicy (it
@@ -92,7 +93,7 @@ pub fn validate(spec: &IamRoleSpec, settings: &Settings) -> Result<Option<String
         let root = format!("spec.inlinePolicies.{name}");
         check_policy_name(name)
             .map_err(|m| Error::stalled(Reason::InvalidSpec, format!("{root}: {m}")))?;
-        validate_document(doc, &root, DocKind::Identity).map_err(invalid_doc)?;
+        validate_document(doc, &root, DocKind::Inline).map_err(invalid_doc)?;
         if let Some((field, msg)) = allowed_actions_matching(doc, &root, &settings.deny_actions) {
             return Err(Error::stalled(
                 Reason::GuardrailViolation,
@@ -100,6 +101,12 @@ pub fn validate(spec: &IamRoleSpec, settings: &Settings) -> Result<Option<String
             ));
         }
     }
+    let inline: Vec<(&str, &Value)> = spec
+        .inline_policies
+        .iter()
+        .map(|(name, doc)| (name.as_str(), doc))
+        .collect();
+    check_inline_aggregate(&inline, "spec.inlinePolicies").map_err(invalid_doc)?;
     for (i, arn) in spec.managed_policy_arns.iter().enumerate() {
         check_policy_arn(arn).map_err(|m| {
             Error::stalled(

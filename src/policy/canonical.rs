@@ -1,91 +1,17 @@
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-/// Keys whose value is a set of strings: a single string and a one-element list mean
-/// the same, and order does not matter.
-const SET_KEYS: &[&str] = &["Action", "NotAction", "Resource", "NotResource"];
+use super::model::Document;
 
 /// The canonical form of a document: what AWS means by it, independent of how it was
-/// written or how AWS returns it (re-ordered keys, single values unwrapped). Two
-/// documents are the same policy when their canonical forms are equal.
+/// written or how AWS returns it (re-ordered keys, single values unwrapped, condition
+/// numbers and booleans as strings). Two documents are the same policy when their
+/// canonical forms are equal. See [`Document::canonical`]. A value that is not a
+/// policy document is its own canonical form.
 pub fn canonicalize(doc: &Value) -> Value {
-    let Some(obj) = doc.as_object() else {
-        return doc.clone();
-    };
-    let mut out = Map::new();
-    for (k, v) in obj {
-        let v = if k == "Statement" {
-            let list = match v {
-                Value::Array(items) => items.iter().map(canonical_statement).collect(),
-                single => vec![canonical_statement(single)],
-            };
-            Value::Array(list)
-        } else {
-            v.clone()
-        };
-        out.insert(k.clone(), v);
+    match Document::parse(doc, "document") {
+        Ok(parsed) => parsed.canonical().to_value(),
+        Err(_) => doc.clone(),
     }
-    Value::Object(out)
-}
-
-fn canonical_statement(st: &Value) -> Value {
-    let Some(obj) = st.as_object() else {
-        return st.clone();
-    };
-    let mut out = Map::new();
-    for (k, v) in obj {
-        let v = match k.as_str() {
-            "Sid" if v.as_str() == Some("") => continue,
-            key if SET_KEYS.contains(&key) => string_set(v),
-            "Principal" | "NotPrincipal" => match v {
-                Value::Object(m) => Value::Object(
-                    m.iter()
-                        .map(|(pk, pv)| (pk.clone(), string_set(pv)))
-                        .collect(),
-                ),
-                other => other.clone(),
-            },
-            "Condition" => match v {
-                Value::Object(ops) => Value::Object(
-                    ops.iter()
-                        .map(|(op, keys)| {
-                            let keys = match keys {
-                                Value::Object(km) => Value::Object(
-                                    km.iter()
-                                        .map(|(ck, cv)| (ck.clone(), string_set(cv)))
-                                        .collect(),
-                                ),
-                                other => other.clone(),
-                            };
-                            (op.clone(), keys)
-                        })
-                        .collect(),
-                ),
-                other => other.clone(),
-            },
-            _ => v.clone(),
-        };
-        out.insert(k.clone(), v);
-    }
-    Value::Object(out)
-}
-
-/// A scalar or list as a sorted, de-duplicated list of strings (AWS stores condition
-/// booleans and numbers as strings).
-fn string_set(v: &Value) -> Value {
-    let items: Vec<&Value> = match v {
-        Value::Array(items) => items.iter().collect(),
-        single => vec![single],
-    };
-    let mut strings: Vec<String> = items
-        .into_iter()
-        .map(|i| match i {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-        .collect();
-    strings.sort();
-    strings.dedup();
-    Value::Array(strings.into_iter().map(Value::String).collect())
 }
 
 /// Whether two documents are the same policy.

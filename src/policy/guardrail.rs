@@ -1,5 +1,7 @@
 use serde_json::Value;
 
+use super::model::{Document, Effect, OneOrMany};
+
 /// IAM action glob matching (`*`, `?`), case-insensitive as IAM is.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.to_ascii_lowercase().chars().collect();
@@ -54,6 +56,8 @@ fn overlap(a: &[char], b: &[char], i: usize, j: usize, memo: &mut [Vec<Option<bo
 /// The first way `doc` (found at field `root`) allows an action matching one of
 /// `deny` — through a wildcard such as `*` or `iam:*`, or through `NotAction` that
 /// does not exclude it — as `(field path, message)`. `None` when the document is clean.
+/// Actions are compared case-insensitively, as IAM does (`IAM:PassRole` is
+/// `iam:PassRole`). A document that cannot be read is reported, never passed.
 pub fn allowed_actions_matching(
     doc: &Value,
     root: &str,
@@ -62,21 +66,30 @@ pub fn allowed_actions_matching(
     if deny.is_empty() {
         return None;
     }
-    let statements: Vec<(String, &Value)> = match doc.get("Statement") {
-        Some(Value::Array(list)) => list
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (format!("{root}.Statement[{i}]"), s))
-            .collect(),
-        Some(s) => vec![(format!("{root}.Statement"), s)],
-        None => return None,
+    let parsed = match Document::parse(doc, root) {
+        Ok(d) => d,
+        Err(e) => {
+            return Some((
+                e.path,
+                format!(
+                    "cannot be checked against the operator's --deny-action: {}",
+                    e.message
+                ),
+            ));
+        }
     };
-    for (path, st) in statements {
-        if st.get("Effect").and_then(Value::as_str) != Some("Allow") {
+    let many = matches!(parsed.statement, OneOrMany::Many(_));
+    for (i, st) in parsed.statements().iter().enumerate() {
+        if st.effect != Effect::Allow {
             continue;
         }
-        if let Some(actions) = st.get("Action") {
-            for (i, action) in strings(actions).iter().enumerate() {
+        let path = if many {
+            format!("{root}.Statement[{i}]")
+        } else {
+            format!("{root}.Statement")
+        };
+        if let Some(actions) = &st.action {
+            for (i, action) in actions.iter().enumerate() {
                 if let Some(glob) = deny.iter().find(|g| globs_overlap(g, action)) {
                     return Some((
                         format!("{path}.Action[{i}]"),
@@ -87,8 +100,7 @@ pub fn allowed_actions_matching(
                 }
             }
         }
-        if let Some(not_actions) = st.get("NotAction") {
-            let excluded = strings(not_actions);
+        if let Some(excluded) = &st.not_action {
             // NotAction allows everything it does not name: a denied glob is only safe
             // when one of the excluded patterns covers it entirely.
             if let Some(glob) = deny
@@ -105,17 +117,6 @@ pub fn allowed_actions_matching(
         }
     }
     None
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    match v {
-        Value::String(s) => vec![s.clone()],
-        Value::Array(items) => items
-            .iter()
-            .filter_map(|i| i.as_str().map(String::from))
-            .collect(),
-        _ => vec![],
-    }
 }
 
 #[cfg(test)]
@@ -166,5 +167,26 @@ mod tests {
         );
         let ok = json!({"Statement": {"Effect": "Allow", "NotAction": ["iam:*", "s3:*"], "Resource": "*"}});
         assert_eq!(allowed_actions_matching(&ok, "document", &d), None);
+    }
+
+    #[test]
+    fn service_prefixes_match_case_insensitively() {
+        let d = deny(&["iam:PassRole"]);
+        let doc = json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["S3:GetObject", "IAM:PassRole"], "Resource": "*"}]});
+        let (path, msg) = allowed_actions_matching(&doc, "spec.document", &d).unwrap();
+        assert_eq!(path, "spec.document.Statement[0].Action[1]");
+        assert!(msg.contains("\"IAM:PassRole\""), "{msg}");
+        let upper = deny(&["IAM:*"]);
+        let ok = json!({"Statement": {"Effect": "Allow", "NotAction": ["iam:*", "s3:*"], "Resource": "*"}});
+        assert_eq!(allowed_actions_matching(&ok, "d", &upper), None);
+    }
+
+    #[test]
+    fn a_document_that_cannot_be_read_is_reported() {
+        let (path, msg) =
+            allowed_actions_matching(&json!({"Statement": 1}), "d", &deny(&["iam:*"])).unwrap();
+        assert_eq!(path, "d.Statement");
+        assert!(msg.starts_with("cannot be checked"), "{msg}");
     }
 }

@@ -1,10 +1,22 @@
-//! The IAM policy document model: validation with messages that name the field,
-//! canonical form for semantic comparison, and action matching for guardrails.
+//! The IAM policy document model: one typed parser ([`model`]) under validation with
+//! messages that name the field, canonical form for semantic comparison, and action
+//! matching for guardrails.
 
 mod canonical;
 mod guardrail;
+pub mod model;
 mod validate;
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod table;
 
 pub use canonical::{canonicalize, decode_aws_document, same_document};
 pub use guardrail::{allowed_actions_matching, glob_match};
-pub use validate::{DocKind, DocumentError, validate_document};
+pub use model::Document;
+pub use validate::{
+    DocKind, DocumentError, InlineOwner, KindRules, MAX_MANAGED_POLICY_CHARS,
+    MAX_ROLE_INLINE_AGGREGATE_CHARS, MAX_TRUST_POLICY_CHARS, MAX_USER_INLINE_AGGREGATE_CHARS,
+    check_arn, check_inline_aggregate, check_inline_aggregate_for, minified_len, validate_document,
+};
