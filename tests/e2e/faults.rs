@@ -204,9 +204,18 @@ async fn lost_create_responses_leave_no_orphaned_key_and_no_duplicate() {
     .await;
     let lost = proxy.count("CreateAccessKey", "lost").await;
     // Each call the operator made reached AWS once: no SDK retry doubled a create.
-    let calls = op.aws_requests(|o, _| o == "CreateAccessKey").await;
-    let attempts = proxy.count("CreateAccessKey", "requests").await;
-    assert_eq!(attempts, calls, "HTTP attempts per CreateAccessKey call");
+    // (Compared when no create is in flight: the proxy counts a request when it
+    // arrives, the operator a call when it ends.)
+    eventually(
+        Duration::from_secs(20),
+        "one HTTP attempt per CreateAccessKey call",
+        || async {
+            let calls = op.aws_requests(|o, _| o == "CreateAccessKey").await;
+            let attempts = proxy.count("CreateAccessKey", "requests").await;
+            (attempts == calls).then_some(())
+        },
+    )
+    .await;
     ready::<IamRole>(&ns.name, "r").await;
     proxy.clear().await;
     for (name, _) in &keys {
