@@ -7,6 +7,7 @@
 //! interrupted create first, healing a lost Secret or key, applying keyStatus, and
 //! taking the rotation step that is due.
 
+mod decide;
 mod keys;
 pub mod schedule;
 mod secret;
@@ -30,8 +31,9 @@ use crate::api::{
 };
 use crate::aws::Ownership;
 use crate::status;
+use decide::{SecretView, Step, View, Why, decide};
 use keys::KeyInfo;
-use schedule::{Schedule, Step, next_step, parse_rfc3339, rfc3339};
+use schedule::rfc3339;
 use secret::{KeyMaterial, Observed};
 
 pub const KIND: &str = "IamUserAccessKey";
@@ -159,9 +161,13 @@ async fn apply(k: Arc<IamUserAccessKey>, ctx: Arc<Context>) -> Applied<IamUserAc
 
 type Synced = (IamUserAccessKeyStatus, String, Option<std::time::Duration>);
 
+/// Steps one reconcile may take before it must have reached a steady state (the
+/// longest path: close a create, heal, retire, set the status, rotate, retire).
+const MAX_STEPS: usize = 12;
+
 async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
     let (k, ctx) = (run.k, run.ctx);
-    // Pure checks first: an invalid spec never reaches AWS.
+    // validate (pure): an invalid spec never reaches AWS.
     let schedule = schedule::schedule_scaled(k.spec.rotation.as_ref(), schedule::time_scale())
         .map_err(|m| Error::stalled(Reason::InvalidSpec, m))?;
     let required = ctx.settings.required_permissions_boundary.clone();
@@ -175,16 +181,33 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
             ),
         ));
     }
+    // resolve: the Secret, the referenced policies, the user.
     let name = secret::secret_name(k);
     let observed = secret::observe(k, &name, run.secrets.get_opt(&name).await?);
-    if matches!(observed, Observed::NotOurs) {
-        return Err(Error::stalled(
-            Reason::AlreadyExists,
-            format!(
-                "spec.secretName: Secret {name:?} already exists and is not controlled by this IamUserAccessKey; it is left untouched"
-            ),
-        ));
-    }
+    let mut view = match &observed {
+        Observed::NotOurs => {
+            return Err(Error::stalled(
+                Reason::AlreadyExists,
+                format!(
+                    "spec.secretName: Secret {name:?} already exists and is not controlled by this IamUserAccessKey; it is left untouched"
+                ),
+            ));
+        }
+        Observed::Missing => SecretView::Missing,
+        Observed::Ours {
+            key,
+            shown_id,
+            up_to_date,
+        } => SecretView::Ours {
+            held: key.as_ref().map(|h| h.id.clone()),
+            shown: shown_id.clone(),
+            up_to_date: *up_to_date,
+        },
+    };
+    let mut held = match observed {
+        Observed::Ours { key, .. } => key,
+        _ => None,
+    };
     let ns = k.namespace().unwrap_or_default();
     let refs =
         resolve_policy_refs(&ctx.client, &ns, "spec.policyRefs", &k.spec.policy_refs).await?;
@@ -199,186 +222,229 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
             .chain(refs)
             .collect(),
     };
-
     let user = user::ensure(ctx, k, &want).await?;
+
+    // observe, then plan and apply one step at a time (decide.rs) until in sync.
     let mut keys = keys::list(&ctx.aws, run.user()).await?;
-    let (held, up_to_date) = match observed {
-        Observed::Ours {
-            key, up_to_date, ..
-        } => (key, up_to_date),
-        _ => (None, false),
-    };
-    recover(run, &mut keys, held.as_ref(), &user.arn).await?;
-
-    // After a change of spec.secretName the old Secret goes once the new one is written.
-    let old_secret = run.recorded.secret_name.clone().filter(|o| *o != name);
-    let mut st = run.recorded.clone();
-    st.user_arn = Some(user.arn.clone());
-    let current = st
-        .access_key_id
-        .clone()
-        .filter(|id| keys.iter().any(|x| &x.id == id));
-    let holds_current = held
-        .as_ref()
-        .is_some_and(|h| Some(&h.id) == current.as_ref());
-    if holds_current && st.secret_name.as_deref() == Some(name.as_str()) {
-        if !up_to_date {
-            // Only the rendering changed (profile name, label): same key, rewritten.
-            let h = held.as_ref().expect("holds_current");
-            secret::write(&run.secrets, &secret::render(k, &name, h)).await?;
-        }
-    } else if st.access_key_id.is_none()
-        && let Some(h) = held.as_ref().filter(|h| keys.iter().any(|x| x.id == h.id))
-    {
-        // The status was lost but the Secret holds a live key: take it back as current.
-        st.access_key_id = Some(h.id.clone());
-        st.key_created_at = created_of(&keys, &h.id).map(rfc3339);
-        st.secret_name = Some(name.clone());
-        if !up_to_date {
-            secret::write(&run.secrets, &secret::render(k, &name, h)).await?;
-        }
-        run.record(st.clone()).await?;
-    } else {
-        // No key yet, or the Secret / the key was lost: a fresh key, the stale one goes.
-        let first = st.access_key_id.is_none();
-        let moved = st.secret_name.as_ref().filter(|o| **o != name).cloned();
-        let stale = current.clone();
-        let mut free: Vec<String> = st.previous_access_key_id.iter().cloned().collect();
-        free.extend(stale.clone());
-        create_and_deliver(run, &mut keys, &name, &free, stale.clone()).await?;
-        let new_id = run.recorded.access_key_id.clone().unwrap_or_default();
-        if first || moved.is_some() {
-            let why = moved
-                .map(|o| format!(" (spec.secretName changed from {o})"))
-                .unwrap_or_default();
-            ctx.event(
-                k,
-                false,
-                "KeyCreated",
-                format!(
-                    "created access key {new_id} of IAM user {}; written to Secret {name}{why}",
-                    run.user()
-                ),
-            )
-            .await;
-        } else {
-            ctx.metrics.drift_corrected(KIND);
-            ctx.event(
-                k,
-                true,
-                "SecretRecreated",
-                format!(
-                    "the Secret {name} or its key was lost or edited; created access key {new_id} and wrote it to the Secret{}",
-                    stale.as_ref().map(|s| format!("; stale key {s} is deleted")).unwrap_or_default()
-                ),
-            )
-            .await;
-        }
-        // The stale key is retired at once: its Secret is gone or was tampered with.
-        if stale.is_some() {
-            retire(run, &mut keys).await?;
-        }
-        st = run.recorded.clone();
+    for _ in 0..MAX_STEPS {
+        let step = decide(&View {
+            recorded: &run.recorded,
+            keys: &keys,
+            secret: &view,
+            secret_name: &name,
+            want_active: k.spec.key_status == KeyStatus::Active,
+            schedule,
+            now: Utc::now(),
+        });
+        tracing::debug!(object = %key_of(k), ?step, "access key step");
+        let next = match step {
+            Step::Done { next } => next,
+            Step::LimitExceeded { foreign } => {
+                return Err(Error::stalled(
+                    Reason::LimitExceeded,
+                    format!(
+                        "IAM user {} already has 2 access keys, the AWS limit; keys not managed by this object: {}. Delete one to let iamwright create its key",
+                        run.user(),
+                        foreign.join(", ")
+                    ),
+                ));
+            }
+            step => {
+                take(run, step, &mut keys, &mut view, &mut held, &name, &user.arn).await?;
+                continue;
+            }
+        };
+        // report: the settled status, and when to look again.
+        let mut st = run.recorded.clone();
         st.user_arn = Some(user.arn.clone());
+        st.secret_name = Some(name.clone());
+        st.next_rotation_at = next.map(rfc3339);
+        let id = st.access_key_id.clone().unwrap_or_default();
+        let mut message = format!(
+            "access key {id} of IAM user {} is in Secret {name}",
+            run.user()
+        );
+        if !user.owned {
+            message.push_str(" (the user itself is not managed by this object)");
+        }
+        if let (Some(prev), Some(at)) = (&st.previous_access_key_id, next) {
+            message.push_str(&format!(
+                "; previous key {prev} is retired at {}",
+                rfc3339(at)
+            ));
+        }
+        let requeue = next.map(|at| {
+            at.signed_duration_since(Utc::now())
+                .to_std()
+                .unwrap_or_default()
+                .max(std::time::Duration::from_secs(1))
+        });
+        return Ok((st, message, requeue));
     }
-    if let Some(old) = old_secret {
-        delete_old_secret(run, &old).await?;
-    }
-
-    // A previous key that vanished from AWS needs no retiring.
-    if st
-        .previous_access_key_id
-        .as_ref()
-        .is_some_and(|p| !keys.iter().any(|x| &x.id == p))
-    {
-        st.previous_access_key_id = None;
-    }
-    st.secret_name = Some(name.clone());
-    st.pending_key = None;
-    run.record(st).await?;
-
-    set_key_status(run, &keys).await?;
-    let next = rotate(run, &mut keys, &name, schedule).await?;
-
-    let mut st = run.recorded.clone();
-    st.next_rotation_at = next.map(rfc3339);
-    let id = st.access_key_id.clone().unwrap_or_default();
-    let mut message = format!(
-        "access key {id} of IAM user {} is in Secret {name}",
-        run.user()
-    );
-    if !user.owned {
-        message.push_str(" (the user itself is not managed by this object)");
-    }
-    if let (Some(prev), Some(at)) = (&st.previous_access_key_id, next) {
-        message.push_str(&format!(
-            "; previous key {prev} is retired at {}",
-            rfc3339(at)
-        ));
-    }
-    let requeue = next.map(|at| {
-        at.signed_duration_since(Utc::now())
-            .to_std()
-            .unwrap_or_default()
-            .max(std::time::Duration::from_secs(1))
-    });
-    Ok((st, message, requeue))
+    Err(Error::Internal(format!(
+        "the access key did not settle within {MAX_STEPS} steps"
+    )))
 }
 
 fn created_of(keys: &[KeyInfo], id: &str) -> Option<chrono::DateTime<Utc>> {
     keys.iter().find(|k| k.id == id).and_then(|k| k.created)
 }
 
-/// Finish an interrupted create (status.pendingKey set): a key the Secret holds was
-/// delivered before the crash and becomes current; any other key the create made is
-/// an orphan no Secret holds, and is deleted.
-async fn recover(
+/// Apply one step of the state machine and update what was observed to match.
+async fn take(
     run: &mut Run<'_>,
+    step: Step,
     keys: &mut Vec<KeyInfo>,
-    held: Option<&KeyMaterial>,
+    view: &mut SecretView,
+    held: &mut Option<KeyMaterial>,
+    name: &str,
     user_arn: &str,
 ) -> Result<(), Error> {
-    let Some(pending) = run.recorded.pending_key.clone() else {
-        return Ok(());
-    };
-    let in_secret = held.map(|h| h.id.as_str());
-    let orphans: Vec<String> = keys
-        .iter()
-        .filter(|x| keys::is_orphan(&pending, x, in_secret))
-        .map(|x| x.id.clone())
-        .collect();
-    for id in &orphans {
-        keys::delete(&run.ctx.aws, run.user(), id).await?;
-        tracing::info!(object = %key_of(run.k), key = %id, "deleted the orphaned key of an interrupted create");
-        run.ctx
-            .event(
-                run.k,
+    let (k, ctx) = (run.k, run.ctx);
+    match step {
+        Step::DeleteOrphans(ids) => {
+            for id in &ids {
+                keys::delete(&ctx.aws, run.user(), id).await?;
+                tracing::info!(object = %key_of(k), key = %id, "deleted the orphaned key of an interrupted create");
+                ctx.event(
+                    k,
+                    true,
+                    "OrphanKeyDeleted",
+                    format!("deleted access key {id} of IAM user {}: it was created by an interrupted reconcile and never reached the Secret", run.user()),
+                )
+                .await;
+            }
+            keys.retain(|x| !ids.contains(&x.id));
+        }
+        Step::CloseCreate {
+            delivered,
+            retiring,
+        } => {
+            let mut st = run.recorded.clone();
+            if let Some(id) = delivered {
+                st.previous_access_key_id = retiring;
+                st.key_created_at = created_of(keys, &id).map(rfc3339);
+                st.access_key_id = Some(id);
+                st.secret_name = Some(name.to_string());
+            }
+            st.user_arn = Some(user_arn.to_string());
+            st.pending_key = None;
+            run.record(st).await?;
+        }
+        Step::Rerender | Step::TakeBack { .. } => {
+            let h = held.as_ref().expect("the Secret holds the key");
+            if matches!(
+                view,
+                SecretView::Ours {
+                    up_to_date: false,
+                    ..
+                }
+            ) {
+                secret::write(&run.secrets, &secret::render(k, name, h)).await?;
+            }
+            *view = SecretView::Ours {
+                held: Some(h.id.clone()),
+                shown: Some(h.id.clone()),
+                up_to_date: true,
+            };
+            if let Step::TakeBack { id } = step {
+                let mut st = run.recorded.clone();
+                st.key_created_at = created_of(keys, &id).map(rfc3339);
+                st.access_key_id = Some(id);
+                st.secret_name = Some(name.to_string());
+                run.record(st).await?;
+            }
+        }
+        Step::Create {
+            why,
+            free,
+            retiring,
+        } => {
+            let old_name = run.recorded.secret_name.clone();
+            create_and_deliver(run, keys, name, &free, retiring).await?;
+            let new_id = run.recorded.access_key_id.clone().unwrap_or_default();
+            *view = SecretView::Ours {
+                held: Some(new_id.clone()),
+                shown: Some(new_id.clone()),
+                up_to_date: true,
+            };
+            *held = None;
+            announce(run, &why, &new_id, name).await;
+            if let Why::Heal { .. } | Why::Moved { .. } = why {
+                retire(run, keys).await?;
+            }
+            if let (Why::Moved { .. }, Some(old)) = (&why, old_name) {
+                delete_old_secret(run, &old).await?;
+            }
+        }
+        Step::ForgetPrevious => {
+            let mut st = run.recorded.clone();
+            st.previous_access_key_id = None;
+            run.record(st).await?;
+        }
+        Step::Retire { .. } => retire(run, keys).await?,
+        Step::SetKeyStatus { id, active } => {
+            let want = if active {
+                KeyStatus::Active
+            } else {
+                KeyStatus::Inactive
+            };
+            keys::set_status(&ctx.aws, run.user(), &id, want).await?;
+            for x in keys.iter_mut().filter(|x| x.id == id) {
+                x.active = active;
+            }
+            let reason = if active {
+                "KeyActivated"
+            } else {
+                "KeyDeactivated"
+            };
+            ctx.event(k, false, reason, format!("access key {id} is now {want:?}"))
+                .await;
+        }
+        Step::Done { .. } | Step::LimitExceeded { .. } => unreachable!("handled by sync"),
+    }
+    Ok(())
+}
+
+/// The event for a new key, by why it was made.
+async fn announce(run: &Run<'_>, why: &Why, new_id: &str, name: &str) {
+    let (k, ctx, user) = (run.k, run.ctx, run.user());
+    let (warning, reason, note) = match why {
+        Why::First => (
+            false,
+            "KeyCreated",
+            format!("created access key {new_id} of IAM user {user}; written to Secret {name}"),
+        ),
+        Why::Moved { from } => (
+            false,
+            "KeyCreated",
+            format!(
+                "created access key {new_id} of IAM user {user}; written to Secret {name} (spec.secretName changed from {from})"
+            ),
+        ),
+        Why::Heal { stale } => {
+            ctx.metrics.drift_corrected(KIND);
+            (
                 true,
-                "OrphanKeyDeleted",
-                format!("deleted access key {id} of IAM user {}: it was created by an interrupted reconcile and never reached the Secret", run.user()),
+                "SecretRecreated",
+                format!(
+                    "the Secret {name} or its key was lost or edited; created access key {new_id} and wrote it to the Secret{}",
+                    stale
+                        .as_ref()
+                        .map(|s| format!("; stale key {s} is deleted"))
+                        .unwrap_or_default()
+                ),
             )
-            .await;
-    }
-    keys.retain(|x| !orphans.contains(&x.id));
-    let mut st = run.recorded.clone();
-    if let Some(h) = held.filter(|h| {
-        !pending.keys_before.contains(&h.id)
-            && st.access_key_id.as_ref() != Some(&h.id)
-            && keys.iter().any(|x| x.id == h.id)
-    }) {
-        // Delivered but not recorded: the Secret's key is current, the old one retires.
-        // At most one of the old current and old previous keys can still exist next
-        // to the new one (AWS allows two keys): that one retires.
-        let live = |id: &Option<String>| id.clone().filter(|i| keys.iter().any(|x| &x.id == i));
-        st.previous_access_key_id =
-            live(&st.access_key_id).or_else(|| live(&st.previous_access_key_id));
-        st.access_key_id = Some(h.id.clone());
-        st.key_created_at = created_of(keys, &h.id).map(rfc3339);
-        st.secret_name = Some(secret::secret_name(run.k));
-    }
-    st.user_arn = Some(user_arn.to_string());
-    st.pending_key = None;
-    run.record(st).await
+        }
+        Why::Rotate { current } => (
+            false,
+            "Rotating",
+            format!(
+                "rotated: access key {new_id} is in Secret {name}; previous key {current} stays active for the grace period"
+            ),
+        ),
+    };
+    ctx.event(k, warning, reason, note).await;
 }
 
 /// Create a key and deliver it into the Secret, recording the intent first. `free` are
@@ -543,76 +609,6 @@ async fn retire(run: &mut Run<'_>, keys: &mut Vec<KeyInfo>) -> Result<(), Error>
     let mut st = run.recorded.clone();
     st.previous_access_key_id = None;
     run.record(st).await
-}
-
-/// Make the current key's status in AWS what spec.keyStatus says.
-async fn set_key_status(run: &mut Run<'_>, keys: &[KeyInfo]) -> Result<(), Error> {
-    let Some(id) = run.recorded.access_key_id.clone() else {
-        return Ok(());
-    };
-    let want = run.k.spec.key_status;
-    let Some(info) = keys.iter().find(|x| x.id == id) else {
-        return Ok(());
-    };
-    if info.active == (want == KeyStatus::Active) {
-        return Ok(());
-    }
-    keys::set_status(&run.ctx.aws, run.user(), &id, want).await?;
-    let reason = match want {
-        KeyStatus::Active => "KeyActivated",
-        KeyStatus::Inactive => "KeyDeactivated",
-    };
-    run.ctx
-        .event(
-            run.k,
-            false,
-            reason,
-            format!("access key {id} is now {want:?}"),
-        )
-        .await;
-    Ok(())
-}
-
-/// Take the rotation step that is due; returns when the next one is.
-async fn rotate(
-    run: &mut Run<'_>,
-    keys: &mut Vec<KeyInfo>,
-    name: &str,
-    schedule: Option<Schedule>,
-) -> Result<Option<chrono::DateTime<Utc>>, Error> {
-    loop {
-        let st = &run.recorded;
-        let Some(current) = st.access_key_id.clone() else {
-            return Ok(None);
-        };
-        let created = st
-            .key_created_at
-            .as_deref()
-            .and_then(parse_rfc3339)
-            .or_else(|| created_of(keys, &current))
-            .unwrap_or_else(Utc::now);
-        let retiring = st.previous_access_key_id.is_some();
-        match next_step(schedule, created, retiring, Utc::now()) {
-            Step::Wait { next } => return Ok(next),
-            Step::Retire => retire(run, keys).await?,
-            Step::Rotate => {
-                create_and_deliver(run, keys, name, &[], Some(current.clone())).await?;
-                let new_id = run.recorded.access_key_id.clone().unwrap_or_default();
-                if run.k.spec.key_status == KeyStatus::Inactive {
-                    keys::set_status(&run.ctx.aws, run.user(), &new_id, KeyStatus::Inactive)
-                        .await?;
-                }
-                run.ctx
-                    .event(
-                        run.k,
-                        false,
-                        "Rotating",
-                        format!("rotated: access key {new_id} is in Secret {name}; previous key {current} stays active for the grace period"),
-                    )
-                    .await;
-            }
-        }
-    }
 }
 
 /// After a change of spec.secretName, the old Secret (if still ours) goes.

@@ -1,0 +1,557 @@
+//! The access-key state machine, without I/O: from what is observed now (the status
+//! as last recorded, the user's keys in AWS, what the Secret holds) to the one next
+//! step. The reconcile applies a step, updates what it observed, and asks again until
+//! the answer is `Done`, so every crash window is a state this function is given on
+//! the next reconcile — and each is a row in the tests below.
+
+use chrono::{DateTime, Utc};
+
+use super::keys::{KeyInfo, is_orphan};
+use super::schedule::{Schedule, Step as Due, next_step, parse_rfc3339};
+use crate::api::IamUserAccessKeyStatus;
+
+/// What the Secret named by the spec holds now (ids only: the decision never needs
+/// the secret itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretView {
+    Missing,
+    Ours {
+        /// The key id, when id, secret and fingerprint agree (else it was edited).
+        held: Option<String>,
+        /// The `AWS_ACCESS_KEY_ID` it shows, edited or not.
+        shown: Option<String>,
+        /// Nothing to rewrite for the held key.
+        up_to_date: bool,
+    },
+}
+
+impl SecretView {
+    fn held(&self) -> Option<&str> {
+        match self {
+            SecretView::Ours { held, .. } => held.as_deref(),
+            SecretView::Missing => None,
+        }
+    }
+    fn shown(&self) -> Option<&str> {
+        match self {
+            SecretView::Ours { shown, .. } => shown.as_deref(),
+            SecretView::Missing => None,
+        }
+    }
+}
+
+/// Everything the decision looks at.
+#[derive(Debug, Clone)]
+pub struct View<'a> {
+    pub recorded: &'a IamUserAccessKeyStatus,
+    pub keys: &'a [KeyInfo],
+    pub secret: &'a SecretView,
+    /// The Secret name the spec asks for.
+    pub secret_name: &'a str,
+    pub want_active: bool,
+    pub schedule: Option<Schedule>,
+    pub now: DateTime<Utc>,
+}
+
+/// Why a new key is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Why {
+    /// The object has no key yet.
+    First,
+    /// `spec.secretName` changed: the new Secret gets a new key, the old Secret goes.
+    Moved { from: String },
+    /// The Secret or the key was lost or edited: the stale key goes at once.
+    Heal { stale: Option<String> },
+    /// The current key reached its age: the old one stays for the grace period.
+    Rotate { current: String },
+}
+
+/// The one next step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// An interrupted create left keys that no Secret holds: delete them.
+    DeleteOrphans(Vec<String>),
+    /// Close the interrupted create's record. A key the Secret received before the
+    /// crash becomes current, and the key it replaced retires.
+    CloseCreate {
+        delivered: Option<String>,
+        retiring: Option<String>,
+    },
+    /// The Secret holds the current key but renders it differently (profile, label).
+    Rerender,
+    /// The status was lost but the Secret holds a live key: it is current again.
+    TakeBack { id: String },
+    /// Make a key and deliver it, after deleting `free` (ours, to make room).
+    Create {
+        why: Why,
+        free: Vec<String>,
+        retiring: Option<String>,
+    },
+    /// AWS's two-key limit is reached by keys this object does not manage.
+    LimitExceeded { foreign: Vec<String> },
+    /// The previous key is no longer in AWS: forget it.
+    ForgetPrevious,
+    /// Deactivate and delete the previous key.
+    Retire { id: String },
+    /// Set the current key's status to the spec's.
+    SetKeyStatus { id: String, active: bool },
+    /// In sync; look again at `next` (a rotation step), if any.
+    Done { next: Option<DateTime<Utc>> },
+}
+
+fn live<'a>(keys: &[KeyInfo], id: Option<&'a String>) -> Option<&'a String> {
+    id.filter(|i| keys.iter().any(|k| &k.id == *i))
+}
+
+/// The next step for `v`.
+pub fn decide(v: &View<'_>) -> Step {
+    let st = v.recorded;
+    let keys = v.keys;
+
+    // 1. An interrupted create: its orphan first, then its record.
+    if let Some(pending) = &st.pending_key {
+        let orphans: Vec<String> = keys
+            .iter()
+            .filter(|k| is_orphan(pending, k, v.secret.shown()))
+            .map(|k| k.id.clone())
+            .collect();
+        if !orphans.is_empty() {
+            return Step::DeleteOrphans(orphans);
+        }
+        let delivered = v.secret.held().filter(|h| {
+            !pending.keys_before.iter().any(|b| b == h)
+                && st.access_key_id.as_deref() != Some(*h)
+                && keys.iter().any(|k| k.id == *h)
+        });
+        // AWS allows two keys: at most one of the old current and old previous can
+        // still be there beside the delivered one, and that one retires.
+        let retiring = delivered.and_then(|_| {
+            live(keys, st.access_key_id.as_ref())
+                .or_else(|| live(keys, st.previous_access_key_id.as_ref()))
+                .cloned()
+        });
+        return Step::CloseCreate {
+            delivered: delivered.map(str::to_string),
+            retiring,
+        };
+    }
+
+    // 2. The current key and its Secret.
+    let current = live(keys, st.access_key_id.as_ref()).cloned();
+    let held = v.secret.held();
+    let held_live = held.filter(|h| keys.iter().any(|k| k.id == *h));
+    let in_place = st.secret_name.as_deref() == Some(v.secret_name);
+    if current.is_some() && held == current.as_deref() && in_place {
+        if let SecretView::Ours {
+            up_to_date: false, ..
+        } = v.secret
+        {
+            return Step::Rerender;
+        }
+    } else if st.access_key_id.is_none()
+        && let Some(h) = held_live
+    {
+        return Step::TakeBack { id: h.to_string() };
+    } else {
+        let why = match (&st.access_key_id, &st.secret_name) {
+            (None, _) => Why::First,
+            (Some(_), Some(old)) if old != v.secret_name => Why::Moved { from: old.clone() },
+            _ => Why::Heal {
+                stale: current.clone(),
+            },
+        };
+        let mut free: Vec<String> = live(keys, st.previous_access_key_id.as_ref())
+            .into_iter()
+            .cloned()
+            .collect();
+        // The replaced key (healed, or in a moved Secret) retires at once: the Secret
+        // that held it is gone, edited or about to go.
+        free.extend(current.clone());
+        return create_or_limit(keys, why, free, current);
+    }
+
+    // 3. Bookkeeping of the previous key, the key status, then the schedule.
+    if st.previous_access_key_id.is_some()
+        && live(keys, st.previous_access_key_id.as_ref()).is_none()
+    {
+        return Step::ForgetPrevious;
+    }
+    let current = current.expect("in sync with a current key");
+    let info = keys.iter().find(|k| k.id == current).expect("live");
+    if info.active != v.want_active {
+        return Step::SetKeyStatus {
+            id: current,
+            active: v.want_active,
+        };
+    }
+    let created = st
+        .key_created_at
+        .as_deref()
+        .and_then(parse_rfc3339)
+        .or(info.created)
+        .unwrap_or(v.now);
+    let retiring = st.previous_access_key_id.is_some();
+    match next_step(v.schedule, created, retiring, v.now) {
+        Due::Wait { next } => Step::Done { next },
+        Due::Retire => Step::Retire {
+            id: st.previous_access_key_id.clone().expect("retiring"),
+        },
+        Due::Rotate => create_or_limit(
+            keys,
+            Why::Rotate {
+                current: current.clone(),
+            },
+            vec![],
+            Some(current),
+        ),
+    }
+}
+
+/// Create, unless the keys that would remain after freeing ours are already two.
+fn create_or_limit(
+    keys: &[KeyInfo],
+    why: Why,
+    free: Vec<String>,
+    retiring: Option<String>,
+) -> Step {
+    let remaining = keys.iter().filter(|k| !free.contains(&k.id)).count();
+    if remaining >= 2 {
+        let ours: Vec<&String> = free.iter().chain(retiring.iter()).collect();
+        let foreign = keys
+            .iter()
+            .filter(|k| !ours.contains(&&k.id))
+            .map(|k| k.id.clone())
+            .collect();
+        return Step::LimitExceeded { foreign };
+    }
+    Step::Create {
+        why,
+        free,
+        retiring,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::PendingKey;
+    use std::time::Duration;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        parse_rfc3339(s).unwrap()
+    }
+    const T0: &str = "2026-01-01T00:00:00Z";
+
+    fn key(id: &str, active: bool) -> KeyInfo {
+        KeyInfo {
+            id: id.into(),
+            active,
+            created: Some(t(T0)),
+        }
+    }
+    fn ours(held: Option<&str>, up_to_date: bool) -> SecretView {
+        SecretView::Ours {
+            held: held.map(Into::into),
+            shown: held.map(Into::into),
+            up_to_date,
+        }
+    }
+    fn status(current: Option<&str>, previous: Option<&str>) -> IamUserAccessKeyStatus {
+        IamUserAccessKeyStatus {
+            access_key_id: current.map(Into::into),
+            previous_access_key_id: previous.map(Into::into),
+            secret_name: current.map(|_| "s".into()),
+            key_created_at: current.map(|_| T0.into()),
+            ..Default::default()
+        }
+    }
+    fn pending(before: &[&str], created: Option<&str>) -> Option<PendingKey> {
+        Some(PendingKey {
+            started_at: T0.into(),
+            keys_before: before.iter().map(|s| s.to_string()).collect(),
+            created_key_id: created.map(Into::into),
+        })
+    }
+    fn decide_at(
+        st: &IamUserAccessKeyStatus,
+        keys: &[KeyInfo],
+        secret: &SecretView,
+        schedule: Option<Schedule>,
+        now: &str,
+    ) -> Step {
+        decide(&View {
+            recorded: st,
+            keys,
+            secret,
+            secret_name: "s",
+            want_active: true,
+            schedule,
+            now: t(now),
+        })
+    }
+    fn rotation() -> Option<Schedule> {
+        Some(Schedule {
+            every: Duration::from_secs(3600),
+            grace: Duration::from_secs(600),
+        })
+    }
+
+    /// One row per state the process can be in when a reconcile starts — including
+    /// every moment a SIGKILL or a lost AWS answer can leave behind.
+    #[test]
+    fn every_crash_window_has_its_next_step() {
+        let none = SecretView::Missing;
+        let rows: Vec<(&str, IamUserAccessKeyStatus, Vec<KeyInfo>, SecretView, Step)> = vec![
+            (
+                "new object",
+                status(None, None),
+                vec![],
+                none.clone(),
+                Step::Create {
+                    why: Why::First,
+                    free: vec![],
+                    retiring: None,
+                },
+            ),
+            (
+                "in sync",
+                status(Some("A"), None),
+                vec![key("A", true)],
+                ours(Some("A"), true),
+                Step::Done { next: None },
+            ),
+            (
+                "crash after pendingKey, before CreateAccessKey",
+                IamUserAccessKeyStatus {
+                    pending_key: pending(&[], None),
+                    ..status(None, None)
+                },
+                vec![],
+                none.clone(),
+                Step::CloseCreate {
+                    delivered: None,
+                    retiring: None,
+                },
+            ),
+            (
+                "create answer lost (no id recorded): the new key is the orphan",
+                IamUserAccessKeyStatus {
+                    pending_key: pending(&[], None),
+                    ..status(None, None)
+                },
+                vec![key("X", true)],
+                none.clone(),
+                Step::DeleteOrphans(vec!["X".into()]),
+            ),
+            (
+                "crash after CreateAccessKey, id recorded: exactly that key",
+                IamUserAccessKeyStatus {
+                    pending_key: pending(&[], Some("X")),
+                    ..status(None, None)
+                },
+                vec![key("X", true), key("OTHER", true)],
+                none.clone(),
+                Step::DeleteOrphans(vec!["X".into()]),
+            ),
+            (
+                "crash after the Secret write, before the record: the delivered key is current",
+                IamUserAccessKeyStatus {
+                    pending_key: pending(&["A"], Some("B")),
+                    ..status(Some("A"), None)
+                },
+                vec![key("A", true), key("B", true)],
+                ours(Some("B"), true),
+                Step::CloseCreate {
+                    delivered: Some("B".into()),
+                    retiring: Some("A".into()),
+                },
+            ),
+            (
+                "orphans gone: the record closes",
+                IamUserAccessKeyStatus {
+                    pending_key: pending(&["A"], Some("X")),
+                    ..status(Some("A"), None)
+                },
+                vec![key("A", true)],
+                ours(Some("A"), true),
+                Step::CloseCreate {
+                    delivered: None,
+                    retiring: None,
+                },
+            ),
+            (
+                "Secret deleted: heal, the stale key goes",
+                status(Some("A"), None),
+                vec![key("A", true)],
+                none.clone(),
+                Step::Create {
+                    why: Why::Heal {
+                        stale: Some("A".into()),
+                    },
+                    free: vec!["A".into()],
+                    retiring: Some("A".into()),
+                },
+            ),
+            (
+                "Secret edited: heal",
+                status(Some("A"), None),
+                vec![key("A", true)],
+                SecretView::Ours {
+                    held: None,
+                    shown: Some("A".into()),
+                    up_to_date: false,
+                },
+                Step::Create {
+                    why: Why::Heal {
+                        stale: Some("A".into()),
+                    },
+                    free: vec!["A".into()],
+                    retiring: Some("A".into()),
+                },
+            ),
+            (
+                "key deleted in AWS: heal with nothing stale",
+                status(Some("A"), None),
+                vec![],
+                ours(Some("A"), true),
+                Step::Create {
+                    why: Why::Heal { stale: None },
+                    free: vec![],
+                    retiring: None,
+                },
+            ),
+            (
+                "status lost, Secret holds a live key: take it back",
+                status(None, None),
+                vec![key("A", true)],
+                ours(Some("A"), true),
+                Step::TakeBack { id: "A".into() },
+            ),
+            (
+                "only the rendering changed",
+                status(Some("A"), None),
+                vec![key("A", true)],
+                ours(Some("A"), false),
+                Step::Rerender,
+            ),
+            (
+                "two foreign keys: limit",
+                status(None, None),
+                vec![key("F1", true), key("F2", true)],
+                none.clone(),
+                Step::LimitExceeded {
+                    foreign: vec!["F1".into(), "F2".into()],
+                },
+            ),
+            (
+                "previous key vanished",
+                status(Some("A"), Some("P")),
+                vec![key("A", true)],
+                ours(Some("A"), true),
+                Step::ForgetPrevious,
+            ),
+            (
+                "a leftover previous key without a schedule retires",
+                status(Some("A"), Some("P")),
+                vec![key("A", true), key("P", true)],
+                ours(Some("A"), true),
+                Step::Retire { id: "P".into() },
+            ),
+        ];
+        for (what, st, keys, secret, want) in rows {
+            assert_eq!(decide_at(&st, &keys, &secret, None, T0), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn rotation_steps_follow_the_schedule() {
+        let st = status(Some("A"), None);
+        let keys = [key("A", true)];
+        let held = ours(Some("A"), true);
+        assert_eq!(
+            decide_at(&st, &keys, &held, rotation(), "2026-01-01T00:30:00Z"),
+            Step::Done {
+                next: Some(t("2026-01-01T01:00:00Z"))
+            }
+        );
+        assert_eq!(
+            decide_at(&st, &keys, &held, rotation(), "2026-01-01T01:00:00Z"),
+            Step::Create {
+                why: Why::Rotate {
+                    current: "A".into()
+                },
+                free: vec![],
+                retiring: Some("A".into())
+            }
+        );
+        // During the grace period the old key stays; after it, it retires.
+        let st = status(Some("B"), Some("A"));
+        let keys = [key("A", true), key("B", true)];
+        let held = ours(Some("B"), true);
+        assert_eq!(
+            decide_at(&st, &keys, &held, rotation(), "2026-01-01T00:05:00Z"),
+            Step::Done {
+                next: Some(t("2026-01-01T00:10:00Z"))
+            }
+        );
+        assert_eq!(
+            decide_at(&st, &keys, &held, rotation(), "2026-01-01T00:10:00Z"),
+            Step::Retire { id: "A".into() }
+        );
+        // A rotation due while a foreign key fills the second slot: limit, not loop.
+        let st = status(Some("A"), None);
+        let keys = [key("A", true), key("F", true)];
+        assert_eq!(
+            decide_at(
+                &st,
+                &keys,
+                &ours(Some("A"), true),
+                rotation(),
+                "2026-01-01T02:00:00Z"
+            ),
+            Step::LimitExceeded {
+                foreign: vec!["F".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn key_status_and_moves() {
+        let st = status(Some("A"), None);
+        let keys = [key("A", true)];
+        let held = ours(Some("A"), true);
+        let step = decide(&View {
+            recorded: &st,
+            keys: &keys,
+            secret: &held,
+            secret_name: "s",
+            want_active: false,
+            schedule: None,
+            now: t(T0),
+        });
+        assert_eq!(
+            step,
+            Step::SetKeyStatus {
+                id: "A".into(),
+                active: false
+            }
+        );
+        let step = decide(&View {
+            recorded: &st,
+            keys: &keys,
+            secret: &SecretView::Missing,
+            secret_name: "t",
+            want_active: true,
+            schedule: None,
+            now: t(T0),
+        });
+        assert_eq!(
+            step,
+            Step::Create {
+                why: Why::Moved { from: "s".into() },
+                free: vec!["A".into()],
+                retiring: Some("A".into())
+            }
+        );
+    }
+}
