@@ -88,6 +88,14 @@ pub struct RunArgs {
     /// Namespace of the leader-election Lease (default: $POD_NAMESPACE, else `default`).
     #[arg(long, env = "IAMWRIGHT_LEADER_ELECTION_NAMESPACE")]
     pub leader_election_namespace: Option<String>,
+    /// Name of the leader-election Lease: operators sharded by namespace or selector
+    /// each elect their own leader under their own name.
+    #[arg(
+        long,
+        env = "IAMWRIGHT_LEADER_ELECTION_LEASE_NAME",
+        default_value = "iamwright-leader"
+    )]
+    pub leader_election_lease_name: String,
     /// Permissions boundary set on every role and user the operator creates.
     #[arg(long, env = "IAMWRIGHT_REQUIRED_PERMISSIONS_BOUNDARY")]
     pub required_permissions_boundary: Option<String>,

@@ -2,11 +2,19 @@
 //! `--leader-elect`, only the holder of the Lease reconciles. A replica that loses the
 //! Lease stops its controllers and exits, so two replicas never write at once; a
 //! replica shut down gracefully releases the Lease so a standby takes over at once.
+//!
+//! Losing the Lease is not always observable: a leader cut off from the API server
+//! cannot renew, and cannot learn that another replica took over. So AWS writes are
+//! fenced: they are allowed only while the Lease, as last read from the API server,
+//! names this replica and has not expired. A leader that cannot confirm that stops
+//! writing to AWS before a successor can start.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use kube::Client;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -15,8 +23,6 @@ use crate::config::RunArgs;
 use crate::controllers::Shutdown;
 use crate::operator::anyhow_free::Result;
 
-/// The Lease's name, in `--leader-election-namespace`.
-pub const LEASE_NAME: &str = "iamwright-leader";
 /// Seconds a Lease is valid without renewal: a crashed leader is replaced within this.
 const LEASE_SECONDS: u64 = 15;
 /// Seconds before expiry at which the holder renews.
@@ -32,9 +38,15 @@ pub struct Leadership {
         >,
     >,
     lost: Arc<AtomicBool>,
+    fence: Arc<Fence>,
 }
 
 impl Leadership {
+    /// The fence AWS writes must pass while this leadership lasts.
+    pub fn fence(&self) -> Arc<Fence> {
+        self.fence.clone()
+    }
+
     /// Whether the Lease was lost (rather than the process asked to stop).
     pub fn lost(&self) -> bool {
         self.lost.load(Ordering::Relaxed)
@@ -67,7 +79,8 @@ pub async fn acquire(
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
-    let manager = LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
+    let lease_name = args.leader_election_lease_name.clone();
+    let manager = LeaseManagerBuilder::new(client.clone(), &lease_name)
         .with_namespace(&namespace)
         .with_identity(&identity)
         .with_duration(LEASE_SECONDS)
@@ -76,7 +89,7 @@ pub async fn acquire(
         .await
         .map_err(|e| format!("leader election: {e}"))?;
     let (mut rx, task) = manager.watch().await;
-    tracing::info!(%identity, lease = %format!("{namespace}/{LEASE_NAME}"), "waiting to become the leader");
+    tracing::info!(%identity, lease = %format!("{namespace}/{lease_name}"), "waiting to become the leader");
     while !*rx.borrow_and_update() {
         tokio::select! {
             changed = rx.changed() => {
@@ -108,5 +121,74 @@ pub async fn acquire(
             }
         }
     });
-    Ok(Some(Leadership { rx, task, lost }))
+    let fence = Arc::new(Fence::default());
+    fence.confirm_for(Duration::from_secs(LEASE_SECONDS - FENCE_MARGIN_SECONDS));
+    tokio::spawn(confirm_loop(
+        Api::namespaced(client.clone(), &namespace),
+        lease_name,
+        identity,
+        fence.clone(),
+        shutdown.clone(),
+    ));
+    Ok(Some(Leadership {
+        rx,
+        task,
+        lost,
+        fence,
+    }))
+}
+
+/// Seconds taken off the Lease's expiry for clock skew between replicas.
+const FENCE_MARGIN_SECONDS: u64 = 3;
+
+/// Until when this replica may write to AWS as the leader.
+#[derive(Debug, Default)]
+pub struct Fence {
+    until: Mutex<Option<Instant>>,
+}
+
+impl Fence {
+    fn confirm_for(&self, valid: Duration) {
+        *self.until.lock().expect("fence lock") = Some(Instant::now() + valid);
+    }
+
+    /// Whether the leadership is confirmed right now.
+    pub fn holds(&self) -> bool {
+        self.until
+            .lock()
+            .expect("fence lock")
+            .is_some_and(|u| Instant::now() < u)
+    }
+}
+
+/// Read the Lease every couple of seconds; while it names this replica, the fence
+/// extends to its expiry (renewal time + duration, less a margin). A failed read
+/// extends nothing, so the fence runs out by itself.
+async fn confirm_loop(
+    api: Api<Lease>,
+    name: String,
+    identity: String,
+    fence: Arc<Fence>,
+    shutdown: Shutdown,
+) {
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    loop {
+        if let Ok(lease) = api.get(&name).await
+            && let Some(spec) = lease.spec
+            && spec.holder_identity.as_deref() == Some(identity.as_str())
+            && let Some(renewed) = spec.renew_time
+        {
+            let duration = spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS as i32) as i64;
+            let expires = renewed.0.as_second() + duration - FENCE_MARGIN_SECONDS as i64;
+            let left = expires - chrono::Utc::now().timestamp();
+            if left > 0 {
+                fence.confirm_for(Duration::from_secs(left as u64));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = &mut stop => return,
+        }
+    }
 }

@@ -60,6 +60,9 @@ pub async fn run(args: RunArgs) -> anyhow_free::Result<()> {
     } else {
         None
     };
+    if let Some(l) = &leadership {
+        aws.fence_writes(l.fence());
+    }
     tracing::info!(cluster = %settings.cluster_name, namespaces = ?settings.namespaces, "starting controllers");
     let ctx = Arc::new(Context::new(client, aws, settings, metrics));
     // One controller per kind, all stopping together on shutdown.

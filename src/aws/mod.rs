@@ -27,6 +27,7 @@ pub struct Aws {
     pub sts: aws_sdk_sts::Client,
     config: aws_config::SdkConfig,
     identity: std::sync::Arc<OnceCell<Identity>>,
+    fence: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<crate::leader::Fence>>>,
     metrics: Metrics,
 }
 
@@ -50,6 +51,7 @@ impl Aws {
             sts: aws_sdk_sts::Client::new(&config),
             config,
             identity: Default::default(),
+            fence: Default::default(),
             metrics,
         }
     }
@@ -103,6 +105,11 @@ impl Aws {
             .cloned()
     }
 
+    /// From now on, AWS writes need the leadership confirmed (see `leader::Fence`).
+    pub fn fence_writes(&self, fence: std::sync::Arc<crate::leader::Fence>) {
+        let _ = self.fence.set(fence);
+    }
+
     /// Run one AWS call, count it in `iamwright_aws_requests_total` and classify its error.
     pub async fn call<T, E, R>(
         &self,
@@ -114,6 +121,18 @@ impl Aws {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug,
     {
+        if !is_read(operation)
+            && let Some(fence) = self.fence.get()
+            && !fence.holds()
+        {
+            self.metrics.aws_request(service, operation, "fenced");
+            return Err(AwsError {
+                kind: AwsErrorKind::Transient,
+                operation,
+                code: "LeadershipUnconfirmed".into(),
+                message: "this replica cannot confirm it still holds the leader lease; AWS writes wait until it can".into(),
+            });
+        }
         let result = fut.await;
         let outcome = match &result {
             Ok(_) => "success",
@@ -122,6 +141,13 @@ impl Aws {
         self.metrics.aws_request(service, operation, outcome);
         result.map_err(|e| AwsError::from_sdk(operation, e))
     }
+}
+
+/// Reads change nothing: they need no fence.
+pub fn is_read(operation: &str) -> bool {
+    ["Get", "List", "Describe"]
+        .iter()
+        .any(|p| operation.starts_with(p))
 }
 
 /// Who the operator is in AWS.

@@ -68,3 +68,97 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
         standby.log()
     );
 }
+
+/// A leader cut off from the API server cannot learn that it lost the Lease; it stops
+/// writing to AWS once it cannot confirm the Lease, before a successor takes over.
+#[tokio::test]
+async fn a_leader_cut_off_from_the_api_server_stops_writing_to_aws() {
+    let ns = Namespace::new("ha-cut").await;
+    let lease = format!("iamwright-e2e-{}", random_suffix());
+    let flags = [
+        "--leader-elect",
+        "--leader-election-namespace",
+        RELEASE_NAMESPACE,
+        "--leader-election-lease-name",
+        &lease,
+    ];
+    let relay = Cutter::start().await;
+    let kubeconfig = relay.kubeconfig();
+    let leader = Operator::start_with_env(&ns.name, &flags, &[("KUBECONFIG", &kubeconfig)]).await;
+    let role = format!("{}-r", ns.name);
+    apply(
+        &ns.name,
+        &json!({"apiVersion": "iamwright.dev/v1alpha1", "kind": "IamRole", "metadata": {"name": "r"},
+                "spec": {"assumeRolePolicy": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                    "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
+                    "inlinePolicies": {"main": {"Version": "2012-10-17",
+                        "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}}}})
+        .to_string(),
+    );
+    eventually(Duration::from_secs(60), "the role in AWS", || async {
+        (leader.aws_writes().await > 0).then_some(())
+    })
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "the inline policy in AWS",
+        || async {
+            iam()
+                .await
+                .get_role_policy()
+                .role_name(&role)
+                .policy_name("main")
+                .send()
+                .await
+                .ok()
+        },
+    )
+    .await;
+
+    relay.cut();
+    // The Lease expires 15 s after its last renewal; the fence runs out before that.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let unfenced = |op: &str, outcome: &str| !is_read(op) && outcome != "fenced";
+    let before = leader.aws_requests(unfenced).await;
+    // Drift the cut-off leader sees on its next resync (its AWS reads still work).
+    iam()
+        .await
+        .delete_role_policy()
+        .role_name(&role)
+        .policy_name("main")
+        .send()
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the cut-off leader tries to repair",
+        || async {
+            (leader.aws_requests(|_, outcome| outcome == "fenced").await > 0).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        leader.aws_requests(unfenced).await,
+        before,
+        "the cut-off leader wrote to AWS"
+    );
+    // A successor takes the expired Lease and repairs the drift.
+    let standby = Operator::start(&ns.name, &flags).await;
+    eventually(
+        Duration::from_secs(60),
+        "the new leader repairs the drift",
+        || async {
+            iam()
+                .await
+                .get_role_policy()
+                .role_name(&role)
+                .policy_name("main")
+                .send()
+                .await
+                .ok()
+        },
+    )
+    .await;
+    assert_eq!(leader.aws_requests(unfenced).await, before);
+    assert!(standby.log().contains("became the leader"));
+}

@@ -624,3 +624,75 @@ impl Drop for FaultProxy {
         let _ = self.child.wait();
     }
 }
+
+/// A TCP relay between an operator and the API server that can be cut: every open
+/// connection is dropped and new ones are closed at once — a replica partitioned
+/// from the API server while its own process, and AWS, stay reachable.
+pub struct Cutter {
+    port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Cutter {
+    /// Relay to the API server of the operator's kubeconfig.
+    pub async fn start() -> Self {
+        let config = std::fs::read_to_string(operator_kubeconfig()).unwrap();
+        let upstream = config
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: https://"))
+            .expect("server in the kubeconfig")
+            .to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, watch) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if *watch.borrow() {
+                    continue; // dropped: the connection closes
+                }
+                let (upstream, mut cut) = (upstream.clone(), watch.clone());
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.wait_for(|c| *c) => {}
+                    }
+                });
+            }
+        });
+        Self { port, cut, task }
+    }
+
+    /// A kubeconfig like the operator's that goes through this relay (the bed's
+    /// certificate is for 127.0.0.1, so TLS still verifies).
+    pub fn kubeconfig(&self) -> String {
+        let config = std::fs::read_to_string(operator_kubeconfig()).unwrap();
+        let relayed: String = config
+            .lines()
+            .map(|l| match l.trim().strip_prefix("server: https://") {
+                Some(_) => format!("    server: https://127.0.0.1:{}", self.port),
+                None => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let path = bed_dir().join(format!("kubeconfig-cut-{}", random_suffix()));
+        std::fs::write(&path, relayed + "\n").unwrap();
+        path.display().to_string()
+    }
+
+    pub fn cut(&self) {
+        let _ = self.cut.send(true);
+    }
+}
+
+impl Drop for Cutter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
