@@ -40,3 +40,8 @@ source "$bed/env"
 
 echo "== e2e"
 cargo test --locked --test e2e -- --test-threads "${E2E_THREADS:-8}" "$@"
+
+if [ $# -eq 0 ]; then
+  echo "== e2e, alone: API server restart"
+  cargo test --locked --test e2e -- --ignored --test-threads 1
+fi

@@ -162,3 +162,30 @@ async fn a_leader_cut_off_from_the_api_server_stops_writing_to_aws() {
     assert_eq!(leader.aws_requests(unfenced).await, before);
     assert!(standby.log().contains("became the leader"));
 }
+
+/// The API server restarts (etcd keeps the state): the operator's watches resume by
+/// themselves, without a restart of the operator, and new objects converge.
+#[tokio::test]
+#[ignore = "restarts the shared API server: hack/test.sh runs it alone after the suite"]
+async fn the_operator_rides_out_an_api_server_restart() {
+    let ns = Namespace::new("apiserver-restart").await;
+    let mut op = Operator::start(&ns.name, &[]).await;
+    apply(&ns.name, &policy("before"));
+    wait_ready(&ns.name, "before", Duration::from_secs(60)).await;
+
+    let status = std::process::Command::new(repo_root().join("hack/testbed/restart-apiserver.sh"))
+        .arg(bed_dir())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the API server restarted");
+    apply(&ns.name, &policy("after"));
+    wait_ready(&ns.name, "after", Duration::from_secs(90)).await;
+    assert!(
+        op.wait_exit(Duration::from_millis(100)).await.is_none(),
+        "the operator kept running"
+    );
+    let (code, _) = http_get(&format!("http://127.0.0.1:{}/healthz", op.health_port))
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+}
