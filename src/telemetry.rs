@@ -123,8 +123,11 @@ impl Metrics {
 
     /// A kind's watch failed (it is retried with backoff).
     pub fn watch_error(&self, kind: &'static str) {
+        self.watch_error_at(kind, Instant::now());
+    }
+
+    fn watch_error_at(&self, kind: &'static str, now: Instant) {
         self.watch_errors.get_or_create(&KindLabels { kind }).inc();
-        let now = Instant::now();
         let mut failing = self.watch_failing.lock().expect("watch lock");
         let run = failing.entry(kind).or_insert((now, now));
         if now.duration_since(run.1) > WATCH_ERROR_GAP {
@@ -141,7 +144,10 @@ impl Metrics {
     /// `Err` naming the kinds whose watch has failed for longer than
     /// [`WATCH_DEAD_AFTER`] without a pause.
     pub fn liveness(&self) -> Result<(), String> {
-        let now = Instant::now();
+        self.liveness_at(Instant::now())
+    }
+
+    fn liveness_at(&self, now: Instant) -> Result<(), String> {
         let failing = self.watch_failing.lock().expect("watch lock");
         let dead: Vec<&str> = failing
             .iter()
@@ -309,4 +315,38 @@ pub async fn serve(
     tracing::info!(metrics = %metrics_addr, health = %health_addr, "serving http");
     tokio::try_join!(axum::serve(m, metrics_router), axum::serve(h, health))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watch_failing_without_pause_fails_liveness_and_recovers() {
+        let m = Metrics::new();
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        // Errors every 30 s for four minutes: still alive.
+        for n in (0..=240).step_by(30) {
+            m.watch_error_at("IamRole", s(n));
+        }
+        assert!(m.liveness_at(s(240)).is_ok());
+        // Past five minutes without a pause: dead, naming the kind.
+        for n in (270..=330).step_by(30) {
+            m.watch_error_at("IamRole", s(n));
+        }
+        let e = m.liveness_at(s(330)).unwrap_err();
+        assert!(e.contains("IamRole"), "{e}");
+        // Quiet for longer than the gap: the outage is over.
+        assert!(m.liveness_at(s(330 + 121)).is_ok());
+        // An object delivered ends it at once; a lone error later starts a new run.
+        m.watch_error_at("IamRole", s(500));
+        m.watch_ok("IamRole");
+        m.watch_error_at("IamRole", s(510));
+        assert!(m.liveness_at(s(510)).is_ok());
+        assert!(
+            m.encode()
+                .contains("iamwright_watch_errors_total{kind=\"IamRole\"} 14")
+        );
+    }
 }
