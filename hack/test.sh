@@ -44,4 +44,6 @@ cargo test --locked --test e2e -- --test-threads "${E2E_THREADS:-8}" "$@"
 if [ $# -eq 0 ]; then
   echo "== e2e, alone: API server restart"
   cargo test --locked --test e2e -- --ignored --test-threads 1
+  echo "== benchmark smoke run (tiny N, debug build: checks the script, not the figures)"
+  "$repo/hack/bench.sh" 3 --debug --resync 5 --steady-resyncs 1 | tail -n 8
 fi

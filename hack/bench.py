@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""The benchmark: N IamPolicy + N IamRole pairs (each role with a policyRef) on the
+test bed, beside the floor measured in the same run on the same moto.
+
+Run through hack/bench.sh, which brings the bed up and builds the operator; this
+script expects the bed's env (KUBECONFIG, AWS_ENDPOINT_URL, IAMWRIGHT_TESTBED_DIR)
+and runs with the bed's Python (it uses boto3 from moto's venv for the floor).
+
+Prints: time from the first create to all Ready, the floor (the 3 writes per pair —
+CreatePolicy, CreateRole, AttachRolePolicy — sent straight to moto by 4 threads) and
+the ratio; AWS calls per pair by operation; Kubernetes writes per object; AWS reads
+and writes per object per resync in steady state; the operator's peak RSS; the CPU
+seconds of moto, kube-apiserver and the operator.
+"""
+
+import argparse
+import concurrent.futures
+import json
+import os
+import random
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import boto3
+
+DOC = {"Version": "2012-10-17",
+       "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}
+TRUST = {"Version": "2012-10-17",
+         "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+                        "Action": "sts:AssumeRole"}]}
+READ = re.compile(r"^(Get|List|Describe)")
+
+
+def kubectl(*args, stdin=None):
+    return subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, check=True).stdout
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def bed_pid(name):
+    with open(os.path.join(os.environ["IAMWRIGHT_TESTBED_DIR"], f"{name}.pid")) as f:
+        return int(f.read().strip())
+
+
+def aws_calls(metrics_url):
+    """{operation: count} from iamwright_aws_requests_total."""
+    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("iamwright_aws_requests_total{"):
+            op = re.search(r'operation="([^"]+)"', line).group(1)
+            out[op] = out.get(op, 0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def kube_writes():
+    """{resource: count} of write requests the API server served (all clients)."""
+    text = kubectl("get", "--raw", "/metrics")
+    out = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        verb = re.search(r'verb="([^"]+)"', line).group(1)
+        if verb not in ("POST", "PUT", "PATCH", "APPLY", "DELETE"):
+            continue
+        resource = re.search(r'resource="([^"]*)"', line).group(1)
+        sub = re.search(r'subresource="([^"]*)"', line)
+        key = resource + ("/" + sub.group(1) if sub and sub.group(1) else "")
+        out[key] = out.get(key, 0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def delta(after, before):
+    return {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)
+            if after.get(k, 0) - before.get(k, 0)}
+
+
+def floor(n, run):
+    iam = boto3.client("iam")
+    doc, trust = json.dumps(DOC), json.dumps(TRUST)
+
+    def pair(i):
+        arn = iam.create_policy(PolicyName=f"floor-{run}-p{i}", PolicyDocument=doc)["Policy"]["Arn"]
+        iam.create_role(RoleName=f"floor-{run}-r{i}", AssumeRolePolicyDocument=trust)
+        iam.attach_role_policy(RoleName=f"floor-{run}-r{i}", PolicyArn=arn)
+
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(pair, range(n)))
+    return time.monotonic() - t0
+
+
+def ready_count(ns):
+    out = json.loads(kubectl("get", "iampolicies,iamroles", "-n", ns, "-o", "json"))
+    n = 0
+    for o in out["items"]:
+        st = o.get("status") or {}
+        ok = any(c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions", []))
+        if ok and st.get("observedGeneration") == o["metadata"].get("generation"):
+            n += 1
+    return n
+
+
+def manifests(n):
+    docs = []
+    for i in range(n):
+        docs.append({"apiVersion": "iamwright.dev/v1alpha1", "kind": "IamPolicy",
+                     "metadata": {"name": f"p{i}"}, "spec": {"document": DOC}})
+        docs.append({"apiVersion": "iamwright.dev/v1alpha1", "kind": "IamRole",
+                     "metadata": {"name": f"r{i}"},
+                     "spec": {"assumeRolePolicy": TRUST, "policyRefs": [{"name": f"p{i}"}]}})
+    return "\n---\n".join(json.dumps(d) for d in docs)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("n", type=int, nargs="?", default=200)
+    p.add_argument("--binary", required=True)
+    p.add_argument("--resync", type=int, default=30, help="resync interval, seconds")
+    p.add_argument("--steady-resyncs", type=int, default=2)
+    p.add_argument("--timeout", type=int, default=1800)
+    a = p.parse_args()
+    n, run = a.n, f"{random.getrandbits(32):08x}"
+    ns = f"bench-{run}"
+    bed = os.environ["IAMWRIGHT_TESTBED_DIR"]
+
+    print(f"== floor: {n} pairs straight to moto, 4 threads", flush=True)
+    floor_s = floor(n, run)
+
+    kubectl("create", "namespace", ns)
+    mport, hport = free_port(), free_port()
+    log = open(os.path.join(bed, "logs", f"operator-{ns}.log"), "w")
+    op = subprocess.Popen(
+        [a.binary, "run", "--cluster-name", "bench", "--watch-namespace", ns,
+         "--resync-interval", f"{a.resync}s", "--metrics-bind-address", f"127.0.0.1:{mport}",
+         "--health-probe-bind-address", f"127.0.0.1:{hport}"],
+        stdout=log, stderr=log, env={**os.environ, "RUST_LOG": "warn",
+                                     "KUBECONFIG": os.environ["IAMWRIGHT_OPERATOR_KUBECONFIG"]})
+    metrics = f"http://127.0.0.1:{mport}/metrics"
+    try:
+        for _ in range(300):
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{hport}/readyz", timeout=2).status == 200:
+                    break
+            except Exception:
+                time.sleep(0.2)
+        procs = {"moto": bed_pid("moto"), "kube-apiserver": bed_pid("kube-apiserver"), "operator": op.pid}
+        cpu0 = {k: cpu_seconds(v) for k, v in procs.items()}
+        aws0, kube0 = aws_calls(metrics), kube_writes()
+
+        print(f"== converge: {n} pairs through the operator", flush=True)
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write(manifests(n))
+        t0 = time.monotonic()
+        subprocess.run(["kubectl", "apply", "--server-side", "-n", ns, "-f", f.name],
+                       check=True, capture_output=True)
+        while ready_count(ns) < 2 * n:
+            if time.monotonic() - t0 > a.timeout:
+                sys.exit(f"bench: not all Ready after {a.timeout}s")
+            time.sleep(0.5)
+        converge_s = time.monotonic() - t0
+        cpu1 = {k: cpu_seconds(v) for k, v in procs.items()}
+        aws1, kube1 = aws_calls(metrics), kube_writes()
+
+        print(f"== steady state: {a.steady_resyncs} resyncs of {a.resync}s", flush=True)
+        time.sleep(3)
+        aws2, kube2 = aws_calls(metrics), kube_writes()
+        time.sleep(a.resync * a.steady_resyncs)
+        aws3, kube3 = aws_calls(metrics), kube_writes()
+        rss = peak_rss_mib(op.pid)
+    finally:
+        op.terminate()
+        op.wait(timeout=30)
+
+    conv = delta(aws1, aws0)
+    reads = sum(v for k, v in conv.items() if READ.match(k))
+    writes = sum(v for k, v in conv.items() if not READ.match(k))
+    # The benchmark's own applies (one per object) are not the operator's writes.
+    kw = delta(kube1, kube0)
+    kube_total = sum(kw.values()) - 2 * n
+    steady = delta(aws3, aws2)
+    s_reads = sum(v for k, v in steady.items() if READ.match(k))
+    s_writes = sum(v for k, v in steady.items() if not READ.match(k))
+    s_kube = sum(delta(kube3, kube2).values())
+    per_resync = 2 * n * a.steady_resyncs
+
+    print()
+    print(f"pairs                          {n}")
+    print(f"all Ready after                {converge_s:.1f} s")
+    print(f"floor (same moto, 4 threads)   {floor_s:.1f} s")
+    print(f"ratio                          {converge_s / floor_s:.2f}x")
+    print(f"AWS calls per pair             {(reads + writes) / n:.2f} ({reads / n:.2f} reads, {writes / n:.2f} writes)")
+    for k in sorted(conv, key=lambda k: -conv[k]):
+        print(f"  {k:28} {conv[k] / n:.2f}")
+    print(f"Kubernetes writes per object   {kube_total / (2 * n):.2f}")
+    for k in sorted(kw, key=lambda k: -kw[k]):
+        print(f"  {k:28} {kw[k] / (2 * n):.2f}")
+    print(f"steady state per object per resync: {s_reads / per_resync:.2f} AWS reads, "
+          f"{s_writes / per_resync:.2f} AWS writes, {s_kube / per_resync:.2f} Kubernetes writes")
+    for k in sorted(steady, key=lambda k: -steady[k]):
+        print(f"  {k:28} {steady[k] / per_resync:.2f}")
+    print(f"operator peak RSS              {rss:.1f} MiB")
+    print("CPU seconds while converging   " + ", ".join(f"{k} {cpu1[k] - cpu0[k]:.1f}" for k in procs))
+    kubectl("delete", "namespace", ns, "--wait=false")
+
+
+if __name__ == "__main__":
+    main()
