@@ -69,6 +69,19 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     );
 }
 
+/// The role's inline policy `main`, if AWS has it.
+async fn inline_policy(role: &str) -> Option<()> {
+    iam()
+        .await
+        .get_role_policy()
+        .role_name(role)
+        .policy_name("main")
+        .send()
+        .await
+        .ok()
+        .map(|_| ())
+}
+
 /// A leader cut off from the API server cannot learn that it lost the Lease; it stops
 /// writing to AWS once it cannot confirm the Lease, before a successor takes over.
 #[tokio::test]
@@ -102,16 +115,7 @@ async fn a_leader_cut_off_from_the_api_server_stops_writing_to_aws() {
     eventually(
         Duration::from_secs(30),
         "the inline policy in AWS",
-        || async {
-            iam()
-                .await
-                .get_role_policy()
-                .role_name(&role)
-                .policy_name("main")
-                .send()
-                .await
-                .ok()
-        },
+        || async { inline_policy(&role).await },
     )
     .await;
 
@@ -147,16 +151,7 @@ async fn a_leader_cut_off_from_the_api_server_stops_writing_to_aws() {
     eventually(
         Duration::from_secs(60),
         "the new leader repairs the drift",
-        || async {
-            iam()
-                .await
-                .get_role_policy()
-                .role_name(&role)
-                .policy_name("main")
-                .send()
-                .await
-                .ok()
-        },
+        || async { inline_policy(&role).await },
     )
     .await;
     assert_eq!(leader.aws_requests(unfenced).await, before);
