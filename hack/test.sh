@@ -38,6 +38,9 @@ echo "== test bed"
 # shellcheck source=/dev/null
 source "$bed/env"
 
+echo "== fault proxy self-test (a fake upstream, and the bed's moto)"
+python3 "$repo/hack/faultproxy_test.py" 2>&1 | tail -n 3
+
 echo "== e2e"
 cargo test --locked --test e2e -- --test-threads "${E2E_THREADS:-8}" "$@"
 

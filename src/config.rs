@@ -66,9 +66,18 @@ pub struct RunArgs {
     /// How often instance selectors are re-evaluated.
     #[arg(long, env = "IAMWRIGHT_INSTANCE_RESYNC_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub instance_resync_interval: Duration,
-    /// Objects of one kind reconciled at once.
+    /// Objects of one kind reconciled at once, whatever the number of watched
+    /// namespaces.
     #[arg(long, env = "IAMWRIGHT_CONCURRENCY", default_value_t = 4)]
     pub concurrency: u16,
+    /// A ceiling on the operator's AWS calls per second, all controllers together
+    /// (0: none), so a platform can keep IAM capacity for its other tools.
+    #[arg(
+        long,
+        env = "IAMWRIGHT_AWS_MAX_REQUESTS_PER_SECOND",
+        default_value_t = 0
+    )]
+    pub aws_max_requests_per_second: u32,
     /// Namespace to watch (repeatable; default all namespaces).
     #[arg(
         long = "watch-namespace",

@@ -35,7 +35,12 @@ pub async fn run(args: RunArgs) -> anyhow_free::Result<()> {
     let client = Client::try_default()
         .await
         .map_err(|e| format!("Kubernetes client: {e}"))?;
-    let aws = Aws::from_env(args.region.clone(), metrics.clone()).await;
+    let aws = Aws::from_env(
+        args.region.clone(),
+        args.aws_max_requests_per_second,
+        metrics.clone(),
+    )
+    .await;
 
     tokio::select! {
         r = wait_for_crds(&client) => r?,

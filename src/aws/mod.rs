@@ -28,13 +28,21 @@ pub struct Aws {
     config: aws_config::SdkConfig,
     identity: std::sync::Arc<OnceCell<Identity>>,
     fence: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<crate::leader::Fence>>>,
+    budget: Option<std::sync::Arc<Budget>>,
     metrics: Metrics,
 }
+
+/// The shared ceiling on AWS calls per second (a token bucket, GCRA).
+type Budget = governor::DefaultDirectRateLimiter;
 
 impl Aws {
     /// Clients from the SDK's default chain (IRSA, Pod Identity, instance role,
     /// environment; `AWS_ENDPOINT_URL` reaches an emulator).
-    pub async fn from_env(region: Option<String>, metrics: Metrics) -> Self {
+    pub async fn from_env(
+        region: Option<String>,
+        max_requests_per_second: u32,
+        metrics: Metrics,
+    ) -> Self {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .timeout_config(timeouts())
             // Standard mode: 3 attempts with jittered exponential backoff, throttling
@@ -52,6 +60,11 @@ impl Aws {
             config,
             identity: Default::default(),
             fence: Default::default(),
+            budget: std::num::NonZeroU32::new(max_requests_per_second).map(|n| {
+                std::sync::Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(
+                    n,
+                )))
+            }),
             metrics,
         }
     }
@@ -133,13 +146,17 @@ impl Aws {
                 message: "this replica cannot confirm it still holds the leader lease; AWS writes wait until it can".into(),
             });
         }
-        let result = fut.await;
+        if let Some(budget) = &self.budget {
+            budget.until_ready().await;
+        }
+        let result = fut.await.map_err(|e| AwsError::from_sdk(operation, e));
         let outcome = match &result {
             Ok(_) => "success",
+            Err(e) if e.kind == AwsErrorKind::Throttled => "throttled",
             Err(_) => "error",
         };
         self.metrics.aws_request(service, operation, outcome);
-        result.map_err(|e| AwsError::from_sdk(operation, e))
+        result
     }
 }
 

@@ -350,6 +350,9 @@ pub async fn run_controller<K, R, RF>(
             .map(|n| Some(n.as_str()))
             .collect()
     };
+    // One budget of concurrent reconciles per kind, shared by the controllers of all
+    // watched namespaces: ten namespaces are not ten times the IAM callers.
+    let permits = Arc::new(tokio::sync::Semaphore::new(ctx.settings.concurrency.into()));
     let controllers = scopes.into_iter().map(|scope| {
         let api = scoped_api::<Guarded<K>>(&ctx.client, scope);
         let (reader, writer) = reflector::store();
@@ -360,9 +363,12 @@ pub async fn run_controller<K, R, RF>(
         let c = kube::runtime::Controller::for_stream(trigger, reader)
             .graceful_shutdown_on(shutdown.wait());
         let inner = reconcile.clone();
+        let permits = permits.clone();
         let unwrap = move |guard: Arc<Guarded<K>>, ctx: Arc<Context>| {
             let mut inner = inner.clone();
+            let permits = permits.clone();
             async move {
+                let _permit = permits.acquire_owned().await.expect("never closed");
                 match &guard.0 {
                     Ok(obj) => inner(Arc::new(obj.clone()), ctx).await,
                     Err(invalid) => Ok(report_invalid(&ctx, &guard, &invalid.error).await),

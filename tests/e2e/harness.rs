@@ -580,8 +580,9 @@ impl FaultProxy {
             .await
             .expect("fault proxy counters");
         let v: serde_json::Value = serde_json::from_str(&body).expect("counters json");
-        v.as_object()
-            .unwrap()
+        v["counters"]
+            .as_object()
+            .expect("counters")
             .iter()
             .filter(|(op, _)| operation == "*" || op.as_str() == operation)
             .map(|(_, c)| c[field].as_u64().unwrap_or(0))
