@@ -56,6 +56,14 @@ pub struct Metrics {
     watch_failing: Arc<Mutex<HashMap<&'static str, (Instant, Instant)>>>,
 }
 
+/// The kinds whose series are created at start.
+const KINDS: [&str; 4] = [
+    "IamPolicy",
+    "IamRole",
+    "InstanceProfileBinding",
+    "IamUserAccessKey",
+];
+
 /// A run of watch errors with gaps shorter than this is one outage.
 const WATCH_ERROR_GAP: Duration = Duration::from_secs(120);
 /// A watch failing for longer than this fails `/healthz`: a restart is the remedy
@@ -108,6 +116,22 @@ impl Metrics {
             "Objects managed by the operator, by kind and readiness",
             managed.clone(),
         );
+        // Every kind's series exist from the start, at zero: `increase()` in alerts
+        // and dashboards then sees the first event, and a scrape lists every metric.
+        for kind in KINDS {
+            reconciles
+                .get_or_create(&ReconcileLabels {
+                    kind,
+                    result: "success",
+                })
+                .inc_by(0);
+            let _ = durations.get_or_create(&KindLabels { kind });
+            drift.get_or_create(&KindLabels { kind }).inc_by(0);
+            watch_errors.get_or_create(&KindLabels { kind }).inc_by(0);
+            for ready in ["true", "false"] {
+                managed.get_or_create(&ManagedLabels { kind, ready }).set(0);
+            }
+        }
         Self {
             registry: Arc::new(registry),
             reconciles,

@@ -153,6 +153,7 @@ impl Aws {
         let outcome = match &result {
             Ok(_) => "success",
             Err(e) if e.kind == AwsErrorKind::Throttled => "throttled",
+            Err(e) if e.kind == AwsErrorKind::AccessDenied => "access_denied",
             Err(_) => "error",
         };
         self.metrics.aws_request(service, operation, outcome);

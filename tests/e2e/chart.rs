@@ -76,16 +76,19 @@ async fn the_chart_renders_objects_the_apiserver_accepts() {
             .replace("WATCH_B", &watched[1].name);
     let values_file = bed_dir().join(format!("values-{}.yaml", ns.name));
     std::fs::write(&values_file, values).unwrap();
-    let (ok, out, err) = kubectl(
-        &["apply", "--server-side", "-f", "-"],
-        Some(SERVICE_MONITOR_CRD),
+    let crds = format!(
+        "{}\n---\n{}",
+        stand_in_crd("ServiceMonitor", "servicemonitors"),
+        stand_in_crd("PrometheusRule", "prometheusrules")
     );
+    let (ok, out, err) = kubectl(&["apply", "--server-side", "-f", "-"], Some(&crds));
     assert!(ok, "{out}{err}");
     kubectl(
         &[
             "wait",
             "--for=condition=Established",
             "crd/servicemonitors.monitoring.coreos.com",
+            "crd/prometheusrules.monitoring.coreos.com",
         ],
         None,
     );
@@ -102,6 +105,8 @@ async fn the_chart_renders_objects_the_apiserver_accepts() {
     for kind in [
         "kind: PodDisruptionBudget",
         "kind: ServiceMonitor",
+        "kind: PrometheusRule",
+        "iamwright.json:",
         "kind: Role",
         "kind: RoleBinding",
         "--leader-elect",
@@ -134,19 +139,82 @@ async fn the_chart_renders_objects_the_apiserver_accepts() {
     assert!(!ok && err.contains("leaderElection.enabled"), "{err}");
 }
 
-/// A stand-in for prometheus-operator's CRD: just enough for the dry run.
-const SERVICE_MONITOR_CRD: &str = r#"
+/// A stand-in for one of prometheus-operator's CRDs: just enough for the dry run.
+fn stand_in_crd(kind: &str, plural: &str) -> String {
+    format!(
+        r#"
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
-metadata: {name: servicemonitors.monitoring.coreos.com}
+metadata: {{name: {plural}.monitoring.coreos.com}}
 spec:
   group: monitoring.coreos.com
-  names: {kind: ServiceMonitor, plural: servicemonitors, listKind: ServiceMonitorList, singular: servicemonitor}
+  names: {{kind: {kind}, plural: {plural}, listKind: {kind}List, singular: {singular}}}
   scope: Namespaced
   versions:
   - name: v1
     served: true
     storage: true
     schema:
-      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
-"#;
+      openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
+"#,
+        singular = kind.to_lowercase()
+    )
+}
+
+/// The alerts and the dashboard query only metrics the operator exports (a renamed
+/// metric would silently never fire), and the dashboard is valid JSON.
+#[tokio::test]
+async fn alerts_and_dashboard_use_the_operators_metrics() {
+    let ns = Namespace::new("chart-obs").await;
+    let op = Operator::start(&ns.name, &[]).await;
+    // One object, so the AWS call counter has a sample too.
+    apply(
+        &ns.name,
+        &serde_json::json!({"apiVersion": "iamwright.dev/v1alpha1", "kind": "IamPolicy",
+            "metadata": {"name": "p"}, "spec": {"document": {"Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}}})
+        .to_string(),
+    );
+    eventually(
+        std::time::Duration::from_secs(60),
+        "an AWS call counted",
+        || async { (op.aws_requests(|_, _| true).await > 0).then_some(()) },
+    )
+    .await;
+    let exported: std::collections::BTreeSet<String> = op
+        .metrics()
+        .await
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            let (name, kind) = (parts.next()?, parts.next()?);
+            Some(match kind {
+                "counter" => format!("{name}_total"),
+                "histogram" => format!("{name}_bucket"),
+                _ => name.to_string(),
+            })
+        })
+        .collect();
+    let rule =
+        std::fs::read_to_string(repo_root().join("charts/iamwright/templates/prometheusrule.yaml"))
+            .unwrap();
+    let dashboard =
+        std::fs::read_to_string(repo_root().join("charts/iamwright/dashboards/iamwright.json"))
+            .unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&dashboard).expect("dashboard JSON");
+    assert!(parsed["panels"].as_array().is_some_and(|p| p.len() >= 6));
+    let used = regex::Regex::new(r"iamwright_[a-z_]+").unwrap();
+    let mut checked = 0;
+    for text in [&rule, &dashboard] {
+        for m in used.find_iter(text) {
+            assert!(
+                exported.contains(m.as_str()),
+                "{} is not exported: {exported:?}",
+                m.as_str()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} metric uses found");
+}
