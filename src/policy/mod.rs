@@ -9,8 +9,10 @@ mod validate;
 
 #[cfg(test)]
 mod proptests;
-#[cfg(test)]
-mod table;
+/// The grammar table (AWS's accepted and refused documents), shared with the e2e
+/// test that sends the accepted ones to moto.
+#[doc(hidden)]
+pub mod table;
 
 pub use canonical::{canonicalize, decode_aws_document, same_document};
 pub use guardrail::{allowed_actions_matching, glob_match};

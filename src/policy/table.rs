@@ -6,7 +6,9 @@
 
 use serde_json::{Value, json};
 
-use super::{DocKind, check_inline_aggregate, validate_document};
+use super::DocKind;
+#[cfg(test)]
+use super::{check_inline_aggregate, validate_document};
 
 const VERSION: &str = "IAM JSON policy elements: Version";
 const STATEMENT: &str = "IAM JSON policy elements: Statement";
@@ -23,7 +25,7 @@ const ARNS: &str = "IAM identifiers: IAM ARNs";
 const QUOTAS: &str = "IAM and AWS STS quotas";
 const TRUST: &str = "Creating a role: trust policies (IAM roles terms and concepts)";
 
-pub(crate) struct Row {
+pub struct Row {
     pub rule: &'static str,
     pub kind: DocKind,
     pub doc: Value,
@@ -81,7 +83,7 @@ fn bad(
     }
 }
 
-pub(crate) fn rows() -> Vec<Row> {
+pub fn rows() -> Vec<Row> {
     use DocKind::{Inline, Managed, Trust};
     vec![
         // --- accepted: realistic documents in the spirit of the AWS examples ---

@@ -7,6 +7,7 @@ mod chart;
 mod crds;
 mod faults;
 mod gitops;
+mod grammar;
 mod ha;
 mod harness;
 mod policy;
