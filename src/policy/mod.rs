@@ -3,6 +3,7 @@
 //! matching for guardrails.
 
 mod canonical;
+pub mod catalog;
 mod guardrail;
 pub mod model;
 mod validate;
@@ -13,6 +14,7 @@ mod proptests;
 mod table;
 
 pub use canonical::{canonicalize, decode_aws_document, same_document};
+pub use catalog::{ActionCheck, Unrecognized, check_action, unrecognized_actions};
 pub use guardrail::{allowed_actions_matching, glob_match};
 pub use model::Document;
 pub use validate::{
