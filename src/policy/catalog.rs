@@ -163,13 +163,13 @@ pub fn check_action(action: &str) -> ActionCheck {
     }
     let suggestion = closest(&name_lower, service.actions.iter().copied())
         .map(|a| format!("{}:{a}", service.prefix))
-        // The right action under the wrong prefix (`s3:AssumeRole`).
+        // The right action under the wrong prefix (`s3:AssumeRole`), written exactly as
+        // AWS spells it (so `s3:Get` does not become `apigateway:GET`).
         .or_else(|| {
-            cat.services.iter().find_map(|s| {
-                s.by_lower
-                    .get(&name_lower)
-                    .map(|a| format!("{}:{a}", s.prefix))
-            })
+            cat.services
+                .iter()
+                .find(|s| s.by_lower.get(&name_lower) == Some(&name))
+                .map(|s| format!("{}:{name}", s.prefix))
         });
     ActionCheck::UnknownAction { suggestion }
 }
@@ -255,6 +255,30 @@ pub fn unrecognized_actions(doc: &Value, root: &str) -> Vec<Unrecognized> {
     out
 }
 
+/// Every unrecognized action of the policy documents of an object's `spec` (as JSON):
+/// `spec.document` of an IamPolicy; `spec.assumeRolePolicy` and each of
+/// `spec.inlinePolicies` of an IamRole. Other kinds hold no documents.
+pub fn unrecognized_in_spec(kind: &str, spec: &Value) -> Vec<Unrecognized> {
+    let mut docs: Vec<(String, &Value)> = vec![];
+    match kind {
+        "IamPolicy" => docs.push(("spec.document".into(), &spec["document"])),
+        "IamRole" => {
+            docs.push(("spec.assumeRolePolicy".into(), &spec["assumeRolePolicy"]));
+            if let Some(inline) = spec["inlinePolicies"].as_object() {
+                docs.extend(
+                    inline
+                        .iter()
+                        .map(|(name, doc)| (format!("spec.inlinePolicies.{name}"), doc)),
+                );
+            }
+        }
+        _ => {}
+    }
+    docs.iter()
+        .flat_map(|(root, doc)| unrecognized_actions(doc, root))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,6 +328,10 @@ mod tests {
         assert_eq!(
             problem("s3:AssumeRole").as_deref(),
             Some("`s3:AssumeRole`: unknown action; did you mean `sts:AssumeRole`?")
+        );
+        assert_eq!(
+            problem("s3:Get").as_deref(),
+            Some("`s3:Get`: unknown action")
         );
         // Far from everything: no suggestion rather than a silly one.
         assert_eq!(

@@ -14,7 +14,9 @@ mod proptests;
 mod table;
 
 pub use canonical::{canonicalize, decode_aws_document, same_document};
-pub use catalog::{ActionCheck, Unrecognized, check_action, unrecognized_actions};
+pub use catalog::{
+    ActionCheck, Unrecognized, check_action, unrecognized_actions, unrecognized_in_spec,
+};
 pub use guardrail::{allowed_actions_matching, glob_match};
 pub use model::Document;
 pub use validate::{
