@@ -75,22 +75,9 @@ pub fn conditions(
     generation: Option<i64>,
     outcome: &Outcome,
 ) -> Vec<Condition> {
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let now = now();
     let make = |type_: &str, on: bool, reason: &str, message: &str| {
-        let status = status_word(on).to_string();
-        let last = existing
-            .iter()
-            .find(|c| c.type_ == type_ && c.status == status)
-            .map(|c| c.last_transition_time.clone())
-            .unwrap_or_else(|| now.clone());
-        Condition {
-            type_: type_.to_string(),
-            status,
-            reason: reason.to_string(),
-            message: message.to_string(),
-            observed_generation: generation,
-            last_transition_time: last,
-        }
+        condition(existing, &now, generation, type_, on, reason, message)
     };
     let o = outcome;
     vec![
@@ -116,6 +103,79 @@ pub fn conditions(
             if o.stalled { &o.message } else { "" },
         ),
     ]
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// One condition, keeping its lastTransitionTime when its status did not change.
+fn condition(
+    existing: &[Condition],
+    now: &str,
+    generation: Option<i64>,
+    type_: &str,
+    on: bool,
+    reason: &str,
+    message: &str,
+) -> Condition {
+    let status = status_word(on).to_string();
+    let last = existing
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.to_string());
+    Condition {
+        type_: type_.to_string(),
+        status,
+        reason: reason.to_string(),
+        message: message.to_string(),
+        observed_generation: generation,
+        last_transition_time: last,
+    }
+}
+
+/// A condition beside Ready / Reconciling / Stalled about one aspect of the spec (e.g.
+/// `ActionsRecognized`). It never changes readiness: kstatus tools and the Argo CD
+/// health script look only at the three.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extra {
+    pub type_: &'static str,
+    pub ok: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The conditions for `extras`, keeping each one's lastTransitionTime when its status
+/// did not change.
+pub fn extra_conditions(
+    existing: &[Condition],
+    generation: Option<i64>,
+    extras: &[Extra],
+) -> Vec<Condition> {
+    let now = now();
+    extras
+        .iter()
+        .map(|e| {
+            condition(
+                existing, &now, generation, e.type_, e.ok, e.reason, &e.message,
+            )
+        })
+        .collect()
+}
+
+/// The extras that are `False` with another status or message than before: each is
+/// worth one warning event (not one per resync).
+pub fn new_problems<'a>(existing: &[Condition], extras: &'a [Extra]) -> Vec<&'a Extra> {
+    extras
+        .iter()
+        .filter(|e| {
+            !e.ok
+                && !existing
+                    .iter()
+                    .any(|c| c.type_ == e.type_ && c.status == "False" && c.message == e.message)
+        })
+        .collect()
 }
 
 /// Write `status` with server-side apply, unless it already is the object's status (an
@@ -187,6 +247,34 @@ pub fn ready_of(conditions: &[Condition]) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extra_conditions_keep_their_time_and_warn_once_per_change() {
+        let bad = |m: &str| Extra {
+            type_: "ActionsRecognized",
+            ok: false,
+            reason: "UnknownAction",
+            message: m.into(),
+        };
+        let first = [bad("a")];
+        assert_eq!(new_problems(&[], &first).len(), 1);
+        let mut written = extra_conditions(&[], Some(1), &first);
+        assert_eq!(written[0].status, "False");
+        written[0].last_transition_time = "2020-01-01T00:00:00Z".into();
+        // The same problem at the next resync: no new warning, same transition time.
+        assert!(new_problems(&written, &first).is_empty());
+        let again = extra_conditions(&written, Some(2), &[bad("b")]);
+        assert_eq!(again[0].last_transition_time, "2020-01-01T00:00:00Z");
+        assert_eq!(new_problems(&written, &[bad("b")]).len(), 1);
+        let ok = Extra {
+            ok: true,
+            reason: "AllActionsRecognized",
+            message: String::new(),
+            ..bad("")
+        };
+        assert!(new_problems(&written, std::slice::from_ref(&ok)).is_empty());
+        assert_eq!(extra_conditions(&written, Some(2), &[ok])[0].status, "True");
+    }
 
     #[test]
     fn keeps_transition_time_while_status_holds() {

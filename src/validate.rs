@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::policy::{DocKind, allowed_actions_matching, validate_document};
+use crate::policy::{DocKind, allowed_actions_matching, unrecognized_in_spec, validate_document};
 
 /// One problem, printed as `file:Kind/name: field: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -345,6 +345,15 @@ fn semantic_checks(kind: &str, spec: &Value, g: &Guardrails) -> Vec<(String, Str
             }
         }
         _ => {}
+    }
+    // Actions no AWS service has (AWS accepts them, and they grant nothing), once the
+    // object is otherwise clean.
+    if out.is_empty() {
+        out.extend(
+            unrecognized_in_spec(kind, spec)
+                .into_iter()
+                .map(|u| (u.field, u.message)),
+        );
     }
     if kind == "IamUserAccessKey"
         && let Some(rotation) = spec.get("rotation")

@@ -81,6 +81,24 @@ fn every_state_maps_to_the_right_health() {
     }
 }
 
+/// `ActionsRecognized=False` (an action not in the shipped catalog) is a warning, not a
+/// failure: the object is applied, and AWS may know actions newer than the catalog.
+#[test]
+fn an_unrecognized_action_is_not_degraded() {
+    for kind in ["IamPolicy", "IamRole"] {
+        let ready = json!({"observedGeneration": 2, "conditions": [
+            cond("Ready", "True", "Synced", "in sync"), cond("Reconciling", "False", "Idle", ""),
+            cond("Stalled", "False", "Progressing", ""),
+            cond("ActionsRecognized", "False", "UnknownAction",
+                 "spec.document.Statement[0].Action[1]: `s3:GetObjects`: unknown action")]});
+        assert_eq!(
+            health(object(kind, 2, Some(ready))),
+            ("Healthy".into(), "in sync".into()),
+            "{kind}"
+        );
+    }
+}
+
 #[test]
 fn the_argocd_snippet_holds_the_script_for_every_kind() {
     let text = std::fs::read_to_string(concat!(

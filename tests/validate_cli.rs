@@ -132,3 +132,35 @@ fn the_policy_grammar_agrees_with_aws() {
         assert!(!out.contains(&format!("/{name}:")), "{name}: {out}");
     }
 }
+
+/// Every action is checked against the AWS service authorization catalog shipped in the
+/// binary: an action no service has (AWS accepts it, and it grants nothing) is an error,
+/// with the closest real action.
+#[test]
+fn unknown_actions_are_errors_with_the_closest_real_action() {
+    let (code, out) = validate(&["-f", "tests/fixtures/validate/catalog"]);
+    assert_eq!(code, 1);
+    let p = "tests/fixtures/validate/catalog/policies.yaml:IamPolicy";
+    let r = "tests/fixtures/validate/catalog/roles.yaml:IamRole";
+    let want = [
+        format!(
+            "{p}/typo: spec.document.Statement[0].Action[1]: `s3:GetObjects`: unknown action; did you mean `s3:GetObject`?"
+        ),
+        format!(
+            "{p}/not-action: spec.document.Statement.NotAction[0]: `iam:PasRole`: unknown action; did you mean `iam:PassRole`?"
+        ),
+        format!(
+            "{p}/wildcard-and-service: spec.document.Statement[0].Action[0]: `s3:Gett*`: matches no action"
+        ),
+        format!(
+            "{p}/wildcard-and-service: spec.document.Statement[0].Action[1]: `s4:GetObject`: unknown service prefix `s4`; did you mean `s3:GetObject`?"
+        ),
+        format!(
+            "{p}/wildcard-and-service: spec.document.Statement[1].Action[0]: `s3:AssumeRole`: unknown action; did you mean `sts:AssumeRole`?"
+        ),
+        format!(
+            "{r}/inline-typo: spec.inlinePolicies.logs.Statement[0].Action[1]: `logs:PutLogEvent`: unknown action; did you mean `logs:PutLogEvents`?"
+        ),
+    ];
+    assert_eq!(out.lines().collect::<Vec<_>>(), want);
+}

@@ -119,6 +119,7 @@ async fn apply(
                 resync
             }),
             fresh: None,
+            extra: vec![],
         },
         Some(e) => {
             if matches!(&e, Error::Waiting { reason, .. } if *reason == Reason::InstanceConflict || *reason == Reason::DependencyNotReady)

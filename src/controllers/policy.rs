@@ -58,7 +58,11 @@ struct Synced {
 
 /// Reconcile one policy: errors become conditions, not failures.
 async fn apply(p: Arc<IamPolicy>, ctx: Arc<Context>) -> Applied<IamPolicyStatus> {
-    match sync(&p, &ctx).await {
+    // Unknown actions are reported (condition + warning event), never held back: AWS
+    // may know actions newer than the shipped catalog.
+    let spec = serde_json::to_value(&p.spec).unwrap_or_default();
+    let recognized = crate::policy::actions_recognized_in_spec(KIND, &spec);
+    let applied = match sync(&p, &ctx).await {
         Ok(s) => {
             let message = format!("policy {} is in sync", s.arn);
             let status = IamPolicyStatus {
@@ -70,7 +74,8 @@ async fn apply(p: Arc<IamPolicy>, ctx: Arc<Context>) -> Applied<IamPolicyStatus>
             Applied::synced(status, message)
         }
         Err(e) => Applied::failed(None, e),
-    }
+    };
+    applied.with_extra(recognized)
 }
 
 /// Validate, then bring AWS to the spec with the fewest writes.

@@ -90,6 +90,9 @@ pub struct Applied<S> {
     /// report then compares against it and is conditional on that version, so a
     /// status computed from a stale copy is refused rather than written over a newer.
     pub fresh: Option<(String, S)>,
+    /// Conditions beside Ready/Reconciling/Stalled (e.g. `ActionsRecognized`), written
+    /// with them; each new `False` one is also a warning event.
+    pub extra: Vec<status::Extra>,
 }
 
 impl<S> Applied<S> {
@@ -99,6 +102,7 @@ impl<S> Applied<S> {
             result: Ok(message.into()),
             requeue_after: None,
             fresh: None,
+            extra: vec![],
         }
     }
     pub fn failed(status: Option<S>, error: Error) -> Self {
@@ -107,7 +111,13 @@ impl<S> Applied<S> {
             result: Err(error),
             requeue_after: None,
             fresh: None,
+            extra: vec![],
         }
+    }
+    /// With `extra` conditions written beside the three.
+    pub fn with_extra(mut self, extra: impl IntoIterator<Item = status::Extra>) -> Self {
+        self.extra.extend(extra);
+        self
     }
 }
 
@@ -233,10 +243,13 @@ async fn report<K: Managed>(
         Err(e) => e.outcome(ctx.failures(&key)),
     };
     let mut next = applied.status.clone().unwrap_or_else(|| current.clone());
-    next.set_common(
+    let mut conditions = status::conditions(current.conditions(), generation, &outcome);
+    conditions.extend(status::extra_conditions(
+        current.conditions(),
         generation,
-        status::conditions(current.conditions(), generation, &outcome),
-    );
+        &applied.extra,
+    ));
+    next.set_common(generation, conditions);
     let written = match &fresh_rv {
         Some(rv) => status::patch_at(api, obj, Some(&current), &next, rv)
             .await
@@ -249,6 +262,9 @@ async fn report<K: Managed>(
             Action::requeue(ctx.backoff(&key, generation, false)),
             "kube_error",
         );
+    }
+    for e in status::new_problems(current.conditions(), &applied.extra) {
+        ctx.event(obj, true, e.reason, e.message.clone()).await;
     }
     ctx.metrics
         .set_ready(K::KIND, key.clone(), Some(outcome.ready));

@@ -169,7 +169,10 @@ fn check_policy_arn(arn: &str) -> Result<(), String> {
 
 /// Reconcile one role: errors become conditions, not failures.
 async fn apply(r: Arc<IamRole>, ctx: Arc<Context>) -> Applied<IamRoleStatus> {
-    match sync(&r, &ctx).await {
+    // Unknown actions are reported (condition + warning event), never held back.
+    let spec = serde_json::to_value(&r.spec).unwrap_or_default();
+    let recognized = crate::policy::actions_recognized_in_spec("IamRole", &spec);
+    let applied = match sync(&r, &ctx).await {
         Ok(status) => {
             let message = format!(
                 "role {} is in sync",
@@ -178,7 +181,8 @@ async fn apply(r: Arc<IamRole>, ctx: Arc<Context>) -> Applied<IamRoleStatus> {
             Applied::synced(status, message)
         }
         Err(e) => Applied::failed(None, e),
-    }
+    };
+    applied.with_extra(recognized)
 }
 
 /// Validate, resolve references, then bring AWS to the spec with the fewest writes.

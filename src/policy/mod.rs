@@ -3,6 +3,7 @@
 //! matching for guardrails.
 
 mod canonical;
+pub mod catalog;
 mod guardrail;
 pub mod model;
 mod validate;
@@ -15,6 +16,10 @@ mod proptests;
 pub mod table;
 
 pub use canonical::{canonicalize, decode_aws_document, same_document};
+pub use catalog::{
+    ActionCheck, Unrecognized, actions_recognized, actions_recognized_in_spec, check_action,
+    unrecognized_actions, unrecognized_in_spec,
+};
 pub use guardrail::{allowed_actions_matching, glob_match};
 pub use model::Document;
 pub use validate::{

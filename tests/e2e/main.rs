@@ -3,6 +3,7 @@
 
 mod access_key;
 mod binding;
+mod catalog;
 mod chart;
 mod crds;
 mod faults;

@@ -150,6 +150,7 @@ async fn apply(k: Arc<IamUserAccessKey>, ctx: Arc<Context>) -> Applied<IamUserAc
             result: Ok(message),
             requeue_after,
             fresh,
+            extra: vec![],
         },
         // The recorded status (e.g. a pending create) is kept, only conditions change.
         Err(e) => Applied {
