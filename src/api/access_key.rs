@@ -64,6 +64,7 @@ pub struct Rotation {
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(name = "Key", type_ = "string", json_path = ".status.accessKeyId"),
+    printcolumn(name = "Last Used", type_ = "date", json_path = ".status.lastUsedAt"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -147,6 +148,14 @@ pub struct IamUserAccessKeyStatus {
     /// When the next rotation step is due (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_rotation_at: Option<String>,
+    /// When the current key was last used to sign an AWS request (RFC 3339), as
+    /// GetAccessKeyLastUsed reports it, read at most once per resync: an unused key is
+    /// a key to remove.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<String>,
+    /// The AWS service the current key was last used with (e.g. `s3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_service: Option<String>,
     /// Set just before CreateAccessKey and cleared once the new key is in the Secret:
     /// after a crash in between, the key it created is recognised and deleted, so AWS
     /// never keeps a key that no Secret holds.

@@ -214,7 +214,19 @@ async fn a_key_is_delivered_into_a_usable_secret() {
     );
 
     // The credentials work: STS says who they belong to.
+    assert!(st.last_used_at.is_none(), "a new key was never used");
     assert_eq!(caller_arn(&id, &secret).await, user_arn);
+    // ...and the object reports that use (GetAccessKeyLastUsed, once per resync).
+    let used = eventually(T, "status.lastUsedAt", || async {
+        let k: IamUserAccessKey = get(&ns.name, "ci").await?;
+        let st = k.status?;
+        Some((st.last_used_at?, st.last_used_service))
+    })
+    .await;
+    assert!(used.0.starts_with("20"), "{used:?}");
+    assert_eq!(used.1.as_deref(), Some("sts"), "{used:?}");
+    let (ok, out, _) = kubectl(&["get", "iamkey", "ci", "-n", &ns.name], None);
+    assert!(ok && out.contains("LAST USED"), "{out}");
 
     // The user: owned (tagged), with the referenced policy attached.
     assert_eq!(aws_keys(&user).await, vec![(id.clone(), true)]);

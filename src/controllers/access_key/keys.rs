@@ -98,6 +98,21 @@ pub async fn set_status(
     Ok(())
 }
 
+/// When and with which service the key was last used (None: never).
+pub async fn last_used(aws: &Aws, id: &str) -> Result<Option<(DateTime<Utc>, String)>, AwsError> {
+    let out = aws
+        .call(
+            "iam",
+            "GetAccessKeyLastUsed",
+            aws.iam.get_access_key_last_used().access_key_id(id).send(),
+        )
+        .await?;
+    Ok(out.access_key_last_used.and_then(|u| {
+        let at = to_chrono(u.last_used_date.as_ref())?;
+        Some((at, u.service_name))
+    }))
+}
+
 /// Delete a key; one already gone counts as deleted.
 pub async fn delete(aws: &Aws, user: &str, id: &str) -> Result<(), AwsError> {
     match aws

@@ -260,6 +260,7 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
         st.user_arn = Some(user.arn.clone());
         st.secret_name = Some(name.clone());
         st.next_rotation_at = next.map(rfc3339);
+        key_hygiene(run, &mut st).await?;
         let id = st.access_key_id.clone().unwrap_or_default();
         let mut message = format!(
             "access key {id} of IAM user {} is in Secret {name}",
@@ -285,6 +286,38 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
     Err(Error::Internal(format!(
         "the access key did not settle within {MAX_STEPS} steps"
     )))
+}
+
+/// When each object's key was last asked about its last use: GetAccessKeyLastUsed is
+/// read at most once per resync per key, not on every reconcile.
+static LAST_USED_READ: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// Report when the current key was last used (status.lastUsedAt, lastUsedService).
+async fn key_hygiene(run: &Run<'_>, st: &mut IamUserAccessKeyStatus) -> Result<(), Error> {
+    let Some(id) = st.access_key_id.clone() else {
+        return Ok(());
+    };
+    let object = key_of(run.k);
+    let due = LAST_USED_READ
+        .lock()
+        .expect("last-used lock")
+        .get(&object)
+        .is_none_or(|(read_id, at)| *read_id != id || at.elapsed() >= run.ctx.settings.resync);
+    if !due {
+        return Ok(());
+    }
+    let used = keys::last_used(&run.ctx.aws, &id).await?;
+    st.last_used_at = used.as_ref().map(|(at, _)| rfc3339(*at));
+    st.last_used_service = used
+        .map(|(_, service)| service)
+        .filter(|s| !s.is_empty() && s != "N/A");
+    LAST_USED_READ
+        .lock()
+        .expect("last-used lock")
+        .insert(object, (id, std::time::Instant::now()));
+    Ok(())
 }
 
 fn created_of(keys: &[KeyInfo], id: &str) -> Option<chrono::DateTime<Utc>> {
