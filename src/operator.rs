@@ -49,6 +49,7 @@ pub async fn run(args: RunArgs) -> anyhow_free::Result<()> {
         namespaces: args.watch_namespaces.clone(),
         required_permissions_boundary: args.required_permissions_boundary.clone(),
         deny_actions: args.deny_actions.clone(),
+        trust: args.trust.clone(),
     };
     // Standby replicas are ready (they serve probes and metrics) but do not reconcile.
     ready.store(true, Ordering::Relaxed);

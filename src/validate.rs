@@ -36,6 +36,8 @@ impl std::fmt::Display for Problem {
 pub struct Guardrails {
     pub deny_actions: Vec<String>,
     pub required_permissions_boundary: Option<String>,
+    /// The trust grants (`--allow-public-trust` is the one that matters offline).
+    pub trust: crate::config::TrustArgs,
 }
 
 impl Guardrails {
@@ -49,6 +51,7 @@ impl Guardrails {
             namespaces: vec![],
             required_permissions_boundary: self.required_permissions_boundary.clone(),
             deny_actions: self.deny_actions.clone(),
+            trust: self.trust.clone(),
         }
     }
 }
@@ -438,6 +441,7 @@ spec:
         let g = Guardrails {
             deny_actions: vec!["iam:CreateUser".into()],
             required_permissions_boundary: Some("arn:aws:iam::1:policy/boundary".into()),
+            ..Default::default()
         };
         let got = check(yaml, &g);
         let want = [

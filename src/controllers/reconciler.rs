@@ -49,6 +49,8 @@ pub trait Managed:
 pub trait StatusFields: Default + Clone + PartialEq + Serialize + Send + Sync {
     fn conditions(&self) -> &[Condition];
     fn set_common(&mut self, observed_generation: Option<i64>, conditions: Vec<Condition>);
+    /// `status.scope`: the IamScope governing the object's namespace.
+    fn set_scope(&mut self, scope: Option<String>);
 }
 
 macro_rules! managed {
@@ -67,6 +69,9 @@ macro_rules! managed {
             fn set_common(&mut self, observed_generation: Option<i64>, conditions: Vec<Condition>) {
                 self.observed_generation = observed_generation;
                 self.conditions = conditions;
+            }
+            fn set_scope(&mut self, scope: Option<String>) {
+                self.scope = scope;
             }
         }
     };
@@ -170,18 +175,40 @@ where
         finalizer::finalizer(&api, FINALIZER, obj, |event| async {
             match event {
                 FinalizerEvent::Apply(o) => {
-                    let applied = unwind_safe(K::KIND, apply(o.clone(), ctx.clone()), |e| {
-                        Applied::failed(None, e)
-                    })
-                    .await;
-                    let (action, l) = report(&api, &o, &ctx, applied).await;
+                    // The trust model first: which IamScope governs the namespace (two:
+                    // ScopeConflict, and the object is not touched).
+                    let ns = o.namespace().unwrap_or_default();
+                    let (applied, scope) =
+                        match crate::trust::resolve(&ctx.client, &ctx.settings, &ns).await {
+                            Ok(gov) => {
+                                let scope = gov.scope.clone();
+                                let fut = crate::trust::with(
+                                    Arc::new(gov),
+                                    apply(o.clone(), ctx.clone()),
+                                );
+                                let applied =
+                                    unwind_safe(K::KIND, fut, |e| Applied::failed(None, e)).await;
+                                (applied, Some(scope))
+                            }
+                            Err(e) => (Applied::failed(None, e), None),
+                        };
+                    let (action, l) = report(&api, &o, &ctx, applied, scope).await;
                     *label.lock().expect("label lock") = l;
                     Ok(action)
                 }
                 FinalizerEvent::Cleanup(o) => {
                     let key = key_of(&*o);
                     ctx.metrics.set_ready(K::KIND, key.clone(), None);
-                    unwind_safe(K::KIND, cleanup(o, ctx.clone()), Err).await?;
+                    // Cleanup never waits for a valid scope: names and paths come from
+                    // the object's status, else its governance, else no scope.
+                    let ns = o.namespace().unwrap_or_default();
+                    let gov = crate::trust::resolve(&ctx.client, &ctx.settings, &ns)
+                        .await
+                        .unwrap_or_else(|_| {
+                            crate::trust::Governance::new(&ctx.settings, &ns, None)
+                        });
+                    let fut = crate::trust::with(Arc::new(gov), cleanup(o, ctx.clone()));
+                    unwind_safe(K::KIND, fut, Err).await?;
                     ctx.succeeded(&key);
                     *label.lock().expect("label lock") = "success";
                     Ok(Action::await_change())
@@ -221,6 +248,7 @@ async fn report<K: Managed>(
     obj: &K,
     ctx: &Context,
     applied: Applied<K::Status>,
+    scope: Option<Option<String>>,
 ) -> (Action, &'static str) {
     let key = key_of(obj);
     let generation = obj.meta().generation;
@@ -233,6 +261,8 @@ async fn report<K: Managed>(
         Err(e) => e.outcome(ctx.failures(&key)),
     };
     let mut next = applied.status.clone().unwrap_or_else(|| current.clone());
+    // None: the scope could not be resolved (a conflict); the field shows none then.
+    next.set_scope(scope.flatten());
     next.set_common(
         generation,
         status::conditions(current.conditions(), generation, &outcome),
