@@ -69,6 +69,7 @@ pub async fn run(args: RunArgs) -> anyhow_free::Result<()> {
         controllers::role::run(ctx.clone(), shutdown.clone()),
         controllers::binding::run(ctx.clone(), shutdown.clone()),
         controllers::access_key::run(ctx.clone(), shutdown.clone()),
+        controllers::scope::run(ctx.clone(), shutdown.clone()),
     );
     http.abort();
     if let Some(l) = leadership {
@@ -83,7 +84,7 @@ pub async fn run(args: RunArgs) -> anyhow_free::Result<()> {
     Ok(())
 }
 
-/// The four CRDs must be established before their watches can start.
+/// The CRDs must be established before their watches can start.
 async fn wait_for_crds(client: &Client) -> anyhow_free::Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let names = crate::crds::all()

@@ -27,7 +27,11 @@ use super::common::*;
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
-    printcolumn(name = "Namespaces", type_ = "string", json_path = ".status.namespaces"),
+    printcolumn(
+        name = "Namespaces",
+        type_ = "string",
+        json_path = ".status.namespaces"
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",

@@ -247,7 +247,11 @@ async fn resolve_role(b: &InstanceProfileBinding, ctx: &Context) -> Result<Strin
 /// `spec.roleName` may name only a role of this namespace (its ownership tags name this
 /// cluster and namespace) unless the platform granted the role. A missing role is left
 /// to AddRoleToInstanceProfile, which reports it.
-async fn check_role_name(b: &InstanceProfileBinding, ctx: &Context, name: &str) -> Result<(), Error> {
+async fn check_role_name(
+    b: &InstanceProfileBinding,
+    ctx: &Context,
+    name: &str,
+) -> Result<(), Error> {
     let gov = crate::trust::current();
     if gov.role_granted(name) {
         return Ok(());

@@ -10,6 +10,7 @@ pub mod policy;
 pub mod reconciler;
 pub mod refs;
 pub mod role;
+pub mod scope;
 
 use std::collections::HashMap;
 use std::fmt::Debug;

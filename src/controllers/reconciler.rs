@@ -389,6 +389,7 @@ pub async fn run_controller<K, R, RF>(
             .predicate_filter(trigger_hash, PredicateConfig::default());
         let c = kube::runtime::Controller::for_stream(trigger, reader)
             .graceful_shutdown_on(shutdown.wait());
+        let c = governance_watches(c, &ctx, scope);
         let inner = reconcile.clone();
         let unwrap = move |guard: Arc<Guarded<K>>, ctx: Arc<Context>| {
             let mut inner = inner.clone();
@@ -408,6 +409,62 @@ pub async fn run_controller<K, R, RF>(
         )
     });
     futures::future::join_all(controllers).await;
+}
+
+/// A change of an IamScope, or of a namespace's labels, can change what every object
+/// of a namespace may do: it re-evaluates them at once (their hold, e.g. after
+/// NotPermitted, is lifted). A scope change maps to every object the controller
+/// watches (scopes change rarely; a reconcile in sync costs reads only).
+fn governance_watches<K: Managed>(
+    c: kube::runtime::Controller<Guarded<K>>,
+    ctx: &Arc<Context>,
+    scope: Option<&str>,
+) -> kube::runtime::Controller<Guarded<K>> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::runtime::reflector::ObjectRef;
+    let store = c.store();
+    let release = |ctx: &Context, refs: Vec<ObjectRef<Guarded<K>>>| {
+        for r in &refs {
+            ctx.succeeded(&format!(
+                "{}/{}",
+                r.namespace.clone().unwrap_or_default(),
+                r.name
+            ));
+        }
+        refs
+    };
+    let (ctx1, store1) = (ctx.clone(), store.clone());
+    let ctx2 = ctx.clone();
+    let namespaces = match scope {
+        Some(ns) => watcher::Config::default().fields(&format!("metadata.name={ns}")),
+        None => watcher::Config::default(),
+    };
+    c.watches(
+        Api::<crate::api::IamScope>::all(ctx.client.clone()),
+        watcher::Config::default(),
+        move |_| {
+            let refs = store1
+                .state()
+                .iter()
+                .map(|g| reflector::ObjectRef::from_obj(&**g))
+                .collect();
+            release(&ctx1, refs)
+        },
+    )
+    .watches(
+        Api::<Namespace>::all(ctx.client.clone()),
+        namespaces,
+        move |ns: Namespace| {
+            let name = ns.name_any();
+            let refs = store
+                .state()
+                .iter()
+                .filter(|g| g.meta().namespace.as_deref() == Some(name.as_str()))
+                .map(|g| reflector::ObjectRef::from_obj(&**g))
+                .collect();
+            release(&ctx2, refs)
+        },
+    )
 }
 
 /// An API for all namespaces (`None`) or one.

@@ -388,7 +388,10 @@ mod tests {
         assert_eq!(none.path("/x/").unwrap(), "/x/");
         assert!(none.check_adopt("role r").is_err());
         assert!(none.check_existing_user("u", "exists").is_err());
-        assert!(none.check_managed_arns("f", &["arn:aws:iam::1:policy/x".into()], &[]).is_ok());
+        assert!(
+            none.check_managed_arns("f", &["arn:aws:iam::1:policy/x".into()], &[])
+                .is_ok()
+        );
 
         let g = Governance::new(&settings(), "a", Some(&team_a()));
         assert_eq!(g.scope.as_deref(), Some("team-a"));
@@ -408,9 +411,16 @@ mod tests {
                 .is_ok()
         );
         let own = "arn:aws:iam::1:policy/tenants/a/a-p".to_string();
-        assert!(g.check_managed_arns("f", std::slice::from_ref(&own), std::slice::from_ref(&own)).is_ok());
+        assert!(
+            g.check_managed_arns("f", std::slice::from_ref(&own), std::slice::from_ref(&own))
+                .is_ok()
+        );
         let e = g
-            .check_managed_arns("spec.managedPolicyArns", &["arn:aws:iam::1:policy/other".into()], &[])
+            .check_managed_arns(
+                "spec.managedPolicyArns",
+                &["arn:aws:iam::1:policy/other".into()],
+                &[],
+            )
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("spec.managedPolicyArns[0]: policy"), "{e}");
@@ -440,7 +450,16 @@ mod tests {
         );
         assert!(governing(&[other.clone()], "a", &labels).unwrap().is_none());
         let e = governing(&[team_a(), all, other], "a", &labels).unwrap_err();
-        assert!(matches!(&e, Error::Stalled { reason: Reason::ScopeConflict, .. }), "{e}");
+        assert!(
+            matches!(
+                &e,
+                Error::Stalled {
+                    reason: Reason::ScopeConflict,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("team-a, all"), "{e}");
     }
 
@@ -458,7 +477,13 @@ mod tests {
             public_trust(&doc(json!("*"), false), root).as_deref(),
             Some("spec.assumeRolePolicy.Statement[0].Principal")
         );
-        assert!(public_trust(&doc(json!({"AWS": ["arn:aws:iam::1:root", "*"]}), false), root).is_some());
+        assert!(
+            public_trust(
+                &doc(json!({"AWS": ["arn:aws:iam::1:root", "*"]}), false),
+                root
+            )
+            .is_some()
+        );
         assert!(public_trust(&doc(json!("*"), true), root).is_none());
         assert!(public_trust(&doc(json!({"Service": "ec2.amazonaws.com"}), false), root).is_none());
         assert!(public_trust(&doc(json!({"AWS": "arn:aws:iam::1:root"}), false), root).is_none());

@@ -104,7 +104,8 @@ const EC2_ACTIONS: &[&str] = &[
 pub fn read_scopes(paths: &[PathBuf]) -> Result<Vec<IamScope>, String> {
     let mut scopes = vec![];
     for file in crate::validate::collect_files(paths).map_err(|e| e.to_string())? {
-        let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
         for doc in serde_yaml::Deserializer::from_str(&text) {
             let v = Value::deserialize(doc).map_err(|e| format!("{}: {e}", file.display()))?;
             if v["kind"] == "IamScope" {
@@ -132,11 +133,7 @@ fn confined(scope: &IamScope, kind: &str) -> String {
 fn one_or_many(mut v: Vec<String>) -> Value {
     v.sort();
     v.dedup();
-    if v.len() == 1 {
-        json!(v[0])
-    } else {
-        json!(v)
-    }
+    if v.len() == 1 { json!(v[0]) } else { json!(v) }
 }
 
 fn allow(sid: &str, actions: &[&str], resources: Vec<String>) -> Value {
@@ -156,10 +153,10 @@ pub fn policy(scopes: &[IamScope], trust: &TrustArgs) -> Value {
             POLICY_READS,
             vec!["arn:aws:iam::*:policy/*".into()],
         ),
-        allow("ManagedPolicies", POLICY_ACTIONS, all("policy/")),
-        allow("Roles", ROLE_ACTIONS, all("role/")),
-        allow("InstanceProfiles", PROFILE_ACTIONS, all("instance-profile/")),
-        allow("UsersAndKeys", USER_ACTIONS, all("user/")),
+        allow("ManagedPolicies", POLICY_ACTIONS, all("policy")),
+        allow("Roles", ROLE_ACTIONS, all("role")),
+        allow("InstanceProfiles", PROFILE_ACTIONS, all("instance-profile")),
+        allow("UsersAndKeys", USER_ACTIONS, all("user")),
     ];
     // Creating a role or user, or setting its boundary, only with the scope's boundary.
     for (i, s) in scopes.iter().enumerate() {
@@ -169,8 +166,8 @@ pub fn policy(scopes: &[IamScope], trust: &TrustArgs) -> Value {
             .as_ref()
             .map(|b| json!({"StringEquals": {"iam:PermissionsBoundary": b}}));
         for (sid, actions, kind) in [
-            ("CreateRoles", ROLE_BOUNDARY_SETTERS, "role/"),
-            ("CreateUsers", USER_BOUNDARY_SETTERS, "user/"),
+            ("CreateRoles", ROLE_BOUNDARY_SETTERS, "role"),
+            ("CreateUsers", USER_BOUNDARY_SETTERS, "user"),
         ] {
             let mut st = allow(&format!("{sid}{i}"), actions, vec![confined(s, kind)]);
             if let Some(c) = &cond {
@@ -184,7 +181,7 @@ pub fn policy(scopes: &[IamScope], trust: &TrustArgs) -> Value {
         .partition(|s| s.spec.permissions_boundary.is_some());
     let resources = |set: &[&IamScope]| {
         set.iter()
-            .flat_map(|s| [confined(s, "role/"), confined(s, "user/")])
+            .flat_map(|s| [confined(s, "role"), confined(s, "user")])
             .collect::<Vec<_>>()
     };
     if !free.is_empty() {
@@ -223,7 +220,7 @@ pub fn policy(scopes: &[IamScope], trust: &TrustArgs) -> Value {
             granted_roles.clone(),
         ));
     }
-    let mut passable = all("role/");
+    let mut passable = all("role");
     passable.extend(granted_roles);
     statements.push(json!({
         "Sid": "PassRolesToEc2", "Effect": "Allow", "Action": "iam:PassRole",
@@ -233,7 +230,7 @@ pub fn policy(scopes: &[IamScope], trust: &TrustArgs) -> Value {
     statements.push(json!({
         "Sid": "DetachPoliciesFromGroupsOnPolicyDelete", "Effect": "Allow",
         "Action": "iam:DetachGroupPolicy", "Resource": "arn:aws:iam::*:group/*",
-        "Condition": {"ArnLike": {"iam:PolicyARN": one_or_many(all("policy/"))}},
+        "Condition": {"ArnLike": {"iam:PolicyARN": one_or_many(all("policy"))}},
     }));
     statements.push(allow("BindInstances", EC2_ACTIONS, vec!["*".into()]));
     json!({"Version": "2012-10-17", "Statement": statements})
