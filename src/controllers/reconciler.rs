@@ -178,20 +178,27 @@ where
                     // The trust model first: which IamScope governs the namespace (two:
                     // ScopeConflict, and the object is not touched).
                     let ns = o.namespace().unwrap_or_default();
-                    let (applied, scope) =
-                        match crate::trust::resolve(&ctx.client, &ctx.settings, &ns).await {
-                            Ok(gov) => {
-                                let scope = gov.scope.clone();
-                                let fut = crate::trust::with(
-                                    Arc::new(gov),
-                                    apply(o.clone(), ctx.clone()),
-                                );
-                                let applied =
-                                    unwind_safe(K::KIND, fut, |e| Applied::failed(None, e)).await;
-                                (applied, Some(scope))
-                            }
-                            Err(e) => (Applied::failed(None, e), None),
-                        };
+                    let (applied, scope) = match Box::pin(crate::trust::resolve(
+                        &ctx.client,
+                        &ctx.settings,
+                        &ns,
+                    ))
+                    .await
+                    {
+                        Ok(gov) => {
+                            let scope = gov.scope.clone();
+                            // Boxed: the apply futures are large, and nesting them
+                            // in the scope's future overflowed the worker's stack.
+                            let fut = crate::trust::with(
+                                Arc::new(gov),
+                                Box::pin(apply(o.clone(), ctx.clone())),
+                            );
+                            let applied =
+                                unwind_safe(K::KIND, fut, |e| Applied::failed(None, e)).await;
+                            (applied, Some(scope))
+                        }
+                        Err(e) => (Applied::failed(None, e), None),
+                    };
                     let (action, l) = report(&api, &o, &ctx, applied, scope).await;
                     *label.lock().expect("label lock") = l;
                     Ok(action)
@@ -207,7 +214,7 @@ where
                         .unwrap_or_else(|_| {
                             crate::trust::Governance::new(&ctx.settings, &ns, None)
                         });
-                    let fut = crate::trust::with(Arc::new(gov), cleanup(o, ctx.clone()));
+                    let fut = crate::trust::with(Arc::new(gov), Box::pin(cleanup(o, ctx.clone())));
                     unwind_safe(K::KIND, fut, Err).await?;
                     ctx.succeeded(&key);
                     *label.lock().expect("label lock") = "success";
