@@ -448,7 +448,11 @@ mod tests {
                 .map(|s| s.name_any()),
             Some("team-a".into())
         );
-        assert!(governing(std::slice::from_ref(&other), "a", &labels).unwrap().is_none());
+        assert!(
+            governing(std::slice::from_ref(&other), "a", &labels)
+                .unwrap()
+                .is_none()
+        );
         let e = governing(&[team_a(), all, other], "a", &labels).unwrap_err();
         assert!(
             matches!(

@@ -12,3 +12,4 @@ mod harness;
 mod policy;
 mod rbac;
 mod role;
+mod trust;
