@@ -20,7 +20,8 @@ source "$env_file"
 kubectl apply --server-side -f crds/crds.yaml >/dev/null
 kubectl wait --for=condition=Established --timeout=60s \
   crd/iampolicies.iamwright.dev crd/iamroles.iamwright.dev \
-  crd/instanceprofilebindings.iamwright.dev crd/iamuseraccesskeys.iamwright.dev >/dev/null
+  crd/instanceprofilebindings.iamwright.dev crd/iamuseraccesskeys.iamwright.dev \
+  crd/iamscopes.iamwright.dev >/dev/null
 
 # The operator runs as a process of the bed (its pid file beside the others'), so
 # down.sh stops it too.

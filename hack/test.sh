@@ -12,8 +12,12 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/iamwright/cargo-target
 echo "== build"
 cargo build --locked --all-targets
 
-echo "== unit tests (incl. generated CRDs drift check)"
-cargo test --locked --lib --bins --test argocd_health --test validate_cli
+echo "== IAM evaluation engine for the operator-policy proof"
+IAMWRIGHT_IAM_SIMULATE_DIR="$("$repo/hack/iam-simulate.sh")"
+export IAMWRIGHT_IAM_SIMULATE_DIR
+
+echo "== unit tests (incl. generated CRDs drift check, operator policy under a real IAM evaluator)"
+cargo test --locked --lib --bins --test argocd_health --test validate_cli --test trust_policy
 
 bed="$(mktemp -d "${TMPDIR:-/tmp}/iamwright-bed.XXXXXX")"
 cleanup() {

@@ -27,6 +27,9 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Check manifests offline (CRD schema, policy grammar, guardrails); exit 1 on any problem.
     Validate(ValidateArgs),
+    /// Print the least-privilege IAM policy for the operator's own AWS role, confined
+    /// to the paths and permissions boundaries of the given IamScopes.
+    Policy(PolicyArgs),
     /// Print the CustomResourceDefinitions as YAML.
     Crds {
         /// Print them as the Helm chart's template (behind `crds.install`, kept on uninstall).
@@ -50,12 +53,52 @@ pub struct ValidateArgs {
         value_delimiter = ','
     )]
     pub deny_actions: Vec<String>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+/// `iamwright policy`: the operator's own IAM policy.
+#[derive(Args, Debug, Clone)]
+pub struct PolicyArgs {
+    /// IamScope manifests (YAML, multi-document); with none, the unconfined policy.
+    #[arg(long = "scope", num_args = 1..)]
+    pub scopes: Vec<std::path::PathBuf>,
+    /// The cluster name (as `run --cluster-name`); only used in the statement ids.
+    #[arg(long, env = "IAMWRIGHT_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
+}
+
+/// The trust-model grants of the whole cluster (api.md "Trust model"): without them a
+/// namespace touches only what its own objects created.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TrustArgs {
+    /// Allow `adopt: true` in every namespace (else only where an IamScope grants it).
+    #[arg(long, env = "IAMWRIGHT_ALLOW_ADOPTION")]
+    pub allow_adoption: bool,
+    /// Existing IAM users (name glob, repeatable) any IamUserAccessKey may issue keys for.
+    #[arg(
+        long = "allow-existing-user",
+        env = "IAMWRIGHT_ALLOW_EXISTING_USER",
+        value_delimiter = ','
+    )]
+    pub allow_existing_users: Vec<String>,
+    /// Existing IAM roles (name glob, repeatable) any InstanceProfileBinding may name in roleName.
+    #[arg(
+        long = "allow-existing-role",
+        env = "IAMWRIGHT_ALLOW_EXISTING_ROLE",
+        value_delimiter = ','
+    )]
+    pub allow_existing_roles: Vec<String>,
+    /// Allow trust policies that let anyone (`Principal: "*"`) assume a role without a Condition.
+    #[arg(long, env = "IAMWRIGHT_ALLOW_PUBLIC_TRUST")]
+    pub allow_public_trust: bool,
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Name of this cluster, written into the ownership tag iamwright.dev/cluster.
-    #[arg(long, env = "IAMWRIGHT_CLUSTER_NAME", default_value = "default")]
+    /// Required: two clusters sharing an AWS account must never share an owner identity.
+    #[arg(long, env = "IAMWRIGHT_CLUSTER_NAME", value_parser = parse_cluster_name)]
     pub cluster_name: String,
     /// AWS region (default: the SDK's default chain, e.g. AWS_REGION).
     #[arg(long, env = "IAMWRIGHT_REGION")]
@@ -115,12 +158,27 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub deny_actions: Vec<String>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Log format.
     #[arg(long, env = "IAMWRIGHT_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Log level or filter (RUST_LOG overrides it).
     #[arg(long, env = "IAMWRIGHT_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+}
+
+/// A cluster name: non-empty and usable as an IAM tag value.
+fn parse_cluster_name(s: &str) -> Result<String, String> {
+    let ok = s
+        .chars()
+        .all(|c| c.is_alphanumeric() || " _.:/=+-@".contains(c));
+    if s.trim().is_empty() || s.len() > 256 || !ok {
+        return Err(format!(
+            "must be 1 to 256 letters, digits or _.:/=+-@ (it becomes the iamwright.dev/cluster tag), got {s:?}"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 /// Durations as Kubernetes and Go write them: `90s`, `10m`, `1h30m`.
@@ -148,6 +206,8 @@ mod tests {
         let cli = Cli::try_parse_from([
             "iamwright",
             "run",
+            "--cluster-name",
+            "c1",
             "--resync-interval",
             "90s",
             "--deny-action",
@@ -173,6 +233,8 @@ mod tests {
         let cli = Cli::try_parse_from([
             "iamwright",
             "run",
+            "--cluster-name",
+            "c1",
             "--resync-interval",
             "5s",
             "--resync-interval",
@@ -183,5 +245,29 @@ mod tests {
             panic!("run")
         };
         assert_eq!(r.resync_interval, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn the_cluster_name_is_required() {
+        let err = Cli::try_parse_from(["iamwright", "run"]).unwrap_err();
+        assert!(err.to_string().contains("--cluster-name"), "{err}");
+        assert!(Cli::try_parse_from(["iamwright", "run", "--cluster-name", ""]).is_err());
+        let cli = Cli::try_parse_from([
+            "iamwright",
+            "run",
+            "--cluster-name",
+            "prod",
+            "--allow-existing-user",
+            "ci-*",
+            "--allow-existing-user",
+            "deploy",
+            "--allow-adoption",
+        ])
+        .unwrap();
+        let Command::Run(r) = cli.command else {
+            panic!("run")
+        };
+        assert_eq!(r.trust.allow_existing_users, vec!["ci-*", "deploy"]);
+        assert!(r.trust.allow_adoption && !r.trust.allow_public_trust);
     }
 }

@@ -8,7 +8,7 @@ use kube::CustomResourceExt;
 use schemars::{Schema, SchemaGenerator, json_schema};
 use serde_json::{Value, json};
 
-use crate::api::{IamPolicy, IamRole, IamUserAccessKey, InstanceProfileBinding};
+use crate::api::{IamPolicy, IamRole, IamScope, IamUserAccessKey, InstanceProfileBinding};
 
 /// A policy document: any JSON object. Structural schemas need `type: object` with
 /// preserved unknown fields; schemars' `{}` for a JSON value is refused by the apiserver.
@@ -45,7 +45,7 @@ fn immutable_required(field: &str) -> (String, String) {
     )
 }
 
-/// All four CRDs, in a stable order.
+/// All the CRDs, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
     let mut policy = IamPolicy::crd();
     finish(
@@ -87,7 +87,10 @@ pub fn all() -> Vec<CustomResourceDefinition> {
     );
     add_rules(&mut key, &["spec", "rotation"], ROTATION_RULES);
 
-    vec![policy, role, binding, key]
+    let mut scope = IamScope::crd();
+    finish(&mut scope, vec![]);
+
+    vec![policy, role, binding, key, scope]
 }
 
 /// The rotation bounds, as `schedule::schedule` checks them too (CEL durations are
@@ -150,7 +153,9 @@ fn finish(crd: &mut CustomResourceDefinition, spec_rules: Vec<(String, String)>)
             r
         })
         .collect();
-    spec["x-kubernetes-validations"] = Value::Array(rules);
+    if !rules.is_empty() {
+        spec["x-kubernetes-validations"] = Value::Array(rules);
+    }
     if spec["properties"].get("tags").is_some() {
         spec["properties"]["tags"]["x-kubernetes-validations"] =
             json!([{ "rule": RESERVED_TAGS.0, "message": RESERVED_TAGS.1 }]);

@@ -11,4 +11,5 @@ pub mod policy;
 pub mod reason;
 pub mod status;
 pub mod telemetry;
+pub mod trust;
 pub mod validate;

@@ -13,10 +13,27 @@ async fn main() {
             }
             Ok(())
         }
+        Command::Policy(args) => {
+            match iamwright::trust::operator_policy::read_scopes(&args.scopes) {
+                Ok(scopes) => {
+                    let doc = iamwright::trust::operator_policy::policy(
+                        &scopes,
+                        &iamwright::config::TrustArgs::default(),
+                    );
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&doc).expect("policy serializes")
+                    );
+                    Ok(())
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
         Command::Validate(args) => {
             let guardrails = iamwright::validate::Guardrails {
                 deny_actions: args.deny_actions,
                 required_permissions_boundary: args.required_permissions_boundary,
+                trust: args.trust,
             };
             match iamwright::validate::validate_paths(&args.paths, &guardrails) {
                 Ok(problems) if problems.is_empty() => Ok(()),

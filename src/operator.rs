@@ -54,6 +54,7 @@ pub async fn run(args: RunArgs) -> anyhow_free::Result<()> {
         namespaces: args.watch_namespaces.clone(),
         required_permissions_boundary: args.required_permissions_boundary.clone(),
         deny_actions: args.deny_actions.clone(),
+        trust: args.trust.clone(),
     };
     // Standby replicas are ready (they serve probes and metrics) but do not reconcile.
     ready.store(true, Ordering::Relaxed);
@@ -76,6 +77,7 @@ pub async fn run(args: RunArgs) -> anyhow_free::Result<()> {
         controllers::role::run(ctx.clone(), shutdown.clone()),
         controllers::binding::run(ctx.clone(), shutdown.clone()),
         controllers::access_key::run(ctx.clone(), shutdown.clone()),
+        controllers::scope::run(ctx.clone(), shutdown.clone()),
     );
     http.abort();
     if let Some(l) = leadership {
@@ -90,7 +92,7 @@ pub async fn run(args: RunArgs) -> anyhow_free::Result<()> {
     Ok(())
 }
 
-/// The four CRDs must be established before their watches can start.
+/// The CRDs must be established before their watches can start.
 async fn wait_for_crds(client: &Client) -> anyhow_free::Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let names = crate::crds::all()

@@ -36,6 +36,8 @@ impl std::fmt::Display for Problem {
 pub struct Guardrails {
     pub deny_actions: Vec<String>,
     pub required_permissions_boundary: Option<String>,
+    /// The trust grants (`--allow-public-trust` is the one that matters offline).
+    pub trust: crate::config::TrustArgs,
 }
 
 impl Guardrails {
@@ -49,6 +51,7 @@ impl Guardrails {
             namespaces: vec![],
             required_permissions_boundary: self.required_permissions_boundary.clone(),
             deny_actions: self.deny_actions.clone(),
+            trust: self.trust.clone(),
         }
     }
 }
@@ -447,6 +450,7 @@ spec:
         let g = Guardrails {
             deny_actions: vec!["iam:CreateUser".into()],
             required_permissions_boundary: Some("arn:aws:iam::1:policy/boundary".into()),
+            ..Default::default()
         };
         let got = check(yaml, &g);
         let want = [
@@ -476,12 +480,65 @@ spec:
   permissionsBoundary: arn:aws:iam::1:policy/other
   assumeRolePolicy: {Version: "2012-10-17", Statement: [{Effect: Allow, Principal: "*", Action: "sts:AssumeRole"}]}
 "#,
-            &g,
+            &Guardrails {
+                trust: crate::config::TrustArgs {
+                    allow_public_trust: true,
+                    ..Default::default()
+                },
+                ..g.clone()
+            },
         );
         assert_eq!(tag, vec![
             "m.yaml:IamRole/t: spec.tags.iamwright.dev/x: tag keys starting with iamwright.dev/ are reserved for the operator".to_string(),
             r#"m.yaml:IamRole/t: spec.permissionsBoundary: must be "arn:aws:iam::1:policy/boundary" (the operator's --required-permissions-boundary), got "arn:aws:iam::1:policy/other"; remove the field or set it to the required boundary"#.to_string(),
         ]);
+    }
+}
+
+#[cfg(test)]
+mod trust_tests {
+    use super::*;
+
+    /// A trust policy anyone may use is refused offline too, unless --allow-public-trust.
+    #[test]
+    fn public_trust_is_refused_without_the_flag() {
+        let yaml = r#"
+apiVersion: iamwright.dev/v1alpha1
+kind: IamRole
+metadata: {name: open}
+spec:
+  assumeRolePolicy: {Version: "2012-10-17", Statement: [{Effect: Allow, Principal: {AWS: "*"}, Action: "sts:AssumeRole"}]}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamScope
+metadata: {name: team-a}
+spec:
+  namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: team-a}}
+  path: /tenants/{namespace}/
+  colour: blue
+"#;
+        let got: Vec<String> = validate_text(
+            Path::new("m.yaml"),
+            yaml,
+            &schemas(),
+            &Guardrails::default(),
+        )
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+        assert_eq!(got, vec![
+            "m.yaml:IamRole/open: spec.assumeRolePolicy.Statement[0].Principal: lets anyone assume the role (Principal \"*\" without a Condition); name the principals, add a Condition, or run the operator with --allow-public-trust".to_string(),
+            "m.yaml:IamScope/team-a: spec.colour: unknown field".to_string(),
+        ]);
+        let allowed = Guardrails {
+            trust: crate::config::TrustArgs {
+                allow_public_trust: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let got = validate_text(Path::new("m.yaml"), yaml, &schemas(), &allowed);
+        assert_eq!(got.len(), 1, "{got:?}");
     }
 }
 

@@ -220,7 +220,10 @@ wait_for() {
 }
 
 # moto first: Python start-up is the slowest and it does not depend on anything.
-start moto "$cache/venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port"
+# MOTO_IAM_LOAD_MANAGED_POLICIES: the AWS managed policies (AdministratorAccess, ...)
+# exist, so the managed-policy guardrail reads real documents.
+MOTO_IAM_LOAD_MANAGED_POLICIES=true \
+  start moto "$cache/venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port"
 
 # --unsafe-no-fsync: a throw-away bed, so trade durability for speed.
 start etcd "$bin/etcd" \

@@ -130,6 +130,9 @@ pub struct IamUserAccessKeyStatus {
     /// Ready, Reconciling and Stalled conditions.
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// The IamScope that governs the object's namespace, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// The user ARN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_arn: Option<String>,

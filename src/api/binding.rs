@@ -96,7 +96,8 @@ pub struct InstanceBindingStatus {
     /// The association id, when associated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub association_id: Option<String>,
-    /// Associated, Associating, Conflict, NotFound or Error.
+    /// Associated, Associating, Conflict, NotFound, NotPermitted (the namespace's IamScope
+    /// requires instance tags it lacks) or Error.
     pub state: String,
     /// Details, e.g. the conflicting profile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,6 +114,9 @@ pub struct InstanceProfileBindingStatus {
     /// Ready, Reconciling and Stalled conditions.
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// The IamScope that governs the object's namespace, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// The instance profile ARN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_profile_arn: Option<String>,

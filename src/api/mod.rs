@@ -1,4 +1,4 @@
-//! The four custom resource kinds of `iamwright.dev/v1alpha1` and the types they share.
+//! The custom resource kinds of `iamwright.dev/v1alpha1` and the types they share.
 //! Types only: the logic that acts on them lives in `controllers/`.
 
 // kube's derive takes one `printcolumn(...)`/`category` attribute per entry, which this
@@ -10,12 +10,14 @@ mod binding;
 mod common;
 mod policy;
 mod role;
+mod scope;
 
 pub use access_key::*;
 pub use binding::*;
 pub use common::*;
 pub use policy::*;
 pub use role::*;
+pub use scope::*;
 
 /// The API group of every kind.
 pub const GROUP: &str = "iamwright.dev";

@@ -73,6 +73,9 @@ pub struct IamPolicyStatus {
     /// Ready, Reconciling and Stalled conditions.
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// The IamScope that governs the object's namespace, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// The policy ARN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,

@@ -95,6 +95,9 @@ pub struct IamRoleStatus {
     /// Ready, Reconciling and Stalled conditions.
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// The IamScope that governs the object's namespace, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// The role ARN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,

@@ -6,8 +6,8 @@ mod ownership;
 
 pub use error::{AwsError, AwsErrorKind, Found};
 pub use ownership::{
-    OWNER_CLUSTER, OWNER_NAME, OWNER_NAMESPACE, Owner, Ownership, sync_tags, tag_diff, tag_map,
-    to_tags,
+    OWNER_CLUSTER, OWNER_NAME, OWNER_NAMESPACE, OWNER_UID, Owner, Ownership, sync_tags, tag_diff,
+    tag_map, to_tags,
 };
 
 use std::future::Future;

@@ -4,6 +4,10 @@ use std::collections::BTreeMap;
 pub const OWNER_CLUSTER: &str = "iamwright.dev/cluster";
 pub const OWNER_NAMESPACE: &str = "iamwright.dev/namespace";
 pub const OWNER_NAME: &str = "iamwright.dev/name";
+/// The UID of the owning object: a re-created object (or namespace) of the same name is
+/// another owner. Resources tagged before this tag existed carry the other three only;
+/// they are recognised as ours and get the UID tag on their next reconcile.
+pub const OWNER_UID: &str = "iamwright.dev/uid";
 
 /// The object that owns an AWS resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,6 +15,8 @@ pub struct Owner {
     pub cluster: String,
     pub namespace: String,
     pub name: String,
+    /// The object's UID (always set for objects read from the API server).
+    pub uid: Option<String>,
 }
 
 /// What the tags of an existing AWS resource say about who manages it.
@@ -26,11 +32,15 @@ pub enum Ownership {
 
 impl Owner {
     pub fn tags(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
+        let mut tags = BTreeMap::from([
             (OWNER_CLUSTER.to_string(), self.cluster.clone()),
             (OWNER_NAMESPACE.to_string(), self.namespace.clone()),
             (OWNER_NAME.to_string(), self.name.clone()),
-        ])
+        ]);
+        if let Some(uid) = &self.uid {
+            tags.insert(OWNER_UID.to_string(), uid.clone());
+        }
+        tags
     }
 
     /// Classify an existing resource by its tags.
@@ -40,8 +50,19 @@ impl Owner {
         if c.is_none() && ns.is_none() && n.is_none() {
             return Ownership::Untagged;
         }
+        let uid = get(OWNER_UID);
         if c == Some(&self.cluster) && ns == Some(&self.namespace) && n == Some(&self.name) {
-            return Ownership::Ours;
+            // No UID tag: made by a version before the tag existed (migrated as ours).
+            match (uid, &self.uid) {
+                (None, _) | (_, None) => return Ownership::Ours,
+                (Some(u), Some(mine)) if u == mine => return Ownership::Ours,
+                (Some(u), Some(_)) => {
+                    return Ownership::Another(format!(
+                        "cluster {:?}, object {}/{} with uid {u}, an earlier object of the same name",
+                        self.cluster, self.namespace, self.name
+                    ));
+                }
+            }
         }
         Ownership::Another(format!(
             "cluster {:?}, object {}/{}",
@@ -130,7 +151,21 @@ mod tests {
             cluster: "c1".into(),
             namespace: "ns".into(),
             name: "p".into(),
+            uid: Some("u1".into()),
         }
+    }
+
+    #[test]
+    fn the_uid_tag_tells_a_recreated_object_apart_and_old_tags_migrate() {
+        let o = owner();
+        let mut earlier = o.tags();
+        earlier.insert(OWNER_UID.into(), "u0".into());
+        assert!(matches!(o.ownership(&earlier), Ownership::Another(m) if m.contains("u0")));
+        let mut legacy = o.tags();
+        legacy.remove(OWNER_UID);
+        assert_eq!(o.ownership(&legacy), Ownership::Ours);
+        let (_, set) = tag_diff(&legacy, &o.desired_tags(&BTreeMap::new()));
+        assert_eq!(set, BTreeMap::from([(OWNER_UID.into(), "u1".into())]));
     }
 
     #[test]

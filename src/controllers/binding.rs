@@ -16,7 +16,7 @@ use super::changes::Changes;
 use super::instances::{self, Association, Targets};
 use super::reconciler::{Applied, Guarded, reconcile, run_controller, scoped_api};
 use super::refs::referencing;
-use super::{Context, Error, Shutdown, aws_name, key_of, watch_config};
+use super::{Context, Error, Shutdown, governed_name, key_of, watch_config};
 use crate::api::{
     DeletionPolicy, IamRole, InstanceBindingStatus, InstanceProfileBinding,
     InstanceProfileBindingStatus,
@@ -89,8 +89,11 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
 
 /// The AWS name of a binding's instance profile.
 pub fn profile_name(b: &InstanceProfileBinding) -> String {
-    aws_name(
+    governed_name(
         b.spec.instance_profile_name.as_deref(),
+        b.status
+            .as_ref()
+            .and_then(|s| s.instance_profile_arn.as_deref()),
         &b.namespace().unwrap_or_default(),
         &b.name_any(),
         128,
@@ -122,7 +125,7 @@ async fn apply(
             extra: vec![],
         },
         Some(e) => {
-            if matches!(&e, Error::Waiting { reason, .. } if *reason == Reason::InstanceConflict || *reason == Reason::DependencyNotReady)
+            if matches!(&e, Error::Waiting { reason, .. } if matches!(reason, Reason::InstanceConflict | Reason::DependencyNotReady | Reason::NotPermitted))
             {
                 state
                     .recheck
@@ -158,9 +161,12 @@ async fn sync(b: &InstanceProfileBinding, ctx: &Context, state: &State) -> Resul
             "spec: at least one of instanceIds and instanceSelector must be set",
         ));
     }
+    let gov = crate::trust::current();
+    let path = gov.path(&b.spec.path)?;
+    let name = profile_name(b);
+    gov.check_name("spec.instanceProfileName", &name)?;
     let role = resolve_role(b, ctx).await?;
     let aws = &ctx.aws;
-    let name = profile_name(b);
     let existing = get_profile(aws, &name).await?;
     if let Some(p) = &existing {
         check_ownership(b, ctx, p).await?;
@@ -168,7 +174,7 @@ async fn sync(b: &InstanceProfileBinding, ctx: &Context, state: &State) -> Resul
     let (profile, mut changes) = match existing {
         Some(p) => (p, Changes::new(ctx, b)),
         None => {
-            let p = create_profile(aws, b, ctx, &name).await?;
+            let p = create_profile(aws, b, ctx, &name, &path).await?;
             ctx.event(
                 b,
                 false,
@@ -193,7 +199,8 @@ async fn sync(b: &InstanceProfileBinding, ctx: &Context, state: &State) -> Resul
         .region()
         .map(|r| r.to_string())
         .unwrap_or_default();
-    let targets = instances::targets(aws, &ec2, &b.spec, &region).await?;
+    let mut targets = instances::targets(aws, &ec2, &b.spec, &region).await?;
+    instances::restrict(aws, &ec2, &b.spec, &mut targets, &gov.instance_tags).await?;
     let mut assocs = instances::associations(aws, &ec2).await?;
     let bound = bind(aws, ctx, b, &ec2, &profile.arn, &targets, &assocs).await;
     if bound.wrote {
@@ -211,7 +218,9 @@ async fn sync(b: &InstanceProfileBinding, ctx: &Context, state: &State) -> Resul
 /// The AWS role name the binding puts in its profile.
 async fn resolve_role(b: &InstanceProfileBinding, ctx: &Context) -> Result<String, Error> {
     let Some(r) = &b.spec.role_ref else {
-        return Ok(b.spec.role_name.clone().unwrap_or_default());
+        let name = b.spec.role_name.clone().unwrap_or_default();
+        check_role_name(b, ctx, &name).await?;
+        return Ok(name);
     };
     let waiting = |why: &str| Error::Waiting {
         reason: Reason::DependencyNotReady,
@@ -234,6 +243,42 @@ async fn resolve_role(b: &InstanceProfileBinding, ctx: &Context) -> Result<Strin
         }
         _ => Err(waiting("is not Ready yet")),
     }
+}
+
+/// `spec.roleName` may name only a role of this namespace (its ownership tags name this
+/// cluster and namespace) unless the platform granted the role. A missing role is left
+/// to AddRoleToInstanceProfile, which reports it.
+async fn check_role_name(
+    b: &InstanceProfileBinding,
+    ctx: &Context,
+    name: &str,
+) -> Result<(), Error> {
+    let gov = crate::trust::current();
+    if gov.role_granted(name) {
+        return Ok(());
+    }
+    let aws = &ctx.aws;
+    let Some(role) = aws
+        .call("iam", "GetRole", aws.iam.get_role().role_name(name).send())
+        .await
+        .found()?
+        .and_then(|o| o.role)
+    else {
+        return Ok(());
+    };
+    let tags = tag_map(role.tags());
+    let ns = b.namespace().unwrap_or_default();
+    if tags.get(aws::OWNER_CLUSTER) == Some(&ctx.settings.cluster_name)
+        && tags.get(aws::OWNER_NAMESPACE) == Some(&ns)
+    {
+        return Ok(());
+    }
+    Err(Error::stalled(
+        Reason::NotPermitted,
+        format!(
+            "spec.roleName: role {name:?} was not created by an iamwright object of namespace {ns}; binding it needs a grant (IamScope spec.existingRoles or the operator flag --allow-existing-role)"
+        ),
+    ))
 }
 
 async fn get_profile(aws: &Aws, name: &str) -> Result<Option<InstanceProfile>, AwsError> {
@@ -276,6 +321,7 @@ async fn check_ownership(
             ),
         )),
         Ownership::Untagged => {
+            crate::trust::current().check_adopt(&format!("instance profile {arn}"))?;
             ctx.event(
                 b,
                 false,
@@ -293,6 +339,7 @@ async fn create_profile(
     b: &InstanceProfileBinding,
     ctx: &Context,
     name: &str,
+    path: &str,
 ) -> Result<InstanceProfile, Error> {
     let out = aws
         .call(
@@ -301,7 +348,7 @@ async fn create_profile(
             aws.iam
                 .create_instance_profile()
                 .instance_profile_name(name)
-                .path(&b.spec.path)
+                .path(path)
                 .set_tags(Some(to_tags(&ctx.owner(b).desired_tags(&b.spec.tags))))
                 .send(),
         )
@@ -457,7 +504,27 @@ async fn bind(
             }
             // A conflict is reported from the associations, not written.
             Some(_) if !b.spec.replace_existing => continue,
-            Some(a) => Some(a.id.as_str()),
+            Some(a) => match other_owner(aws, ctx, b, &a.profile_arn).await {
+                Ok(None) => Some(a.id.as_str()),
+                Ok(Some(who)) => {
+                    out.pending.insert(
+                        id.clone(),
+                        (
+                            "Conflict",
+                            format!(
+                                "instance carries instance profile {} of another iamwright object ({who}); spec.replaceExisting never replaces it",
+                                a.profile_arn
+                            ),
+                        ),
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    out.pending.insert(id.clone(), ("Error", e.to_string()));
+                    out.errors.push(e);
+                    continue;
+                }
+            },
         };
         match instances::associate(aws, ec2, id, profile_arn, replace).await {
             Ok(true) => {
@@ -525,6 +592,23 @@ async fn bind(
     out
 }
 
+/// The iamwright owner of the instance profile `arn`, when it is another object's.
+async fn other_owner(
+    aws: &Aws,
+    ctx: &Context,
+    b: &InstanceProfileBinding,
+    arn: &str,
+) -> Result<Option<String>, AwsError> {
+    let name = arn.rsplit('/').next().unwrap_or_default();
+    let Some(p) = get_profile(aws, name).await? else {
+        return Ok(None);
+    };
+    Ok(match ctx.owner(b).ownership(&tags_of(&p)) {
+        Ownership::Another(who) => Some(who),
+        Ownership::Ours | Ownership::Untagged => None,
+    })
+}
+
 /// The status from what EC2 reports, and the condition it leads to.
 fn report(
     profile: &InstanceProfile,
@@ -567,6 +651,14 @@ fn report(
             ),
         });
     }
+    for (id, message) in &targets.not_permitted {
+        rows.push(InstanceBindingStatus {
+            instance_id: id.clone(),
+            association_id: None,
+            state: "NotPermitted".into(),
+            message: Some(message.clone()),
+        });
+    }
     for (id, message) in &targets.not_found {
         rows.push(InstanceBindingStatus {
             instance_id: id.clone(),
@@ -598,6 +690,15 @@ fn report(
                 "{} instance(s) carry another instance profile; {}",
                 count("Conflict"),
                 first("Conflict")
+            ),
+        })
+    } else if count("NotPermitted") > 0 {
+        Some(Error::Waiting {
+            reason: Reason::NotPermitted,
+            message: format!(
+                "{} instance(s) may not be bound from this namespace; {}",
+                count("NotPermitted"),
+                first("NotPermitted")
             ),
         })
     } else if count("NotFound") > 0 {

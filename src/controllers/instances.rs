@@ -23,6 +23,54 @@ pub struct Targets {
     pub live: BTreeSet<String>,
     /// Listed ids that cannot carry it, with why (unknown, terminated).
     pub not_found: BTreeMap<String, String>,
+    /// Listed ids the namespace's IamScope does not let it bind (they lack its
+    /// instanceTags), with why.
+    pub not_permitted: BTreeMap<String, String>,
+}
+
+/// Keep only the targets that carry every one of `required` (an IamScope's
+/// instanceTags). A listed id that lacks them is reported as not permitted; an instance
+/// only the selector found is simply not targeted (the selector means "matching
+/// instances this namespace may bind", and other tenants' instances stay unnamed).
+pub async fn restrict(
+    aws: &Aws,
+    ec2: &Ec2,
+    spec: &InstanceProfileBindingSpec,
+    t: &mut Targets,
+    required: &BTreeMap<String, String>,
+) -> Result<(), AwsError> {
+    if required.is_empty() || t.live.is_empty() {
+        return Ok(());
+    }
+    let live: Vec<String> = t.live.iter().cloned().collect();
+    let mut permitted = BTreeSet::new();
+    for chunk in live.chunks(IDS_PER_CALL) {
+        let mut filters: Vec<Filter> = required
+            .iter()
+            .map(|(k, v)| Filter::builder().name(format!("tag:{k}")).values(v).build())
+            .collect();
+        filters.push(
+            Filter::builder()
+                .name("instance-id")
+                .set_values(Some(chunk.to_vec()))
+                .build(),
+        );
+        permitted.extend(describe(aws, ec2, filters).await?.into_keys());
+    }
+    let tags: Vec<String> = required.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    for id in live.iter().filter(|id| !permitted.contains(*id)) {
+        t.live.remove(id);
+        if spec.instance_ids.contains(id) {
+            t.not_permitted.insert(
+                id.clone(),
+                format!(
+                    "instance {id} lacks the tags {} that the namespace's IamScope requires of the instances it binds",
+                    tags.join(", ")
+                ),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Look up `spec.instanceIds` and `spec.instanceSelector`. Ids are looked up with an

@@ -10,6 +10,7 @@ pub mod policy;
 pub mod reconciler;
 pub mod refs;
 pub mod role;
+pub mod scope;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -43,6 +44,8 @@ pub struct Settings {
     pub namespaces: Vec<String>,
     pub required_permissions_boundary: Option<String>,
     pub deny_actions: Vec<String>,
+    /// The cluster-wide trust grants (`--allow-*`).
+    pub trust: crate::config::TrustArgs,
 }
 
 /// What every reconcile shares.
@@ -51,6 +54,8 @@ pub struct Context {
     pub aws: Aws,
     pub settings: Settings,
     pub metrics: Metrics,
+    /// Managed policy documents read for the deny-action guardrail.
+    pub managed_policies: crate::trust::managed::ManagedPolicyCache,
     recorder: Recorder,
     failures: Mutex<HashMap<String, Failures>>,
 }
@@ -76,6 +81,7 @@ impl Context {
             aws,
             settings,
             metrics,
+            managed_policies: Default::default(),
             failures: Default::default(),
         }
     }
@@ -86,6 +92,7 @@ impl Context {
             cluster: self.settings.cluster_name.clone(),
             namespace: obj.namespace().unwrap_or_default(),
             name: obj.name_any(),
+            uid: obj.meta().uid.clone(),
         }
     }
 
@@ -296,9 +303,34 @@ pub fn aws_name(explicit: Option<&str>, namespace: &str, name: &str, max: usize)
     if let Some(n) = explicit {
         return n.to_string();
     }
-    let full = format!("{namespace}-{name}");
+    cut_name(&format!("{namespace}-{name}"), max)
+}
+
+/// The AWS name of an object under the current governance: the explicit one, else the
+/// name it was created with (`recorded`, from its status ARN: a later scope change
+/// never moves an object to another AWS resource), else the scope's default name.
+pub fn governed_name(
+    explicit: Option<&str>,
+    recorded: Option<&str>,
+    namespace: &str,
+    name: &str,
+    max: usize,
+) -> String {
+    if let Some(n) = explicit {
+        return n.to_string();
+    }
+    if let Some(arn) = recorded
+        && let Some(n) = arn.rsplit('/').next().filter(|n| !n.is_empty())
+    {
+        return n.to_string();
+    }
+    crate::trust::current().default_name(namespace, name, max)
+}
+
+/// `full` cut to `max`, ended with `-` and 8 hex characters of its hash when too long.
+pub fn cut_name(full: &str, max: usize) -> String {
     if full.len() <= max {
-        return full;
+        return full.to_string();
     }
     let hash = hex::encode(Sha256::digest(full.as_bytes()));
     format!("{}-{}", &full[..max - 9], &hash[..8])

@@ -8,7 +8,7 @@ use kube::ResourceExt;
 use serde_json::Value;
 
 use super::reconciler::{Applied, reconcile, run_controller};
-use super::{Context, Error, Shutdown, aws_name, key_of};
+use super::{Context, Error, Shutdown, governed_name, key_of};
 use crate::api::{DeletionPolicy, IamPolicy, IamPolicyStatus};
 use crate::aws::{Aws, AwsError, Found, Ownership, sync_tags, tag_map, to_tags};
 use crate::policy::{
@@ -33,8 +33,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
 
 /// The AWS name of a policy object.
 pub fn policy_name(p: &IamPolicy) -> String {
-    aws_name(
+    governed_name(
         p.spec.name.as_deref(),
+        p.status.as_ref().and_then(|s| s.arn.as_deref()),
         &p.namespace().unwrap_or_default(),
         &p.name_any(),
         128,
@@ -44,7 +45,7 @@ pub fn policy_name(p: &IamPolicy) -> String {
 pub fn policy_arn(partition: &str, account: &str, p: &IamPolicy) -> String {
     format!(
         "arn:{partition}:iam::{account}:policy{}{}",
-        p.spec.path,
+        crate::trust::current().path_or(&p.spec.path),
         policy_name(p)
     )
 }
@@ -83,11 +84,12 @@ async fn sync(p: &IamPolicy, ctx: &Context) -> Result<Synced, Error> {
     // Pure checks first: a bad spec never reaches AWS.
     validate_document(&p.spec.document, "spec.document", DocKind::Managed)
         .map_err(|e| Error::stalled(Reason::InvalidPolicyDocument, e.to_string()))?;
-    if let Some((field, msg)) = allowed_actions_matching(
-        &p.spec.document,
-        "spec.document",
-        &ctx.settings.deny_actions,
-    ) {
+    let gov = crate::trust::current();
+    let path = gov.path(&p.spec.path)?;
+    gov.check_name("spec.name", &policy_name(p))?;
+    if let Some((field, msg)) =
+        allowed_actions_matching(&p.spec.document, "spec.document", &gov.deny_actions)
+    {
         return Err(Error::stalled(
             Reason::GuardrailViolation,
             format!("{field}: {msg}"),
@@ -116,7 +118,7 @@ async fn sync(p: &IamPolicy, ctx: &Context) -> Result<Synced, Error> {
                 aws.iam
                     .create_policy()
                     .policy_name(policy_name(p))
-                    .path(&p.spec.path)
+                    .path(&path)
                     .policy_document(&document)
                     .set_description(p.spec.description.clone())
                     .set_tags(Some(to_tags(&desired_tags)))
@@ -153,6 +155,7 @@ async fn sync(p: &IamPolicy, ctx: &Context) -> Result<Synced, Error> {
             ));
         }
         Ownership::Untagged => {
+            gov.check_adopt(&format!("policy {arn}"))?;
             ctx.event(
                 p,
                 false,

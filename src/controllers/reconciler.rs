@@ -49,6 +49,8 @@ pub trait Managed:
 pub trait StatusFields: Default + Clone + PartialEq + Serialize + Send + Sync {
     fn conditions(&self) -> &[Condition];
     fn set_common(&mut self, observed_generation: Option<i64>, conditions: Vec<Condition>);
+    /// `status.scope`: the IamScope governing the object's namespace.
+    fn set_scope(&mut self, scope: Option<String>);
 }
 
 macro_rules! managed {
@@ -67,6 +69,9 @@ macro_rules! managed {
             fn set_common(&mut self, observed_generation: Option<i64>, conditions: Vec<Condition>) {
                 self.observed_generation = observed_generation;
                 self.conditions = conditions;
+            }
+            fn set_scope(&mut self, scope: Option<String>) {
+                self.scope = scope;
             }
         }
     };
@@ -180,18 +185,47 @@ where
         finalizer::finalizer(&api, FINALIZER, obj, |event| async {
             match event {
                 FinalizerEvent::Apply(o) => {
-                    let applied = unwind_safe(K::KIND, apply(o.clone(), ctx.clone()), |e| {
-                        Applied::failed(None, e)
-                    })
-                    .await;
-                    let (action, l) = report(&api, &o, &ctx, applied).await;
+                    // The trust model first: which IamScope governs the namespace (two:
+                    // ScopeConflict, and the object is not touched).
+                    let ns = o.namespace().unwrap_or_default();
+                    let (applied, scope) = match Box::pin(crate::trust::resolve(
+                        &ctx.client,
+                        &ctx.settings,
+                        &ns,
+                    ))
+                    .await
+                    {
+                        Ok(gov) => {
+                            let scope = gov.scope.clone();
+                            // Boxed: the apply futures are large, and nesting them
+                            // in the scope's future overflowed the worker's stack.
+                            let fut = crate::trust::with(
+                                Arc::new(gov),
+                                Box::pin(apply(o.clone(), ctx.clone())),
+                            );
+                            let applied =
+                                unwind_safe(K::KIND, fut, |e| Applied::failed(None, e)).await;
+                            (applied, Some(scope))
+                        }
+                        Err(e) => (Applied::failed(None, e), None),
+                    };
+                    let (action, l) = report(&api, &o, &ctx, applied, scope).await;
                     *label.lock().expect("label lock") = l;
                     Ok(action)
                 }
                 FinalizerEvent::Cleanup(o) => {
                     let key = key_of(&*o);
                     ctx.metrics.set_ready(K::KIND, key.clone(), None);
-                    unwind_safe(K::KIND, cleanup(o, ctx.clone()), Err).await?;
+                    // Cleanup never waits for a valid scope: names and paths come from
+                    // the object's status, else its governance, else no scope.
+                    let ns = o.namespace().unwrap_or_default();
+                    let gov = crate::trust::resolve(&ctx.client, &ctx.settings, &ns)
+                        .await
+                        .unwrap_or_else(|_| {
+                            crate::trust::Governance::new(&ctx.settings, &ns, None)
+                        });
+                    let fut = crate::trust::with(Arc::new(gov), Box::pin(cleanup(o, ctx.clone())));
+                    unwind_safe(K::KIND, fut, Err).await?;
                     ctx.succeeded(&key);
                     *label.lock().expect("label lock") = "success";
                     Ok(Action::await_change())
@@ -231,6 +265,7 @@ async fn report<K: Managed>(
     obj: &K,
     ctx: &Context,
     applied: Applied<K::Status>,
+    scope: Option<Option<String>>,
 ) -> (Action, &'static str) {
     let key = key_of(obj);
     let generation = obj.meta().generation;
@@ -243,6 +278,8 @@ async fn report<K: Managed>(
         Err(e) => e.outcome(ctx.failures(&key)),
     };
     let mut next = applied.status.clone().unwrap_or_else(|| current.clone());
+    // None: the scope could not be resolved (a conflict); the field shows none then.
+    next.set_scope(scope.flatten());
     let mut conditions = status::conditions(current.conditions(), generation, &outcome);
     conditions.extend(status::extra_conditions(
         current.conditions(),
@@ -378,6 +415,7 @@ pub async fn run_controller<K, R, RF>(
             .predicate_filter(trigger_hash, PredicateConfig::default());
         let c = kube::runtime::Controller::for_stream(trigger, reader)
             .graceful_shutdown_on(shutdown.wait());
+        let c = governance_watches(c, &ctx, scope);
         let inner = reconcile.clone();
         let permits = permits.clone();
         let unwrap = move |guard: Arc<Guarded<K>>, ctx: Arc<Context>| {
@@ -400,6 +438,62 @@ pub async fn run_controller<K, R, RF>(
         )
     });
     futures::future::join_all(controllers).await;
+}
+
+/// A change of an IamScope, or of a namespace's labels, can change what every object
+/// of a namespace may do: it re-evaluates them at once (their hold, e.g. after
+/// NotPermitted, is lifted). A scope change maps to every object the controller
+/// watches (scopes change rarely; a reconcile in sync costs reads only).
+fn governance_watches<K: Managed>(
+    c: kube::runtime::Controller<Guarded<K>>,
+    ctx: &Arc<Context>,
+    scope: Option<&str>,
+) -> kube::runtime::Controller<Guarded<K>> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::runtime::reflector::ObjectRef;
+    let store = c.store();
+    let release = |ctx: &Context, refs: Vec<ObjectRef<Guarded<K>>>| {
+        for r in &refs {
+            ctx.succeeded(&format!(
+                "{}/{}",
+                r.namespace.clone().unwrap_or_default(),
+                r.name
+            ));
+        }
+        refs
+    };
+    let (ctx1, store1) = (ctx.clone(), store.clone());
+    let ctx2 = ctx.clone();
+    let namespaces = match scope {
+        Some(ns) => watcher::Config::default().fields(&format!("metadata.name={ns}")),
+        None => watcher::Config::default(),
+    };
+    c.watches(
+        Api::<crate::api::IamScope>::all(ctx.client.clone()),
+        watcher::Config::default(),
+        move |_| {
+            let refs = store1
+                .state()
+                .iter()
+                .map(|g| reflector::ObjectRef::from_obj(&**g))
+                .collect();
+            release(&ctx1, refs)
+        },
+    )
+    .watches(
+        Api::<Namespace>::all(ctx.client.clone()),
+        namespaces,
+        move |ns: Namespace| {
+            let name = ns.name_any();
+            let refs = store
+                .state()
+                .iter()
+                .filter(|g| g.meta().namespace.as_deref() == Some(name.as_str()))
+                .map(|g| reflector::ObjectRef::from_obj(&**g))
+                .collect();
+            release(&ctx2, refs)
+        },
+    )
 }
 
 /// An API for all namespaces (`None`) or one.

@@ -69,3 +69,23 @@ pub fn referencing<K: Managed, T: Resource>(
 pub fn names(refs: &[LocalObjectRef]) -> Vec<&str> {
     refs.iter().map(|r| r.name.as_str()).collect()
 }
+
+/// The ARNs of the namespace's own IamPolicies (from their status), which a scope
+/// always lets the namespace attach. Only read when a scope restricts attachments.
+pub async fn own_policy_arns(
+    client: &Client,
+    namespace: &str,
+    gov: &crate::trust::Governance,
+) -> Result<Vec<String>, Error> {
+    if gov.managed_policy_arns.is_none() {
+        return Ok(vec![]);
+    }
+    let api: Api<IamPolicy> = Api::namespaced(client.clone(), namespace);
+    Ok(api
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|p| p.status.and_then(|s| s.arn))
+        .collect())
+}

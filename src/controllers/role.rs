@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::changes::Changes;
 use super::reconciler::{Applied, Guarded, reconcile, run_controller, scoped_api};
 use super::refs::{names, referencing, resolve_policy_refs};
-use super::{Context, Error, Settings, Shutdown, aws_name, key_of, watch_config};
+use super::{Context, Error, Settings, Shutdown, governed_name, key_of, watch_config};
 use crate::api::{DeletionPolicy, IamPolicy, IamRole, IamRoleSpec, IamRoleStatus};
 use crate::aws::{Aws, AwsError, Found, Ownership, sync_tags, tag_map, to_tags};
 use crate::policy::{
@@ -40,10 +40,11 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     .await;
 }
 
-/// The AWS name of a role object.
+/// The AWS name of a role object (see [`governed_name`]).
 pub fn role_name(r: &IamRole) -> String {
-    aws_name(
+    governed_name(
         r.spec.name.as_deref(),
+        r.status.as_ref().and_then(|s| s.arn.as_deref()),
         &r.namespace().unwrap_or_default(),
         &r.name_any(),
         64,
@@ -53,6 +54,7 @@ pub fn role_name(r: &IamRole) -> String {
 /// The role as the spec wants it, built and checked without any I/O.
 struct Desired {
     name: String,
+    path: String,
     trust: Value,
     description: String,
     max_session: i32,
@@ -63,9 +65,13 @@ struct Desired {
 
 /// Validate the spec and apply the guardrails: a failure is Stalled, before any AWS call.
 fn desired(r: &IamRole, ctx: &Context) -> Result<Desired, Error> {
-    let boundary = validate(&r.spec, &ctx.settings)?;
+    let gov = crate::trust::current();
+    let boundary = validate(&r.spec, &gov.settings(&ctx.settings))?;
+    let name = role_name(r);
+    gov.check_name("spec.name", &name)?;
     Ok(Desired {
-        name: role_name(r),
+        path: gov.path(&r.spec.path)?,
+        name,
         trust: r.spec.assume_role_policy.clone(),
         description: r.spec.description.clone().unwrap_or_default(),
         max_session: r.spec.max_session_duration,
@@ -89,6 +95,17 @@ pub fn validate(spec: &IamRoleSpec, settings: &Settings) -> Result<Option<String
         DocKind::Trust,
     )
     .map_err(invalid_doc)?;
+    if !settings.trust.allow_public_trust
+        && let Some(field) =
+            crate::trust::public_trust(&spec.assume_role_policy, "spec.assumeRolePolicy")
+    {
+        return Err(Error::stalled(
+            Reason::GuardrailViolation,
+            format!(
+                "{field}: lets anyone assume the role (Principal \"*\" without a Condition); name the principals, add a Condition, or run the operator with --allow-public-trust"
+            ),
+        ));
+    }
     for (name, doc) in &spec.inline_policies {
         let root = format!("spec.inlinePolicies.{name}");
         check_policy_name(name)
@@ -191,6 +208,17 @@ async fn sync(r: &IamRole, ctx: &Context) -> Result<IamRoleStatus, Error> {
     let ns = r.namespace().unwrap_or_default();
     let refs =
         resolve_policy_refs(&ctx.client, &ns, "spec.policyRefs", &r.spec.policy_refs).await?;
+    let gov = crate::trust::current();
+    let own = crate::controllers::refs::own_policy_arns(&ctx.client, &ns, &gov).await?;
+    gov.check_managed_arns("spec.managedPolicyArns", &r.spec.managed_policy_arns, &own)?;
+    ctx.managed_policies
+        .check(
+            &ctx.aws,
+            "spec.managedPolicyArns",
+            &r.spec.managed_policy_arns,
+            &gov.deny_actions,
+        )
+        .await?;
     let mut attached: Vec<String> = vec![];
     for arn in r.spec.managed_policy_arns.iter().chain(&refs) {
         if !attached.contains(arn) {
@@ -205,7 +233,7 @@ async fn sync(r: &IamRole, ctx: &Context) -> Result<IamRoleStatus, Error> {
     let (role, mut changes) = match existing {
         Some(role) => (role, Changes::new(ctx, r)),
         None => {
-            let role = create_role(aws, r, &d).await?;
+            let role = create_role(aws, &d).await?;
             ctx.event(r, false, "Created", format!("created role {}", role.arn))
                 .await;
             // What follows completes the create, which the Created event reports.
@@ -259,6 +287,7 @@ async fn check_ownership(r: &IamRole, ctx: &Context, role: &Role) -> Result<(), 
             ),
         )),
         Ownership::Untagged => {
+            crate::trust::current().check_adopt(&format!("role {arn}"))?;
             ctx.event(r, false, "Adopted", format!("adopted existing role {arn}"))
                 .await;
             Ok(())
@@ -266,7 +295,7 @@ async fn check_ownership(r: &IamRole, ctx: &Context, role: &Role) -> Result<(), 
     }
 }
 
-async fn create_role(aws: &Aws, r: &IamRole, d: &Desired) -> Result<Role, Error> {
+async fn create_role(aws: &Aws, d: &Desired) -> Result<Role, Error> {
     let out = aws
         .call(
             "iam",
@@ -274,7 +303,7 @@ async fn create_role(aws: &Aws, r: &IamRole, d: &Desired) -> Result<Role, Error>
             aws.iam
                 .create_role()
                 .role_name(&d.name)
-                .path(&r.spec.path)
+                .path(&d.path)
                 .assume_role_policy_document(d.trust.to_string())
                 .set_description((!d.description.is_empty()).then(|| d.description.clone()))
                 .max_session_duration(d.max_session)

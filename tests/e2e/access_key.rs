@@ -490,7 +490,7 @@ async fn foreign_keys_are_never_touched_and_a_full_user_is_limit_exceeded() {
             .unwrap();
         foreign.push(k.access_key_id);
     }
-    let op = Operator::start(&ns.name, &[]).await;
+    let op = Operator::start(&ns.name, &["--allow-existing-user", &user]).await;
     apply(&ns.name, &manifest("shared", json!({"userName": user})));
     let (status, message, stalled) = ready_reason(&ns.name, "shared", "LimitExceeded").await;
     assert_eq!((status.as_str(), stalled.as_str()), ("False", "True"));
@@ -871,7 +871,7 @@ async fn user_fields_need_ownership_and_adopt_takes_a_user_over() {
         .unwrap();
     let legacy = format!("{}-legacy", ns.name);
     iam.create_user().user_name(&legacy).send().await.unwrap();
-    let op = Operator::start(&ns.name, &[]).await;
+    let op = Operator::start(&ns.name, &["--allow-adoption"]).await;
 
     apply(
         &ns.name,
@@ -943,7 +943,11 @@ async fn a_renamed_secret_gets_a_fresh_key_and_the_old_secret_goes() {
 #[tokio::test]
 async fn dependencies_are_waited_for_and_policy_refs_followed() {
     let ns = Namespace::new("key-deps").await;
-    let op = Operator::start(&ns.name, &[]).await;
+    let op = Operator::start(
+        &ns.name,
+        &["--allow-existing-user", &format!("{}-*", ns.name)],
+    )
+    .await;
     let user = format!("{}-deps", ns.name);
     let existing = format!("{}-existing", ns.name);
     apply(

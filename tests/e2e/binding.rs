@@ -155,7 +155,11 @@ async fn until_states(ns: &str, name: &str, want: &[(&str, &str)]) -> InstancePr
 #[tokio::test]
 async fn binds_instances_by_id_and_cleans_up_on_delete() {
     let ns = Namespace::new("ipb-ids").await;
-    let op = Operator::start(&ns.name, &[]).await;
+    let op = Operator::start(
+        &ns.name,
+        &["--allow-existing-role", &format!("{}-*", ns.name)],
+    )
+    .await;
     let (i1, i2) = (launch(&[]).await, launch(&[]).await);
     // Applied before its role: waits for it, then follows it through the role watch.
     apply(
@@ -265,7 +269,11 @@ async fn binds_instances_by_id_and_cleans_up_on_delete() {
 #[tokio::test]
 async fn selects_instances_by_tag_and_follows_them() {
     let ns = Namespace::new("ipb-tags").await;
-    let _op = Operator::start(&ns.name, &[]).await;
+    let _op = Operator::start(
+        &ns.name,
+        &["--allow-existing-role", &format!("{}-*", ns.name)],
+    )
+    .await;
     let role = format!("{}-role", ns.name);
     aws_role(&role).await;
     // The tag value is unique to this test: moto's EC2 is shared by every test.
@@ -339,7 +347,11 @@ async fn selects_instances_by_tag_and_follows_them() {
 #[tokio::test]
 async fn another_profile_is_a_conflict_until_replace_existing() {
     let ns = Namespace::new("ipb-conflict").await;
-    let _op = Operator::start(&ns.name, &[]).await;
+    let _op = Operator::start(
+        &ns.name,
+        &["--allow-existing-role", &format!("{}-*", ns.name)],
+    )
+    .await;
     let role = format!("{}-role", ns.name);
     aws_role(&role).await;
     let iam = iam().await;
@@ -428,7 +440,11 @@ async fn another_profile_is_a_conflict_until_replace_existing() {
 #[tokio::test]
 async fn an_unknown_instance_is_reported_not_found_without_a_crash_loop() {
     let ns = Namespace::new("ipb-notfound").await;
-    let op = Operator::start(&ns.name, &[]).await;
+    let op = Operator::start(
+        &ns.name,
+        &["--allow-existing-role", &format!("{}-*", ns.name)],
+    )
+    .await;
     let role = format!("{}-role", ns.name);
     aws_role(&role).await;
     let real = launch(&[]).await;
@@ -482,7 +498,11 @@ async fn an_unknown_instance_is_reported_not_found_without_a_crash_loop() {
 #[tokio::test]
 async fn swaps_the_role_in_place_and_retain_leaves_everything() {
     let ns = Namespace::new("ipb-swap").await;
-    let _op = Operator::start(&ns.name, &[]).await;
+    let _op = Operator::start(
+        &ns.name,
+        &["--allow-existing-role", &format!("{}-*", ns.name)],
+    )
+    .await;
     let (first, second) = (format!("{}-first", ns.name), format!("{}-second", ns.name));
     aws_role(&first).await;
     aws_role(&second).await;
@@ -528,7 +548,11 @@ async fn swaps_the_role_in_place_and_retain_leaves_everything() {
 #[tokio::test]
 async fn binds_instances_in_the_region_of_the_spec() {
     let ns = Namespace::new("ipb-region").await;
-    let _op = Operator::start(&ns.name, &[]).await;
+    let _op = Operator::start(
+        &ns.name,
+        &["--allow-existing-role", &format!("{}-*", ns.name)],
+    )
+    .await;
     let role = format!("{}-role", ns.name);
     aws_role(&role).await;
     let west = aws_sdk_ec2::Client::from_conf(
@@ -603,7 +627,15 @@ async fn an_existing_profile_is_adopted_only_when_asked_and_another_owner_is_lef
         .await
         .unwrap();
     let i1 = launch(&[]).await;
-    let op = Operator::start(&ns.name, &[]).await;
+    let op = Operator::start(
+        &ns.name,
+        &[
+            "--allow-adoption",
+            "--allow-existing-role",
+            &format!("{}-*", ns.name),
+        ],
+    )
+    .await;
     let spec = |adopt: bool| json!({"roleName": role, "instanceIds": [i1], "adopt": adopt});
 
     apply(&ns.name, &manifest("legacy", spec(false)));

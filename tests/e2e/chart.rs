@@ -54,12 +54,26 @@ async fn the_chart_renders_objects_the_apiserver_accepts() {
     ]);
     assert!(ok, "{out}{err}");
 
+    // The cluster name has no default: the chart says so instead of rendering.
+    let (ok, _, err) = helm(&[
+        "template",
+        "iamwright",
+        "charts/iamwright",
+        "--namespace",
+        &ns.name,
+    ]);
+    assert!(
+        !ok && err.contains("operator.clusterName is required"),
+        "{err}"
+    );
     let (ok, rendered, err) = helm(&[
         "template",
         "iamwright",
         "charts/iamwright",
         "--namespace",
         &ns.name,
+        "--set",
+        "operator.clusterName=e2e",
     ]);
     assert!(ok, "{err}");
     dry_run(&rendered);
@@ -112,6 +126,10 @@ async fn the_chart_renders_objects_the_apiserver_accepts() {
         "--leader-elect",
         "eks.amazonaws.com/role-arn",
         "--deny-action=iam:*",
+        "--allow-adoption",
+        "--allow-existing-user=ci-*",
+        "--allow-existing-role=legacy-*",
+        "--allow-public-trust",
     ] {
         assert!(
             rendered.contains(kind),
@@ -126,6 +144,8 @@ async fn the_chart_renders_objects_the_apiserver_accepts() {
         "x",
         "charts/iamwright",
         "--set",
+        "operator.clusterName=e2e",
+        "--set",
         "operator.clustername=typo",
     ]);
     assert!(!ok && err.contains("clustername"), "{err}");
@@ -133,6 +153,8 @@ async fn the_chart_renders_objects_the_apiserver_accepts() {
         "template",
         "x",
         "charts/iamwright",
+        "--set",
+        "operator.clusterName=e2e",
         "--set",
         "replicaCount=2",
     ]);

@@ -83,11 +83,12 @@ pub fn apply(ns: &str, yaml: &str) {
 /// (so every operator process of the suite runs with exactly the chart's permissions).
 pub const RELEASE_NAMESPACE: &str = "iamwright-system";
 
-const CRD_NAMES: [&str; 4] = [
+const CRD_NAMES: [&str; 5] = [
     "iampolicies.iamwright.dev",
     "iamroles.iamwright.dev",
     "instanceprofilebindings.iamwright.dev",
     "iamuseraccesskeys.iamwright.dev",
+    "iamscopes.iamwright.dev",
 ];
 
 pub async fn ensure_crds() {
@@ -133,6 +134,8 @@ pub async fn ensure_crds() {
                 "--create-namespace",
                 "--set",
                 "leaderElection.enabled=true",
+                "--set",
+                "operator.clusterName=e2e",
                 "--wait=false",
             ])
             .output()
@@ -152,6 +155,7 @@ pub async fn ensure_crds() {
                 "crd/iamroles.iamwright.dev",
                 "crd/instanceprofilebindings.iamwright.dev",
                 "crd/iamuseraccesskeys.iamwright.dev",
+                "crd/iamscopes.iamwright.dev",
             ],
             None,
         );

@@ -14,3 +14,4 @@ mod harness;
 mod policy;
 mod rbac;
 mod role;
+mod trust;

@@ -262,7 +262,7 @@ async fn an_existing_untagged_policy_is_taken_over_only_with_adopt() {
         .send()
         .await
         .unwrap();
-    let op = Operator::start(&ns.name, &[]).await;
+    let op = Operator::start(&ns.name, &["--allow-adoption"]).await;
 
     let wanted = doc(&["s3:PutObject"]);
     apply(&ns.name, &manifest("legacy", &wanted, json!({})));
@@ -313,7 +313,7 @@ async fn a_policy_owned_by_another_is_never_touched() {
         .send()
         .await
         .unwrap();
-    let op = Operator::start(&ns.name, &[]).await;
+    let op = Operator::start(&ns.name, &["--allow-adoption"]).await;
     apply(
         &ns.name,
         &manifest("shared", &doc(&["iam:PassRole"]), json!({"adopt": true})),

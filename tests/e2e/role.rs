@@ -629,7 +629,7 @@ async fn an_existing_role_is_adopted_only_when_asked_and_retain_keeps_it() {
         .send()
         .await
         .unwrap();
-    let op = Operator::start(&ns.name, &[]).await;
+    let op = Operator::start(&ns.name, &["--allow-adoption"]).await;
     apply(
         &ns.name,
         &role_manifest("legacy", json!({"description": "adopted"})),
@@ -679,7 +679,7 @@ async fn a_role_owned_by_another_is_never_touched() {
         .send()
         .await
         .unwrap();
-    let op = Operator::start(&ns.name, &[]).await;
+    let op = Operator::start(&ns.name, &["--allow-adoption"]).await;
     apply(
         &ns.name,
         &role_manifest("shared", json!({"description": "mine", "adopt": true})),

@@ -171,7 +171,8 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
     // validate (pure): an invalid spec never reaches AWS.
     let schedule = schedule::schedule_scaled(k.spec.rotation.as_ref(), schedule::time_scale())
         .map_err(|m| Error::stalled(Reason::InvalidSpec, m))?;
-    let required = ctx.settings.required_permissions_boundary.clone();
+    // The boundary of the namespace's IamScope, else --required-permissions-boundary.
+    let required = crate::trust::current().boundary.clone();
     if let (Some(req), Some(b)) = (&required, &k.spec.permissions_boundary)
         && req != b
     {

@@ -41,6 +41,8 @@ pub async fn ensure(
 ) -> Result<User, Error> {
     let aws = &ctx.aws;
     let name = &k.spec.user_name;
+    let gov = crate::trust::current();
+    let path = check_spec(ctx, k, &gov).await?;
     let existing = aws
         .call("iam", "GetUser", aws.iam.get_user().user_name(name).send())
         .await
@@ -55,6 +57,7 @@ pub async fn ensure(
                 ),
             });
         }
+        gov.check_name("spec.userName", name)?;
         let out = aws
             .call(
                 "iam",
@@ -62,7 +65,7 @@ pub async fn ensure(
                 aws.iam
                     .create_user()
                     .user_name(name)
-                    .path(&k.spec.path)
+                    .path(&path)
                     .set_permissions_boundary(want.boundary.clone())
                     .set_tags(Some(to_tags(&want.tags)))
                     .send(),
@@ -76,6 +79,9 @@ pub async fn ensure(
     };
     let arn = user.arn.clone();
     let tags = list_tags(aws, name).await?;
+    let boundary = user
+        .permissions_boundary
+        .and_then(|b| b.permissions_boundary_arn);
     let owned = match ctx.owner(k).ownership(&tags) {
         Ownership::Ours => true,
         Ownership::Another(who) if sets_user_fields(k) => {
@@ -87,6 +93,8 @@ pub async fn ensure(
             ));
         }
         Ownership::Untagged if k.spec.adopt => {
+            gov.check_adopt(&format!("IAM user {arn}"))?;
+            gov.check_name("spec.userName", name)?;
             ctx.event(
                 k,
                 false,
@@ -104,15 +112,71 @@ pub async fn ensure(
                 ),
             ));
         }
-        Ownership::Another(_) | Ownership::Untagged => false,
+        Ownership::Another(who) => {
+            let why = format!("is managed by another iamwright object ({who})");
+            check_existing(&gov, name, &why, boundary.as_deref())?;
+            false
+        }
+        Ownership::Untagged => {
+            check_existing(
+                &gov,
+                name,
+                "exists and was not created by this object",
+                boundary.as_deref(),
+            )?;
+            false
+        }
     };
     if owned {
-        let boundary = user
-            .permissions_boundary
-            .and_then(|b| b.permissions_boundary_arn);
         sync_owned(ctx, k, want, &tags, boundary).await?;
     }
     Ok(User { arn, owned })
+}
+
+/// The trust checks of the spec before any AWS write: the path, the managed policies
+/// a scope allows, and the denied actions of those policies' documents. Returns the
+/// path a created user gets.
+async fn check_spec(
+    ctx: &Context,
+    k: &IamUserAccessKey,
+    gov: &crate::trust::Governance,
+) -> Result<String, Error> {
+    let path = gov.path(&k.spec.path)?;
+    let ns = k.metadata.namespace.clone().unwrap_or_default();
+    let own = crate::controllers::refs::own_policy_arns(&ctx.client, &ns, gov).await?;
+    let field = "spec.managedPolicyArns";
+    gov.check_managed_arns(field, &k.spec.managed_policy_arns, &own)?;
+    ctx.managed_policies
+        .check(
+            &ctx.aws,
+            field,
+            &k.spec.managed_policy_arns,
+            &gov.deny_actions,
+        )
+        .await?;
+    Ok(path)
+}
+
+/// A key for a user this object does not own needs a grant, and the user must already
+/// carry the boundary the namespace requires: the operator never changes a user it
+/// does not own, so it refuses the key instead (GuardrailViolation).
+fn check_existing(
+    gov: &crate::trust::Governance,
+    name: &str,
+    why: &str,
+    boundary: Option<&str>,
+) -> Result<(), Error> {
+    gov.check_existing_user(name, why)?;
+    match (&gov.boundary, boundary) {
+        (Some(required), have) if have != Some(required.as_str()) => Err(Error::stalled(
+            Reason::GuardrailViolation,
+            format!(
+                "spec.userName: IAM user {name:?} has permissions boundary {}, but every user of this namespace must have {required}; the operator does not change users it does not own, so it issues no key",
+                have.unwrap_or("(none)")
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 async fn sync_owned(

@@ -1,0 +1,255 @@
+//! The operator's own IAM policy under a real IAM evaluation engine: the output of
+//! `iamwright policy --scope tests/fixtures/trust/scope.yaml` is evaluated by
+//! @cloud-copilot/iam-simulate (installed by hack/iam-simulate.sh, which hack/test.sh
+//! runs) — AWS itself must refuse what the scope forbids, and allow the calls the
+//! operator makes for an object in scope.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+const BOUNDARY: &str = "arn:aws:iam::123456789012:policy/tenant-boundary";
+
+/// Where hack/iam-simulate.sh installed the engine; None (the test is skipped) when it
+/// is missing outside CI. Under CI=true a missing engine fails the test.
+fn engine() -> Option<PathBuf> {
+    let dir = std::env::var("IAMWRIGHT_IAM_SIMULATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/iamwright/node-0.1.173")
+        });
+    let installed = dir
+        .join("node_modules/@cloud-copilot/iam-simulate/package.json")
+        .exists();
+    let node = Command::new("node").arg("--version").output().is_ok();
+    if installed && node {
+        return Some(dir);
+    }
+    let why = format!(
+        "the IAM evaluation engine is missing ({}; node found: {node}): run hack/iam-simulate.sh",
+        dir.display()
+    );
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+    eprintln!("skipped: {why}");
+    None
+}
+
+fn operator_policy() -> Value {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/trust/scope.yaml"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_iamwright"))
+        .args(["policy", "--scope", fixture])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// (name, expected result) → the engine's answer for each request.
+fn simulate(dir: &PathBuf, policy: &Value, requests: &[Value]) -> Vec<(String, String)> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/simulate/check.mjs");
+    let mut child = Command::new("node")
+        .arg(script)
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = json!({"policy": policy, "requests": requests}).to_string();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                v["name"].as_str().unwrap().to_string(),
+                v["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn req(name: &str, action: &str, resource: &str, context: Value) -> Value {
+    json!({"name": name, "action": action, "resource": resource, "context": context})
+}
+
+const ROLE: &str = "arn:aws:iam::123456789012:role/tenants/team-a/team-a-app";
+const USER: &str = "arn:aws:iam::123456789012:user/tenants/team-a/team-a-ci";
+const PROFILE: &str = "arn:aws:iam::123456789012:instance-profile/tenants/team-a/team-a-web";
+const POLICY: &str = "arn:aws:iam::123456789012:policy/tenants/team-a/team-a-s3";
+
+#[test]
+fn aws_refuses_what_the_scope_forbids_and_allows_the_operators_calls() {
+    let Some(dir) = engine() else { return };
+    let policy = operator_policy();
+    let with_boundary = json!({"iam:PermissionsBoundary": BOUNDARY});
+    let ec2 = json!({"iam:PassedToService": "ec2.amazonaws.com"});
+    let denied = [
+        req(
+            "CreateRole outside the path",
+            "iam:CreateRole",
+            "arn:aws:iam::123456789012:role/team-a-app",
+            with_boundary.clone(),
+        ),
+        req(
+            "CreateRole without the boundary",
+            "iam:CreateRole",
+            ROLE,
+            json!({}),
+        ),
+        req(
+            "CreateRole with another boundary",
+            "iam:CreateRole",
+            ROLE,
+            json!({"iam:PermissionsBoundary": "arn:aws:iam::123456789012:policy/admin"}),
+        ),
+        req(
+            "CreateRole without the name prefix",
+            "iam:CreateRole",
+            "arn:aws:iam::123456789012:role/tenants/team-a/app",
+            with_boundary.clone(),
+        ),
+        req(
+            "PassRole of a role outside the path",
+            "iam:PassRole",
+            "arn:aws:iam::123456789012:role/admin",
+            ec2.clone(),
+        ),
+        req(
+            "CreateAccessKey for a user outside the path",
+            "iam:CreateAccessKey",
+            "arn:aws:iam::123456789012:user/admin",
+            json!({}),
+        ),
+        req(
+            "CreateUser without the boundary",
+            "iam:CreateUser",
+            USER,
+            json!({}),
+        ),
+        req(
+            "DeleteRolePermissionsBoundary in the path",
+            "iam:DeleteRolePermissionsBoundary",
+            ROLE,
+            json!({}),
+        ),
+        req(
+            "AttachRolePolicy to a role outside the path",
+            "iam:AttachRolePolicy",
+            "arn:aws:iam::123456789012:role/admin",
+            json!({}),
+        ),
+    ];
+    let allowed = [
+        req(
+            "CreateRole with the boundary",
+            "iam:CreateRole",
+            ROLE,
+            with_boundary.clone(),
+        ),
+        req(
+            "PutRolePermissionsBoundary",
+            "iam:PutRolePermissionsBoundary",
+            ROLE,
+            with_boundary.clone(),
+        ),
+        req("GetRole", "iam:GetRole", ROLE, json!({})),
+        req("TagRole", "iam:TagRole", ROLE, json!({})),
+        req(
+            "UpdateAssumeRolePolicy",
+            "iam:UpdateAssumeRolePolicy",
+            ROLE,
+            json!({}),
+        ),
+        req("AttachRolePolicy", "iam:AttachRolePolicy", ROLE, json!({})),
+        req("PutRolePolicy", "iam:PutRolePolicy", ROLE, json!({})),
+        req("DeleteRole", "iam:DeleteRole", ROLE, json!({})),
+        req("PassRole in the path", "iam:PassRole", ROLE, ec2),
+        req(
+            "CreateUser with the boundary",
+            "iam:CreateUser",
+            USER,
+            with_boundary,
+        ),
+        req("CreateAccessKey", "iam:CreateAccessKey", USER, json!({})),
+        req(
+            "CreateAccessKey for a granted existing user",
+            "iam:CreateAccessKey",
+            "arn:aws:iam::123456789012:user/ci-deploy",
+            json!({}),
+        ),
+        req(
+            "CreateInstanceProfile",
+            "iam:CreateInstanceProfile",
+            PROFILE,
+            json!({}),
+        ),
+        req(
+            "AddRoleToInstanceProfile",
+            "iam:AddRoleToInstanceProfile",
+            PROFILE,
+            json!({}),
+        ),
+        req("CreatePolicy", "iam:CreatePolicy", POLICY, json!({})),
+        req(
+            "CreatePolicyVersion",
+            "iam:CreatePolicyVersion",
+            POLICY,
+            json!({}),
+        ),
+        req(
+            "GetPolicyVersion of an AWS managed policy (the deny-action guardrail)",
+            "iam:GetPolicyVersion",
+            "arn:aws:iam::aws:policy/AdministratorAccess",
+            json!({}),
+        ),
+        req(
+            "AssociateIamInstanceProfile",
+            "ec2:AssociateIamInstanceProfile",
+            "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0",
+            json!({}),
+        ),
+    ];
+    let requests: Vec<Value> = denied.iter().chain(&allowed).cloned().collect();
+    let results = simulate(&dir, &policy, &requests);
+    assert_eq!(results.len(), requests.len(), "{results:?}");
+    let mut wrong = vec![];
+    for (i, (name, result)) in results.iter().enumerate() {
+        let want_allowed = i >= denied.len();
+        let ok = if want_allowed {
+            result == "Allowed"
+        } else {
+            result == "ImplicitlyDenied" || result == "ExplicitlyDenied"
+        };
+        if !ok {
+            wrong.push(format!("{name}: {result}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "the engine disagrees: {wrong:#?}\npolicy: {policy:#}"
+    );
+    // Removing the boundary is refused explicitly, not just not granted.
+    assert_eq!(results[7].1, "ExplicitlyDenied");
+}
