@@ -148,7 +148,7 @@ pub struct Fence {
 }
 
 impl Fence {
-    fn confirm_for(&self, valid: Duration) {
+    pub(crate) fn confirm_for(&self, valid: Duration) {
         *self.until.lock().expect("fence lock") = Some(Instant::now() + valid);
     }
 

@@ -206,6 +206,59 @@ pub fn no_retries() -> aws_sdk_iam::config::Builder {
 mod tests {
     use super::*;
 
+    /// An Aws on a config that reaches nothing: the calls below never leave the process.
+    fn offline() -> Aws {
+        let config = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        Aws {
+            iam: aws_sdk_iam::Client::new(&config),
+            sts: aws_sdk_sts::Client::new(&config),
+            config,
+            identity: Default::default(),
+            fence: Default::default(),
+            budget: None,
+            metrics: Metrics::new(),
+        }
+    }
+
+    type NoError = SdkError<aws_sdk_iam::operation::get_user::GetUserError, ()>;
+
+    #[tokio::test]
+    async fn writes_wait_for_a_confirmed_leadership_reads_do_not() {
+        let aws = offline();
+        let fence = std::sync::Arc::new(crate::leader::Fence::default());
+        aws.fence_writes(fence.clone());
+        // Never confirmed (or expired): a write is refused before it is sent.
+        let sent = std::sync::atomic::AtomicBool::new(false);
+        let write = aws
+            .call("iam", "PutRolePolicy", async {
+                sent.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok::<(), NoError>(())
+            })
+            .await;
+        let e = write.unwrap_err();
+        assert_eq!(e.code, "LeadershipUnconfirmed");
+        assert!(!sent.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(
+            aws.metrics
+                .encode()
+                .contains(r#"operation="PutRolePolicy",outcome="fenced""#)
+        );
+        // Reads need no fence.
+        let read = aws
+            .call("iam", "GetRole", async { Ok::<(), NoError>(()) })
+            .await;
+        assert!(read.is_ok());
+        // Confirmed: the write goes through.
+        fence.confirm_for(std::time::Duration::from_secs(10));
+        let write = aws
+            .call("iam", "PutRolePolicy", async { Ok::<(), NoError>(()) })
+            .await;
+        assert!(write.is_ok());
+    }
+
     #[test]
     fn partitions_come_from_the_caller_arn() {
         assert_eq!(

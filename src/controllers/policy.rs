@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::reconciler::{Applied, reconcile, run_controller};
 use super::{Context, Error, Shutdown, governed_name, key_of};
 use crate::api::{DeletionPolicy, IamPolicy, IamPolicyStatus};
-use crate::aws::{Aws, AwsError, Found, Ownership, sync_tags, tag_map, to_tags};
+use crate::aws::{Aws, AwsError, AwsErrorKind, Found, Ownership, sync_tags, tag_map, to_tags};
 use crate::policy::{
     DocKind, allowed_actions_matching, decode_aws_document, same_document, validate_document,
 };
@@ -48,6 +48,18 @@ pub fn policy_arn(partition: &str, account: &str, p: &IamPolicy) -> String {
         crate::trust::current().path_or(&p.spec.path),
         policy_name(p)
     )
+}
+
+async fn get_policy(aws: &Aws, arn: &str) -> Result<Option<aws_sdk_iam::types::Policy>, AwsError> {
+    Ok(aws
+        .call(
+            "iam",
+            "GetPolicy",
+            aws.iam.get_policy().policy_arn(arn).send(),
+        )
+        .await
+        .found()?
+        .and_then(|out| out.policy))
 }
 
 /// The state the spec leads to in AWS, reported in status.
@@ -101,38 +113,51 @@ async fn sync(p: &IamPolicy, ctx: &Context) -> Result<Synced, Error> {
     let desired_tags = owner.desired_tags(&p.spec.tags);
     let arn = policy_arn(&aws.partition().await?, &aws.account_id().await?, p);
 
-    let existing = aws
-        .call(
-            "iam",
-            "GetPolicy",
-            aws.iam.get_policy().policy_arn(&arn).send(),
-        )
-        .await
-        .found()?
-        .and_then(|out| out.policy);
-    let Some(policy) = existing else {
-        let out = aws
-            .call(
-                "iam",
-                "CreatePolicy",
-                aws.iam
-                    .create_policy()
-                    .policy_name(policy_name(p))
-                    .path(&path)
-                    .policy_document(&document)
-                    .set_description(p.spec.description.clone())
-                    .set_tags(Some(to_tags(&desired_tags)))
-                    .send(),
-            )
-            .await?;
-        ctx.event(p, false, "Created", format!("created policy {arn}"))
-            .await;
-        let created = out.policy;
-        return Ok(Synced {
-            policy_id: created.as_ref().and_then(|c| c.policy_id.clone()),
-            default_version_id: created.as_ref().and_then(|c| c.default_version_id.clone()),
-            arn: created.and_then(|c| c.arn).unwrap_or(arn),
-        });
+    // observe: on its first reconcile (no status yet) a policy is created straight
+    // away, without a read that would only answer NotFound; a name already taken
+    // falls back to the ownership check below. Later reconciles read first.
+    let never_created = p.status.as_ref().is_none_or(|s| s.conditions.is_empty());
+    let existing = if never_created {
+        None
+    } else {
+        get_policy(aws, &arn).await?
+    };
+    let policy = match existing {
+        Some(policy) => policy,
+        None => {
+            let created = aws
+                .call(
+                    "iam",
+                    "CreatePolicy",
+                    aws.iam
+                        .create_policy()
+                        .policy_name(policy_name(p))
+                        .path(&path)
+                        .policy_document(&document)
+                        .set_description(p.spec.description.clone())
+                        .set_tags(Some(to_tags(&desired_tags)))
+                        .send(),
+                )
+                .await;
+            match created {
+                Ok(out) => {
+                    ctx.event(p, false, "Created", format!("created policy {arn}"))
+                        .await;
+                    let created = out.policy;
+                    return Ok(Synced {
+                        policy_id: created.as_ref().and_then(|c| c.policy_id.clone()),
+                        default_version_id: created
+                            .as_ref()
+                            .and_then(|c| c.default_version_id.clone()),
+                        arn: created.and_then(|c| c.arn).unwrap_or(arn),
+                    });
+                }
+                Err(e) if e.kind == AwsErrorKind::AlreadyExists => {
+                    get_policy(aws, &arn).await?.ok_or(e)?
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     };
 
     let actual_tags = list_tags(aws, &arn).await?;

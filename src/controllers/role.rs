@@ -14,7 +14,7 @@ use super::reconciler::{Applied, Guarded, reconcile, run_controller, scoped_api}
 use super::refs::{names, referencing, resolve_policy_refs};
 use super::{Context, Error, Settings, Shutdown, governed_name, key_of, watch_config};
 use crate::api::{DeletionPolicy, IamPolicy, IamRole, IamRoleSpec, IamRoleStatus};
-use crate::aws::{Aws, AwsError, Found, Ownership, sync_tags, tag_map, to_tags};
+use crate::aws::{Aws, AwsError, AwsErrorKind, Found, Ownership, sync_tags, tag_map, to_tags};
 use crate::policy::{
     DocKind, allowed_actions_matching, check_inline_aggregate, decode_aws_document, same_document,
     validate_document,
@@ -226,24 +226,40 @@ async fn sync(r: &IamRole, ctx: &Context) -> Result<IamRoleStatus, Error> {
         }
     }
     let aws = &ctx.aws;
-    let existing = get_role(aws, &d.name).await?;
-    if let Some(role) = &existing {
-        check_ownership(r, ctx, role).await?;
-    }
-    let (role, mut changes) = match existing {
-        Some(role) => (role, Changes::new(ctx, r)),
-        None => {
-            let role = create_role(aws, &d).await?;
-            ctx.event(r, false, "Created", format!("created role {}", role.arn))
-                .await;
-            // What follows completes the create, which the Created event reports.
-            (role, Changes::quiet(ctx, r))
+    // observe: on its first reconcile (no status yet) a role is created straight
+    // away, without a read that would only answer NotFound; a name already taken
+    // falls back to the ownership check. Later reconciles read first. A role just
+    // created has no attachments or inline policies to list.
+    let never_created = r.status.as_ref().is_none_or(|s| s.conditions.is_empty());
+    let existing = if never_created {
+        None
+    } else {
+        get_role(aws, &d.name).await?
+    };
+    let (role, mut changes, created) = match existing {
+        Some(role) => {
+            check_ownership(r, ctx, &role).await?;
+            (role, Changes::new(ctx, r), false)
         }
+        None => match create_role(aws, &d).await {
+            Ok(role) => {
+                ctx.event(r, false, "Created", format!("created role {}", role.arn))
+                    .await;
+                // What follows completes the create, which the Created event reports.
+                (role, Changes::quiet(ctx, r), true)
+            }
+            Err(Error::Aws(e)) if e.kind == AwsErrorKind::AlreadyExists => {
+                let role = get_role(aws, &d.name).await?.ok_or(e)?;
+                check_ownership(r, ctx, &role).await?;
+                (role, Changes::new(ctx, r), false)
+            }
+            Err(e) => return Err(e),
+        },
     };
     let result = async {
         update_role(aws, &d, &role, &mut changes).await?;
-        sync_attachments(aws, &d.name, &attached, &mut changes).await?;
-        sync_inline(aws, &d.name, &d.inline, &mut changes).await
+        sync_attachments(aws, &d.name, &attached, created, &mut changes).await?;
+        sync_inline(aws, &d.name, &d.inline, created, &mut changes).await
     }
     .await;
     // The changes made before a failure are reported too.
@@ -525,9 +541,14 @@ async fn sync_attachments(
     aws: &Aws,
     name: &str,
     want: &[String],
+    created: bool,
     changes: &mut Changes<'_, IamRole>,
 ) -> Result<(), Error> {
-    let have = list_attached(aws, name).await?;
+    let have = if created {
+        vec![]
+    } else {
+        list_attached(aws, name).await?
+    };
     for arn in want.iter().filter(|a| !have.contains(a)) {
         aws.call(
             "iam",
@@ -571,9 +592,14 @@ async fn sync_inline(
     aws: &Aws,
     name: &str,
     want: &BTreeMap<String, Value>,
+    created: bool,
     changes: &mut Changes<'_, IamRole>,
 ) -> Result<(), Error> {
-    let have: BTreeSet<String> = list_inline(aws, name).await?.into_iter().collect();
+    let have: BTreeSet<String> = if created {
+        BTreeSet::new()
+    } else {
+        list_inline(aws, name).await?.into_iter().collect()
+    };
     for (policy, doc) in want {
         if have.contains(policy) {
             let out = aws

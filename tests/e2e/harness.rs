@@ -309,9 +309,11 @@ impl Operator {
             .sum()
     }
 
-    /// AWS calls that change something (anything but Get*, List*, Describe*).
+    /// AWS writes made (calls other than Get*, List*, Describe* that succeeded). A
+    /// create refused because the name exists changed nothing and is not counted.
     pub async fn aws_writes(&self) -> u64 {
-        self.aws_requests(|op, _| !is_read(op)).await
+        self.aws_requests(|op, outcome| !is_read(op) && outcome == "success")
+            .await
     }
 
     /// SIGTERM, then wait for the process to exit.
