@@ -140,7 +140,11 @@ fn row<'a>(b: &'a InstanceProfileBinding, id: &str) -> &'a InstanceBindingStatus
 }
 
 /// Wait until the binding's status lists exactly `want` (instance id → state).
-async fn until_states(ns: &str, name: &str, want: &[(&str, &str)]) -> InstanceProfileBinding {
+pub(crate) async fn until_states(
+    ns: &str,
+    name: &str,
+    want: &[(&str, &str)],
+) -> InstanceProfileBinding {
     let want: BTreeMap<String, String> = want
         .iter()
         .map(|(i, s)| (i.to_string(), s.to_string()))

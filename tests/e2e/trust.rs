@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 
 use crate::access_key::aws_keys;
-use crate::binding::launch;
+use crate::binding::{association, launch, until_states};
 use crate::harness::*;
 use crate::role::{aws_policy, aws_role, ready, ready_reason, role_manifest, trust};
 use iamwright::api::{IamPolicy, IamRole, IamScope, IamUserAccessKey, InstanceProfileBinding};
@@ -322,4 +322,88 @@ async fn a_recreated_object_does_not_inherit_its_predecessors_role() {
     let (_, message, _) = ready_reason::<IamRole>(&ns.name, "app", "OwnedByAnother").await;
     let old_uid = first.metadata.uid.unwrap();
     assert!(message.contains(&old_uid), "{message}");
+}
+
+/// `replaceExisting: true` replaces an association only when the profile is nobody's
+/// in iamwright: another iamwright object's profile on the instance stays, reported as
+/// a Conflict naming its owner.
+#[tokio::test]
+async fn replace_existing_never_strips_another_owners_profile() {
+    let ns = Namespace::new("trust-replace").await;
+    let iam = iam().await;
+    // Another namespace's binding made this profile (as its tags say) and bound it.
+    let theirs = format!("{}-theirs", ns.name);
+    iam.create_role()
+        .role_name(&theirs)
+        .assume_role_policy_document(trust(&["ec2.amazonaws.com"]).to_string())
+        .send()
+        .await
+        .unwrap();
+    let tag = |k: &str, v: &str| {
+        aws_sdk_iam::types::Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+            .unwrap()
+    };
+    let profile = iam
+        .create_instance_profile()
+        .instance_profile_name(&theirs)
+        .tags(tag("iamwright.dev/cluster", "e2e"))
+        .tags(tag("iamwright.dev/namespace", "another-team"))
+        .tags(tag("iamwright.dev/name", "web"))
+        .tags(tag("iamwright.dev/uid", "0000-another-object"))
+        .send()
+        .await
+        .unwrap()
+        .instance_profile
+        .unwrap();
+    iam.add_role_to_instance_profile()
+        .instance_profile_name(&theirs)
+        .role_name(&theirs)
+        .send()
+        .await
+        .unwrap();
+    let instance = launch(&[]).await;
+    ec2()
+        .await
+        .associate_iam_instance_profile()
+        .instance_id(&instance)
+        .iam_instance_profile(
+            aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+                .arn(&profile.arn)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let op = Operator::start(&ns.name, &[]).await;
+    apply(&ns.name, &role_manifest("app", json!({})));
+    apply(
+        &ns.name,
+        &binding_manifest(
+            "web",
+            json!({"roleRef": {"name": "app"}, "instanceIds": [instance], "replaceExisting": true}),
+        ),
+    );
+    let b = until_states(&ns.name, "web", &[(&instance, "Conflict")]).await;
+    let row = b.status.unwrap().instances;
+    assert!(
+        row[0]
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("another iamwright object") && m.contains("another-team")),
+        "{row:?}"
+    );
+    assert_eq!(
+        association(&instance).await.map(|(_, arn)| arn),
+        Some(profile.arn.clone()),
+        "the other owner's profile is still on the instance"
+    );
+    assert_eq!(
+        op.aws_requests(|o, _| o.contains("ReplaceIamInstanceProfileAssociation"))
+            .await,
+        0
+    );
 }
