@@ -131,6 +131,14 @@ impl Context {
         self.failures.lock().expect("failures lock").remove(key);
     }
 
+    /// Let a held object be reconciled at once (its governance changed), keeping its
+    /// count of failures, so its next failure still backs off further.
+    pub fn lift_hold(&self, key: &str) {
+        if let Some(f) = self.failures.lock().expect("failures lock").get_mut(key) {
+            f.until = std::time::Instant::now();
+        }
+    }
+
     /// How many reconciles of the object failed in a row.
     pub fn failures(&self, key: &str) -> u32 {
         self.failures

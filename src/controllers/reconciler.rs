@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::FutureExt;
+use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
@@ -171,6 +172,8 @@ where
     CF: Future<Output = Result<(), Error>>,
 {
     let key = key_of(&*obj);
+    // Inside the controller's span, which names the trigger (object.reason).
+    tracing::trace!(kind = K::KIND, object = %key, "reconcile started");
     // hold: an object backing off is not reconciled early by an event that is not a
     // change of its spec (its own status write, an owned Secret, a referenced policy).
     if obj.meta().deletion_timestamp.is_none()
@@ -454,7 +457,7 @@ fn governance_watches<K: Managed>(
     let store = c.store();
     let release = |ctx: &Context, refs: Vec<ObjectRef<Guarded<K>>>| {
         for r in &refs {
-            ctx.succeeded(&format!(
+            ctx.lift_hold(&format!(
                 "{}/{}",
                 r.namespace.clone().unwrap_or_default(),
                 r.name
@@ -468,32 +471,76 @@ fn governance_watches<K: Managed>(
         Some(ns) => watcher::Config::default().fields(&format!("metadata.name={ns}")),
         None => watcher::Config::default(),
     };
-    c.watches(
+    // Only a change of a scope's spec or a namespace's labels re-evaluates: a scope's
+    // status write (the scope controller's own) or a namespace phase change does not.
+    let scopes = changes_of(
         Api::<crate::api::IamScope>::all(ctx.client.clone()),
         watcher::Config::default(),
-        move |_| {
-            let refs = store1
-                .state()
-                .iter()
-                .map(|g| reflector::ObjectRef::from_obj(&**g))
-                .collect();
-            release(&ctx1, refs)
+        |s: &crate::api::IamScope| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            s.meta().generation.hash(&mut h);
+            h.finish()
         },
-    )
-    .watches(
+    );
+    let namespaces = changes_of(
         Api::<Namespace>::all(ctx.client.clone()),
         namespaces,
-        move |ns: Namespace| {
-            let name = ns.name_any();
-            let refs = store
-                .state()
-                .iter()
-                .filter(|g| g.meta().namespace.as_deref() == Some(name.as_str()))
-                .map(|g| reflector::ObjectRef::from_obj(&**g))
-                .collect();
-            release(&ctx2, refs)
+        |n: &Namespace| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            n.meta().labels.hash(&mut h);
+            h.finish()
         },
-    )
+    );
+    c.watches_stream(scopes, move |_| {
+        let refs = store1
+            .state()
+            .iter()
+            .map(|g| reflector::ObjectRef::from_obj(&**g))
+            .collect();
+        release(&ctx1, refs)
+    })
+    .watches_stream(namespaces, move |ns: Namespace| {
+        let name = ns.name_any();
+        let refs = store
+            .state()
+            .iter()
+            .filter(|g| g.meta().namespace.as_deref() == Some(name.as_str()))
+            .map(|g| reflector::ObjectRef::from_obj(&**g))
+            .collect();
+        release(&ctx2, refs)
+    })
+}
+
+/// The objects of a watch whose `fingerprint` changed, and every deleted one (a
+/// deletion need not change the fingerprint, which a plain predicate filter would
+/// then drop).
+fn changes_of<T>(
+    api: Api<T>,
+    config: watcher::Config,
+    fingerprint: impl Fn(&T) -> u64 + Send + 'static,
+) -> impl futures::Stream<Item = Result<T, watcher::Error>> + Send + 'static
+where
+    T: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let mut seen: std::collections::HashMap<String, u64> = Default::default();
+    watcher(api, config)
+        .default_backoff()
+        .filter_map(move |event| {
+            let key = |o: &T| o.meta().uid.clone().unwrap_or_default();
+            let out = match event {
+                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                    let f = fingerprint(&o);
+                    (seen.insert(key(&o), f) != Some(f)).then_some(Ok(o))
+                }
+                Ok(watcher::Event::Delete(o)) => {
+                    seen.remove(&key(&o));
+                    Some(Ok(o))
+                }
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            };
+            std::future::ready(out)
+        })
 }
 
 /// An API for all namespaces (`None`) or one.
