@@ -455,15 +455,34 @@ fn governance_watches<K: Managed>(
     use k8s_openapi::api::core::v1::Namespace;
     use kube::runtime::reflector::ObjectRef;
     let store = c.store();
-    let release = |ctx: &Context, refs: Vec<ObjectRef<Guarded<K>>>| {
-        for r in &refs {
-            ctx.lift_hold(&format!(
-                "{}/{}",
-                r.namespace.clone().unwrap_or_default(),
-                r.name
-            ));
-        }
-        refs
+    // Every object is re-evaluated, but only those stopped by governance (a grant, a
+    // scope, a guardrail) skip their backoff: an object failing for another reason
+    // (AWS refusing its input) keeps backing off whatever the scopes do.
+    let release = |ctx: &Context, objects: Vec<Arc<Guarded<K>>>| {
+        objects
+            .iter()
+            .map(|g| {
+                let governed =
+                    g.0.as_ref()
+                        .ok()
+                        .and_then(|o| o.status())
+                        .is_some_and(|st| {
+                            status::ready_of(st.conditions()).is_some_and(|(reason, _)| {
+                                matches!(
+                                    reason,
+                                    "NotPermitted"
+                                        | "ScopeConflict"
+                                        | "GuardrailViolation"
+                                        | "AlreadyExists"
+                                )
+                            })
+                        });
+                if governed {
+                    ctx.lift_hold(&key_of(&**g));
+                }
+                ObjectRef::from_obj(&**g)
+            })
+            .collect::<Vec<ObjectRef<Guarded<K>>>>()
     };
     let (ctx1, store1) = (ctx.clone(), store.clone());
     let ctx2 = ctx.clone();
@@ -491,24 +510,16 @@ fn governance_watches<K: Managed>(
             h.finish()
         },
     );
-    c.watches_stream(scopes, move |_| {
-        let refs = store1
-            .state()
-            .iter()
-            .map(|g| reflector::ObjectRef::from_obj(&**g))
-            .collect();
-        release(&ctx1, refs)
-    })
-    .watches_stream(namespaces, move |ns: Namespace| {
-        let name = ns.name_any();
-        let refs = store
-            .state()
-            .iter()
-            .filter(|g| g.meta().namespace.as_deref() == Some(name.as_str()))
-            .map(|g| reflector::ObjectRef::from_obj(&**g))
-            .collect();
-        release(&ctx2, refs)
-    })
+    c.watches_stream(scopes, move |_| release(&ctx1, store1.state()))
+        .watches_stream(namespaces, move |ns: Namespace| {
+            let name = ns.name_any();
+            let objects = store
+                .state()
+                .into_iter()
+                .filter(|g| g.meta().namespace.as_deref() == Some(name.as_str()))
+                .collect();
+            release(&ctx2, objects)
+        })
 }
 
 /// The objects of a watch whose `fingerprint` changed, and every deleted one (a
