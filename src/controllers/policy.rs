@@ -50,7 +50,10 @@ pub fn policy_arn(partition: &str, account: &str, p: &IamPolicy) -> String {
     )
 }
 
-async fn get_policy(aws: &Aws, arn: &str) -> Result<Option<aws_sdk_iam::types::Policy>, AwsError> {
+pub(crate) async fn get_policy(
+    aws: &Aws,
+    arn: &str,
+) -> Result<Option<aws_sdk_iam::types::Policy>, AwsError> {
     Ok(aws
         .call(
             "iam",

@@ -150,6 +150,12 @@ async fn throttling_and_server_errors_on_a_third_of_calls_still_converge() {
         association(&instance).await.is_some(),
         "the instance got its profile"
     );
+    eprintln!(
+        "figures: {} AWS requests through the proxy, {} throttled, {} 5xx; 10 objects Ready, none Stalled",
+        proxy.count("*", "requests").await,
+        proxy.count("*", "throttled").await,
+        proxy.count("*", "errors5xx").await
+    );
     proxy.clear().await;
     eventually(
         Duration::from_secs(30),
@@ -232,6 +238,11 @@ async fn lost_create_responses_leave_no_orphaned_key_and_no_duplicate() {
         .aws_requests(|o, r| o == "DeleteAccessKey" && r == "success")
         .await;
     assert!(deleted >= lost, "{deleted} deletes for {lost} lost creates");
+    eprintln!(
+        "figures: {lost} CreateAccessKey answers lost, {} HTTP attempts for {} calls, {deleted} keys deleted, none left over",
+        proxy.count("CreateAccessKey", "requests").await,
+        op.aws_requests(|o, _| o == "CreateAccessKey").await
+    );
     // One IAM object per spec: the lost creates of users, policies and roles made no
     // duplicate (IAM names are unique; the ownership check took them over).
     let policies = iam()
@@ -292,6 +303,7 @@ async fn a_secret_that_can_never_be_written_costs_no_key() {
         0.0,
         "{after:?}"
     );
+    eprintln!("figures: 0 CreateAccessKey calls and {tries} reconciles in 20 s, Secret unwritable");
     // Lifting the quota lets it through.
     kubectl(&["delete", "quota", "no-secrets", "-n", &ns.name], None);
     ready::<IamUserAccessKey>(&ns.name, "q").await;
@@ -337,4 +349,9 @@ async fn sigkill_at_any_moment_leaves_keys_in_iam_equal_to_keys_in_secrets() {
         || async { keys_match_secrets(&ns.name, &keys).await.ok() },
     )
     .await;
+    eprintln!(
+        "figures: {} SIGKILLs over {} users; keys in IAM == keys in Secrets",
+        pauses.len(),
+        keys.len()
+    );
 }

@@ -661,6 +661,10 @@ async fn delete_old_secret(run: &mut Run<'_>, old: &str) -> Result<(), Error> {
 /// Delete the key(s) this object made, and the user when owned (unless retained).
 /// Keys on a user we do not own that we did not make are never touched.
 async fn cleanup(k: Arc<IamUserAccessKey>, ctx: Arc<Context>) -> Result<(), Error> {
+    LAST_USED_READ
+        .lock()
+        .expect("last-used lock")
+        .remove(&key_of(&*k));
     let aws = &ctx.aws;
     let ns = k.namespace().unwrap_or_default();
     let api: Api<IamUserAccessKey> = Api::namespaced(ctx.client.clone(), &ns);
