@@ -23,6 +23,11 @@ pub enum Reason {
     SecretRecreated,
     NotPermitted,
     ScopeConflict,
+    /// `managementPolicy: Observe`: the AWS resource to observe does not exist.
+    NotFound,
+    /// `managementPolicy: Observe`: AWS differs from the spec (the operator will not
+    /// change it; condition `Drifted` names the fields).
+    Drifted,
     /// The Kubernetes API failed (not part of the first contract's list: the contract
     /// is silent on it, and `AwsError` would send a reader to the wrong system).
     KubernetesError,
@@ -52,6 +57,8 @@ impl Reason {
             Reason::SecretRecreated => "SecretRecreated",
             Reason::NotPermitted => "NotPermitted",
             Reason::ScopeConflict => "ScopeConflict",
+            Reason::NotFound => "NotFound",
+            Reason::Drifted => "Drifted",
             Reason::KubernetesError => "KubernetesError",
             Reason::InternalError => "InternalError",
         }

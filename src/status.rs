@@ -141,7 +141,12 @@ fn condition(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Extra {
     pub type_: &'static str,
-    pub ok: bool,
+    /// The condition's status (`True` / `False`).
+    pub status: bool,
+    /// Whether this state is a problem worth one warning event when it first appears.
+    /// `ActionsRecognized=False` is; `Drifted=True` is not (an observe-only object's
+    /// drift is already its Ready reason, which has its own event).
+    pub problem: bool,
     pub reason: &'static str,
     pub message: String,
 }
@@ -158,7 +163,7 @@ pub fn extra_conditions(
         .iter()
         .map(|e| {
             condition(
-                existing, &now, generation, e.type_, e.ok, e.reason, &e.message,
+                existing, &now, generation, e.type_, e.status, e.reason, &e.message,
             )
         })
         .collect()
@@ -170,10 +175,11 @@ pub fn new_problems<'a>(existing: &[Condition], extras: &'a [Extra]) -> Vec<&'a 
     extras
         .iter()
         .filter(|e| {
-            !e.ok
+            let status = if e.status { "True" } else { "False" };
+            e.problem
                 && !existing
                     .iter()
-                    .any(|c| c.type_ == e.type_ && c.status == "False" && c.message == e.message)
+                    .any(|c| c.type_ == e.type_ && c.status == status && c.message == e.message)
         })
         .collect()
 }
@@ -252,7 +258,8 @@ mod tests {
     fn extra_conditions_keep_their_time_and_warn_once_per_change() {
         let bad = |m: &str| Extra {
             type_: "ActionsRecognized",
-            ok: false,
+            status: false,
+            problem: true,
             reason: "UnknownAction",
             message: m.into(),
         };
@@ -267,7 +274,8 @@ mod tests {
         assert_eq!(again[0].last_transition_time, "2020-01-01T00:00:00Z");
         assert_eq!(new_problems(&written, &[bad("b")]).len(), 1);
         let ok = Extra {
-            ok: true,
+            status: true,
+            problem: false,
             reason: "AllActionsRecognized",
             message: String::new(),
             ..bad("")

@@ -560,9 +560,9 @@ mod operator_policy_tests {
 mod operator_policy_coverage {
     use std::collections::BTreeSet;
 
-    /// Every AWS operation the code calls (all go through `Aws::call(service, op, ..)`).
+    /// Every AWS operation the code calls (all go through `Aws::call` or `Aws::pages`).
     fn called_operations() -> BTreeSet<String> {
-        let re = regex::Regex::new(r#"call\(\s*"(iam|ec2|sts)",\s*"(\w+)""#).unwrap();
+        let re = regex::Regex::new(r#"(?:call|pages)\(\s*"(iam|ec2|sts)",\s*"(\w+)""#).unwrap();
         let mut ops = BTreeSet::new();
         let mut dirs = vec![std::path::PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),

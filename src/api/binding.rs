@@ -82,6 +82,11 @@ pub struct InstanceProfileBindingSpec {
     /// `Delete` (default) removes the profile and its associations; `Retain` leaves them.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// `Manage` (default) creates, updates and deletes the AWS resources; `Observe` only
+    /// reads them: the status mirrors AWS and condition `Drifted` names the fields that
+    /// differ from the spec. Observe never writes to AWS, also not on deletion.
+    #[serde(default, skip_serializing_if = "is_manage")]
+    pub management_policy: ManagementPolicy,
     /// Take over an existing instance profile of that name that carries no ownership tags.
     #[serde(default, skip_serializing_if = "is_false")]
     pub adopt: bool,

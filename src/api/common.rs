@@ -13,6 +13,22 @@ pub enum DeletionPolicy {
     Retain,
 }
 
+/// Whether the operator manages the AWS resources or only watches them.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ManagementPolicy {
+    /// Create, update and delete the AWS resources to match the spec.
+    #[default]
+    Manage,
+    /// Read and report only: the status mirrors AWS, condition `Drifted` names the
+    /// fields where AWS differs from the spec; nothing is ever created, changed or
+    /// deleted in AWS, also when the object is deleted.
+    Observe,
+}
+
+pub(crate) fn is_manage(p: &ManagementPolicy) -> bool {
+    *p == ManagementPolicy::Manage
+}
+
 /// A reference to an object of another kind in the same namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct LocalObjectRef {

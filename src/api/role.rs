@@ -80,9 +80,19 @@ pub struct IamRoleSpec {
     /// `Delete` (default) removes the role when the object is deleted; `Retain` leaves it.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// `Manage` (default) creates, updates and deletes the AWS resources; `Observe` only
+    /// reads them: the status mirrors AWS and condition `Drifted` names the fields that
+    /// differ from the spec. Observe never writes to AWS, also not on deletion.
+    #[serde(default, skip_serializing_if = "is_manage")]
+    pub management_policy: ManagementPolicy,
     /// Take over an existing role of that name that carries no iamwright ownership tags.
     #[serde(default, skip_serializing_if = "is_false")]
     pub adopt: bool,
+    /// Also keep an instance profile of the role's name and path holding the role (as
+    /// the console does for an EC2 role), for launch templates and installers that take
+    /// an instance-profile name. Deleted with the role, or when set back to false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub instance_profile: bool,
 }
 
 /// The observed state of an IamRole.
@@ -107,4 +117,7 @@ pub struct IamRoleStatus {
     /// ARNs of the managed policies attached to the role.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attached_policy_arns: Vec<String>,
+    /// The ARN of the role's own instance profile (`spec.instanceProfile: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_profile_arn: Option<String>,
 }

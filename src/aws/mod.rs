@@ -16,6 +16,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_async::future::pagination_stream::PaginationStream;
 use tokio::sync::OnceCell;
 
 use crate::telemetry::Metrics;
@@ -134,6 +135,35 @@ impl Aws {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug,
     {
+        self.before(service, operation).await?;
+        self.after(service, operation, fut.await)
+    }
+
+    /// Every page of a paginated read, through the SDK's own paginator
+    /// (`into_paginator().send()`); each page is one counted, budgeted call. (The
+    /// paginator's end costs one token of the rate budget and no request.)
+    pub async fn pages<T, E, R>(
+        &self,
+        service: &'static str,
+        operation: &'static str,
+        mut pages: PaginationStream<Result<T, SdkError<E, R>>>,
+    ) -> Result<Vec<T>, AwsError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug,
+    {
+        let mut out = vec![];
+        loop {
+            self.before(service, operation).await?;
+            match pages.next().await {
+                Some(page) => out.push(self.after(service, operation, page)?),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// The leader fence (writes only) and the shared rate budget.
+    async fn before(&self, service: &'static str, operation: &'static str) -> Result<(), AwsError> {
         if !is_read(operation)
             && let Some(fence) = self.fence.get()
             && !fence.holds()
@@ -149,7 +179,21 @@ impl Aws {
         if let Some(budget) = &self.budget {
             budget.until_ready().await;
         }
-        let result = fut.await.map_err(|e| AwsError::from_sdk(operation, e));
+        Ok(())
+    }
+
+    /// Count the call's outcome and classify its error.
+    fn after<T, E, R>(
+        &self,
+        service: &'static str,
+        operation: &'static str,
+        result: Result<T, SdkError<E, R>>,
+    ) -> Result<T, AwsError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug,
+    {
+        let result = result.map_err(|e| AwsError::from_sdk(operation, e));
         let outcome = match &result {
             Ok(_) => "success",
             Err(e) if e.kind == AwsErrorKind::Throttled => "throttled",

@@ -5,7 +5,9 @@
 pub mod access_key;
 pub mod binding;
 pub mod changes;
+pub mod claim;
 pub mod instances;
+pub mod observe;
 pub mod policy;
 pub mod reconciler;
 pub mod refs;

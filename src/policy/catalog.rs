@@ -336,7 +336,8 @@ pub fn actions_recognized<'a>(
     };
     Some(crate::status::Extra {
         type_: ACTIONS_RECOGNIZED,
-        ok,
+        status: ok,
+        problem: !ok,
         reason,
         message,
     })
@@ -459,7 +460,7 @@ mod tests {
         let typo = serde_json::json!({"Version": "2012-10-17", "Statement": {"Effect": "Allow",
             "Action": ["s3:GetObject", "s3:GetObjects"], "Resource": "*"}});
         let c = actions_recognized([("spec.document".to_string(), &typo)]).unwrap();
-        assert!(!c.ok);
+        assert!(!c.status);
         assert_eq!((c.type_, c.reason), ("ActionsRecognized", "UnknownAction"));
         assert!(
             c.message.ends_with(
@@ -481,7 +482,7 @@ mod tests {
         let clean = serde_json::json!({"Version": "2012-10-17", "Statement": {"Effect": "Allow",
             "Action": "s3:Get*", "Resource": "*"}});
         let c = actions_recognized([("d".to_string(), &clean)]).unwrap();
-        assert!(c.ok, "{c:?}");
+        assert!(c.status, "{c:?}");
         assert_eq!(
             actions_recognized([("d".to_string(), &serde_json::json!([]))]),
             None

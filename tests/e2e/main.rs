@@ -11,6 +11,7 @@ mod gitops;
 mod grammar;
 mod ha;
 mod harness;
+mod observe;
 mod policy;
 mod rbac;
 mod role;

@@ -694,3 +694,118 @@ async fn a_role_owned_by_another_is_never_touched() {
     assert_ne!(role.description.as_deref(), Some("mine"));
     assert_eq!(op.aws_writes().await, 0);
 }
+
+async fn aws_profile(name: &str) -> Option<aws_sdk_iam::types::InstanceProfile> {
+    match iam()
+        .await
+        .get_instance_profile()
+        .instance_profile_name(name)
+        .send()
+        .await
+    {
+        Ok(out) => out.instance_profile,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_no_such_entity_exception()) =>
+        {
+            None
+        }
+        Err(e) => panic!("GetInstanceProfile: {e:?}"),
+    }
+}
+
+fn profile_roles(p: &aws_sdk_iam::types::InstanceProfile) -> Vec<String> {
+    p.roles().iter().map(|r| r.role_name.clone()).collect()
+}
+
+#[tokio::test]
+async fn a_role_keeps_its_own_instance_profile_for_launch_templates() {
+    let ns = Namespace::new("role-profile").await;
+    let op = Operator::start(&ns.name, &[]).await;
+    let n = format!("{}-web", ns.name);
+    apply(
+        &ns.name,
+        &role_manifest("web", json!({"instanceProfile": true})),
+    );
+    let r: IamRole = ready(&ns.name, "web").await;
+    let want_arn = format!("arn:aws:iam::{ACCOUNT}:instance-profile/{n}");
+    assert_eq!(
+        r.status.unwrap().instance_profile_arn.as_deref(),
+        Some(want_arn.as_str())
+    );
+    let p = aws_profile(&n).await.expect("profile of the role's name");
+    assert_eq!(profile_roles(&p), vec![n.clone()]);
+    let tags: BTreeMap<_, _> = p
+        .tags()
+        .iter()
+        .map(|t| (t.key.clone(), t.value.clone()))
+        .collect();
+    assert_eq!(
+        tags.get("iamwright.dev/name").map(String::as_str),
+        Some("web")
+    );
+    // In sync: the resyncs read and never write.
+    assert_eq!(op.writes_across_resyncs("GetInstanceProfile", 2).await, 0);
+
+    // Someone takes the role out of its profile: the next resync puts it back.
+    iam()
+        .await
+        .remove_role_from_instance_profile()
+        .instance_profile_name(&n)
+        .role_name(&n)
+        .send()
+        .await
+        .unwrap();
+    eventually(T, "role back in its profile", || async {
+        let p = aws_profile(&n).await?;
+        (profile_roles(&p) == vec![n.clone()]).then_some(())
+    })
+    .await;
+
+    // Turned off: the profile goes, the role stays.
+    apply(
+        &ns.name,
+        &role_manifest("web", json!({"instanceProfile": false})),
+    );
+    let r: IamRole = ready(&ns.name, "web").await;
+    assert_eq!(r.status.unwrap().instance_profile_arn, None);
+    assert!(aws_profile(&n).await.is_none(), "profile deleted");
+    assert!(aws_role(&n).await.is_some());
+
+    // On again, then the role is deleted: both go.
+    apply(
+        &ns.name,
+        &role_manifest("web", json!({"instanceProfile": true})),
+    );
+    ready::<IamRole>(&ns.name, "web").await;
+    assert!(aws_profile(&n).await.is_some());
+    delete::<IamRole>(&ns.name, "web").await;
+    gone::<IamRole>(&ns.name, "web").await;
+    assert!(
+        aws_profile(&n).await.is_none(),
+        "profile deleted with the role"
+    );
+    assert!(aws_role(&n).await.is_none(), "role deleted");
+}
+
+#[tokio::test]
+async fn a_profile_of_that_name_owned_by_nobody_is_not_taken() {
+    let ns = Namespace::new("role-profile-taken").await;
+    let _op = Operator::start(&ns.name, &[]).await;
+    let n = format!("{}-web", ns.name);
+    iam()
+        .await
+        .create_instance_profile()
+        .instance_profile_name(&n)
+        .send()
+        .await
+        .unwrap();
+    apply(
+        &ns.name,
+        &role_manifest("web", json!({"instanceProfile": true})),
+    );
+    let (_, message, stalled) = ready_reason::<IamRole>(&ns.name, "web", "AlreadyExists").await;
+    assert_eq!(stalled, "True");
+    assert!(message.contains("instance-profile"), "{message}");
+    assert!(profile_roles(&aws_profile(&n).await.unwrap()).is_empty());
+}

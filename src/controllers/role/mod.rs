@@ -1,0 +1,308 @@
+//! IamRole: a role with its trust policy, attached and inline policies, boundary, tags
+//! and (optionally) its own instance profile. Attachments and inline policies are
+//! managed exclusively.
+//!
+//! One reconcile: resolve → build (`spec`) → observe (`io`) → plan (`plan`) → apply
+//! (`io`) → report. `managementPolicy: Observe` stops after the plan and reports it.
+
+mod io;
+mod plan;
+mod spec;
+
+pub use spec::{role_name, validate};
+
+use std::sync::Arc;
+
+use kube::ResourceExt;
+
+use super::changes::Changes;
+use super::claim::{Claim, claim};
+use super::reconciler::{Applied, Guarded, reconcile, run_controller, scoped_api};
+use super::refs::{names, own_policy_arns, referencing, resolve_policy_refs};
+use super::{Context, Error, Shutdown, key_of, observe, watch_config};
+use crate::api::{DeletionPolicy, IamPolicy, IamRole, IamRoleStatus, ManagementPolicy};
+use crate::aws::{AwsErrorKind, Ownership};
+use crate::reason::Reason;
+use plan::{Observed, Write};
+use spec::Desired;
+
+/// Run the IamRole controller until shutdown. A change to a referenced IamPolicy (it
+/// becomes Ready, its ARN changes) re-triggers the roles that reference it.
+pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
+    let client = ctx.client.clone();
+    run_controller::<IamRole, _, _>(
+        ctx,
+        shutdown,
+        |obj, ctx| reconcile(obj, ctx, apply, cleanup),
+        move |c, scope| {
+            let store = c.store();
+            c.watches(
+                scoped_api::<Guarded<IamPolicy>>(&client, scope),
+                watch_config(),
+                move |p| referencing(&store, &p, |r: &IamRole| names(&r.spec.policy_refs)),
+            )
+        },
+    )
+    .await;
+}
+
+/// Reconcile one role; errors become conditions. Unknown actions are reported
+/// (condition + warning event), never held back.
+async fn apply(r: Arc<IamRole>, ctx: Arc<Context>) -> Applied<IamRoleStatus> {
+    let spec = serde_json::to_value(&r.spec).unwrap_or_default();
+    let recognized = crate::policy::actions_recognized_in_spec("IamRole", &spec);
+    Applied::from(sync(&r, &ctx).await).with_extra(recognized)
+}
+
+async fn sync(r: &IamRole, ctx: &Context) -> Result<Applied<IamRoleStatus>, Error> {
+    let observe_only = r.spec.management_policy == ManagementPolicy::Observe;
+    let refs = resolve(r, ctx).await?;
+    let mut d = build(r, ctx, &refs).await?;
+    let Some(Found { mut seen, created }) = observe_role(r, ctx, &d, observe_only).await? else {
+        return Err(observe::not_found(&format!("role {}", d.name)));
+    };
+    if observe_only {
+        observe::user_tags_only(&mut d.tags);
+        observe::user_tags_only(&mut seen.tags);
+    }
+    let writes = plan::plan(&d, &seen);
+    if observe_only {
+        let status = status_of(&seen, seen.attached.clone(), profile_arn(&seen));
+        let fields = plan::drifted_fields(&writes);
+        return Ok(observe::report(
+            &format!("role {}", seen.arn),
+            status,
+            &fields,
+        ));
+    }
+    let profile = apply_writes(r, ctx, &d, &seen, created, &writes).await?;
+    let status = status_of(&seen, d.attached.clone(), profile);
+    let message = format!("role {} is in sync", seen.arn);
+    Ok(Applied::synced(status, message))
+}
+
+/// Resolve: the `policyRefs` to ARNs (waiting for each IamPolicy to be Ready), and the
+/// governance's list of attachable managed policies.
+async fn resolve(r: &IamRole, ctx: &Context) -> Result<Vec<String>, Error> {
+    let ns = r.namespace().unwrap_or_default();
+    let refs =
+        resolve_policy_refs(&ctx.client, &ns, "spec.policyRefs", &r.spec.policy_refs).await?;
+    let gov = crate::trust::current();
+    let own = own_policy_arns(&ctx.client, &ns, &gov).await?;
+    gov.check_managed_arns("spec.managedPolicyArns", &r.spec.managed_policy_arns, &own)?;
+    Ok(refs)
+}
+
+/// Build: the desired role from the spec (pure), then the deny-action guardrail on the
+/// managed policies it attaches (their documents are read, and cached).
+async fn build(r: &IamRole, ctx: &Context, refs: &[String]) -> Result<Desired, Error> {
+    let d = spec::desired(r, ctx, refs)?;
+    let gov = crate::trust::current();
+    ctx.managed_policies
+        .check(
+            &ctx.aws,
+            "spec.managedPolicyArns",
+            &r.spec.managed_policy_arns,
+            &gov.deny_actions,
+        )
+        .await?;
+    Ok(d)
+}
+
+/// A role as observed, and whether this reconcile just created it.
+struct Found {
+    seen: Observed,
+    created: bool,
+}
+
+/// Observe: the role as AWS holds it, and what this object may do with it. On its
+/// first reconcile (no status yet) a managed role is created straight away, without a
+/// read that would only answer NotFound; a name already taken falls back to the
+/// ownership claim. None: the role does not exist and is not to be created (Observe).
+async fn observe_role(
+    r: &IamRole,
+    ctx: &Context,
+    d: &Desired,
+    observe_only: bool,
+) -> Result<Option<Found>, Error> {
+    let aws = &ctx.aws;
+    let never_created = r.status.as_ref().is_none_or(|s| s.conditions.is_empty());
+    let existing = if never_created && !observe_only {
+        None
+    } else {
+        io::get_role(aws, &d.name).await?
+    };
+    let (mut seen, created) = match existing {
+        Some(role) => {
+            claim_of(r, ctx, &io::tags_of(&role), &role.arn, "role").await?;
+            (io::observe(aws, d, &role).await?, false)
+        }
+        None if observe_only => return Ok(None),
+        None => match io::create_role(aws, d).await {
+            Ok(Some(role)) => {
+                ctx.event(r, false, "Created", format!("created role {}", role.arn))
+                    .await;
+                (Observed::created(d, role.arn, role.role_id), true)
+            }
+            Ok(None) => {
+                return Err(Error::Waiting {
+                    reason: Reason::Creating,
+                    message: format!("CreateRole returned no role for {}", d.name),
+                });
+            }
+            Err(e) if e.kind == AwsErrorKind::AlreadyExists => {
+                let role = io::get_role(aws, &d.name).await?.ok_or(e)?;
+                claim_of(r, ctx, &io::tags_of(&role), &role.arn, "role").await?;
+                (io::observe(aws, d, &role).await?, false)
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let had_profile = r
+        .status
+        .as_ref()
+        .is_some_and(|s| s.instance_profile_arn.is_some());
+    if d.instance_profile || had_profile {
+        seen.profile = match io::get_profile(aws, &d.name).await? {
+            // A profile the spec does not want is removed only when it is ours.
+            Some((p, tags)) if !d.instance_profile => {
+                (ctx.owner(r).ownership(&tags) == Ownership::Ours).then_some(p)
+            }
+            Some((p, tags)) => {
+                let what = "instance profile";
+                claim_of(r, ctx, &tags, &p.arn, what).await?;
+                Some(p)
+            }
+            None => None,
+        };
+    }
+    Ok(Some(Found { seen, created }))
+}
+
+/// The shared ownership claim, with the `Adopted` event when it adopts.
+async fn claim_of(
+    r: &IamRole,
+    ctx: &Context,
+    tags: &std::collections::BTreeMap<String, String>,
+    arn: &str,
+    what: &str,
+) -> Result<Claim, Error> {
+    let what = format!("{what} {arn}");
+    let observe_only = r.spec.management_policy == ManagementPolicy::Observe;
+    let gov = crate::trust::current();
+    let claimed = claim(
+        &ctx.owner(r).ownership(tags),
+        &what,
+        r.spec.adopt,
+        observe_only,
+        || gov.check_adopt(&what),
+    )?;
+    if claimed == Claim::Adopt {
+        ctx.event(r, false, "Adopted", format!("adopted existing {what}"))
+            .await;
+    }
+    Ok(claimed)
+}
+
+/// Apply: the planned writes in order; the changes made before a failure are reported
+/// too (one event). Returns the ARN of the role's instance profile afterwards.
+async fn apply_writes(
+    r: &IamRole,
+    ctx: &Context,
+    d: &Desired,
+    seen: &Observed,
+    created: bool,
+    writes: &[Write],
+) -> Result<Option<String>, Error> {
+    // Right after a create the `Created` event says it all.
+    let mut changes = if created {
+        Changes::quiet(ctx, r)
+    } else {
+        Changes::new(ctx, r)
+    };
+    let mut profile = profile_arn(seen);
+    let mut failed = None;
+    for w in writes {
+        match io::write(&ctx.aws, d, w).await {
+            Ok(made) => {
+                if let Some(arn) = made {
+                    profile = Some(arn);
+                }
+                if *w == Write::DeleteProfile {
+                    profile = None;
+                }
+                changes.made(w.note(d));
+            }
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    changes.publish().await;
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(profile),
+    }
+}
+
+fn profile_arn(seen: &Observed) -> Option<String> {
+    seen.profile.as_ref().map(|p| p.arn.clone())
+}
+
+/// Report: the identity fields of the status.
+fn status_of(seen: &Observed, attached: Vec<String>, profile: Option<String>) -> IamRoleStatus {
+    IamRoleStatus {
+        arn: Some(seen.arn.clone()),
+        role_id: Some(seen.role_id.clone()),
+        attached_policy_arns: attached,
+        instance_profile_arn: profile,
+        ..Default::default()
+    }
+}
+
+/// Delete the role unless retained or only observed: its own instance profile, then
+/// take it out of every other profile, detach its policies, delete its inline policies,
+/// then the role. A role or profile this object does not own is left.
+async fn cleanup(r: Arc<IamRole>, ctx: Arc<Context>) -> Result<(), Error> {
+    let aws = &ctx.aws;
+    let name = role_name(&r);
+    if r.spec.management_policy == ManagementPolicy::Observe {
+        tracing::info!(object = %key_of(&*r), role = %name, "observe-only: nothing deleted in AWS");
+        return Ok(());
+    }
+    if r.spec.deletion_policy == DeletionPolicy::Retain {
+        let note = format!("role {name} retained (deletionPolicy: Retain)");
+        ctx.event(&*r, false, "Retained", note).await;
+        return Ok(());
+    }
+    let owner = ctx.owner(&*r);
+    if let Some((profile, tags)) = io::get_profile(aws, &name).await?
+        && owner.ownership(&tags) == Ownership::Ours
+    {
+        for role in &profile.roles {
+            io::remove_from_profile(aws, &name, role).await?;
+        }
+        io::delete_profile(aws, &name).await?;
+    }
+    let Some(role) = io::get_role(aws, &name).await? else {
+        return Ok(());
+    };
+    if owner.ownership(&io::tags_of(&role)) != Ownership::Ours {
+        tracing::info!(object = %key_of(&*r), role = %name, "role not owned by this object; left in place");
+        return Ok(());
+    }
+    for profile in io::list_profiles(aws, &name).await? {
+        io::remove_from_profile(aws, &profile, &name).await?;
+    }
+    for arn in io::list_attached(aws, &name).await? {
+        io::detach(aws, &name, &arn).await?;
+    }
+    for policy in io::list_inline(aws, &name).await? {
+        io::delete_inline(aws, &name, &policy).await?;
+    }
+    io::delete_role(aws, &name).await?;
+    ctx.event(&*r, false, "Deleted", format!("deleted role {}", role.arn))
+        .await;
+    Ok(())
+}

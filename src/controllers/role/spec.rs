@@ -1,0 +1,186 @@
+//! Build: the role as its spec wants it, validated and held to the guardrails, without
+//! any I/O (so `iamwright validate` runs the same checks offline).
+
+use std::collections::BTreeMap;
+
+use kube::ResourceExt;
+use serde_json::Value;
+
+use crate::api::{IamRole, IamRoleSpec};
+use crate::controllers::{Context, Error, Settings, governed_name};
+use crate::policy::{DocKind, allowed_actions_matching, check_inline_aggregate, validate_document};
+use crate::reason::Reason;
+
+/// The AWS name of a role object (see [`governed_name`]).
+pub fn role_name(r: &IamRole) -> String {
+    governed_name(
+        r.spec.name.as_deref(),
+        r.status.as_ref().and_then(|s| s.arn.as_deref()),
+        &r.namespace().unwrap_or_default(),
+        &r.name_any(),
+        64,
+    )
+}
+
+/// The role as the spec wants it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    pub name: String,
+    pub path: String,
+    pub trust: Value,
+    pub description: String,
+    pub max_session: i32,
+    pub boundary: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    /// Managed policies to attach: `managedPolicyArns`, then the resolved `policyRefs`.
+    pub attached: Vec<String>,
+    pub inline: BTreeMap<String, Value>,
+    /// Keep an instance profile of the role's name holding the role.
+    pub instance_profile: bool,
+}
+
+/// Validate the spec and apply the guardrails of the namespace's governance: a failure
+/// is Stalled, before any AWS call. `refs` are the resolved `policyRefs` ARNs.
+pub fn desired(r: &IamRole, ctx: &Context, refs: &[String]) -> Result<Desired, Error> {
+    let gov = crate::trust::current();
+    let boundary = validate(&r.spec, &gov.settings(&ctx.settings))?;
+    let name = role_name(r);
+    gov.check_name("spec.name", &name)?;
+    let mut attached: Vec<String> = vec![];
+    for arn in r.spec.managed_policy_arns.iter().chain(refs) {
+        if !attached.contains(arn) {
+            attached.push(arn.clone());
+        }
+    }
+    Ok(Desired {
+        path: gov.path(&r.spec.path)?,
+        name,
+        trust: r.spec.assume_role_policy.clone(),
+        description: r.spec.description.clone().unwrap_or_default(),
+        max_session: r.spec.max_session_duration,
+        boundary,
+        tags: ctx.owner(r).desired_tags(&r.spec.tags),
+        attached,
+        inline: r.spec.inline_policies.clone(),
+        instance_profile: r.spec.instance_profile,
+    })
+}
+
+/// The checks a role spec must pass before any AWS call: the trust and inline policy
+/// grammar, names and ARNs, and the operator's guardrails (`--deny-action` on inline
+/// policies, `--required-permissions-boundary`). Pure, so `iamwright validate` can run
+/// it offline. Returns the permissions boundary the role gets.
+pub fn validate(spec: &IamRoleSpec, settings: &Settings) -> Result<Option<String>, Error> {
+    let invalid_doc = |e: crate::policy::DocumentError| {
+        Error::stalled(Reason::InvalidPolicyDocument, e.to_string())
+    };
+    validate_document(
+        &spec.assume_role_policy,
+        "spec.assumeRolePolicy",
+        DocKind::Trust,
+    )
+    .map_err(invalid_doc)?;
+    if !settings.trust.allow_public_trust
+        && let Some(field) =
+            crate::trust::public_trust(&spec.assume_role_policy, "spec.assumeRolePolicy")
+    {
+        return Err(Error::stalled(
+            Reason::GuardrailViolation,
+            format!(
+                "{field}: lets anyone assume the role (Principal \"*\" without a Condition); name the principals, add a Condition, or run the operator with --allow-public-trust"
+            ),
+        ));
+    }
+    for (name, doc) in &spec.inline_policies {
+        let root = format!("spec.inlinePolicies.{name}");
+        check_policy_name(name)
+            .map_err(|m| Error::stalled(Reason::InvalidSpec, format!("{root}: {m}")))?;
+        validate_document(doc, &root, DocKind::Inline).map_err(invalid_doc)?;
+        if let Some((field, msg)) = allowed_actions_matching(doc, &root, &settings.deny_actions) {
+            return Err(Error::stalled(
+                Reason::GuardrailViolation,
+                format!("{field}: {msg}"),
+            ));
+        }
+    }
+    let inline: Vec<(&str, &Value)> = spec
+        .inline_policies
+        .iter()
+        .map(|(name, doc)| (name.as_str(), doc))
+        .collect();
+    check_inline_aggregate(&inline, "spec.inlinePolicies").map_err(invalid_doc)?;
+    for (i, arn) in spec.managed_policy_arns.iter().enumerate() {
+        check_policy_arn(arn).map_err(|m| {
+            Error::stalled(
+                Reason::InvalidSpec,
+                format!("spec.managedPolicyArns[{i}]: {m}"),
+            )
+        })?;
+    }
+    if let Some(b) = &spec.permissions_boundary {
+        check_policy_arn(b).map_err(|m| {
+            Error::stalled(
+                Reason::InvalidSpec,
+                format!("spec.permissionsBoundary: {m}"),
+            )
+        })?;
+    }
+    match (
+        &settings.required_permissions_boundary,
+        &spec.permissions_boundary,
+    ) {
+        (Some(required), Some(named)) if required != named => Err(Error::stalled(
+            Reason::GuardrailViolation,
+            format!(
+                "spec.permissionsBoundary: must be {required:?} (the operator's --required-permissions-boundary), got {named:?}; remove the field or set it to the required boundary"
+            ),
+        )),
+        (Some(required), _) => Ok(Some(required.clone())),
+        (None, named) => Ok(named.clone()),
+    }
+}
+
+/// AWS's rule for inline policy names.
+fn check_policy_name(name: &str) -> Result<(), String> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c));
+    if name.is_empty() || name.len() > 128 || !ok_chars {
+        return Err(format!(
+            "inline policy name {name:?} must be 1 to 128 letters, digits or _+=,.@-"
+        ));
+    }
+    Ok(())
+}
+
+fn check_policy_arn(arn: &str) -> Result<(), String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[2] == "iam"
+        && parts[5].starts_with("policy/")
+        && parts[5].len() > "policy/".len();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be a policy ARN such as arn:aws:iam::aws:policy/ReadOnlyAccess, got {arn:?}"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_arns_and_names_are_checked() {
+        assert!(check_policy_arn("arn:aws:iam::aws:policy/ReadOnlyAccess").is_ok());
+        assert!(check_policy_arn("arn:aws:iam::123456789012:policy/team/x").is_ok());
+        assert!(check_policy_arn("ReadOnlyAccess").is_err());
+        assert!(check_policy_arn("arn:aws:iam::123456789012:role/x").is_err());
+        assert!(check_policy_name("s3-read_v1.2").is_ok());
+        assert!(check_policy_name("no spaces").is_err());
+        assert!(check_policy_name("").is_err());
+    }
+}

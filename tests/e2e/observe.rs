@@ -1,0 +1,121 @@
+//! `managementPolicy: Observe`: the status mirrors AWS, `Drifted` names the fields
+//! that differ, and the operator makes no AWS write at all — not even on delete.
+
+use iamwright::api::IamRole;
+use serde_json::{Value, json};
+
+use crate::harness::*;
+use crate::role::{T, aws_policy, aws_role, gone, ready, ready_reason, role_manifest, trust};
+
+/// The (status, reason, message) of condition `type_` on the object, for its generation.
+async fn condition_of(ns: &str, name: &str, type_: &str) -> Option<(String, String, String)> {
+    let r: IamRole = get(ns, name).await?;
+    let c = r
+        .status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == type_)?;
+    (c.observed_generation == r.metadata.generation).then_some((c.status, c.reason, c.message))
+}
+
+fn observing(name: &str, aws_name: &str, extra: Value) -> String {
+    let mut spec =
+        json!({"managementPolicy": "Observe", "name": aws_name, "description": "web servers"});
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    role_manifest(name, spec)
+}
+
+#[tokio::test]
+async fn an_observed_role_reports_drift_and_is_never_written() {
+    let ns = Namespace::new("observe-role").await;
+    let op = Operator::start(&ns.name, &["--allow-adoption"]).await;
+    let n = format!("{}-prod", ns.name);
+    let iam = iam().await;
+    iam.create_role()
+        .role_name(&n)
+        .assume_role_policy_document(trust(&["ec2.amazonaws.com"]).to_string())
+        .description("hand made")
+        .send()
+        .await
+        .unwrap();
+    let extra = aws_policy(&format!("{}-extra", ns.name), &["s3:GetObject"]).await;
+    iam.attach_role_policy()
+        .role_name(&n)
+        .policy_arn(&extra)
+        .send()
+        .await
+        .unwrap();
+    apply(&ns.name, &observing("prod", &n, json!({})));
+
+    // Drifted: description and attachments differ. Stalled (only a human can align
+    // them), and the status mirrors what AWS holds.
+    let (is_ready, message, stalled) = ready_reason::<IamRole>(&ns.name, "prod", "Drifted").await;
+    assert_eq!((is_ready.as_str(), stalled.as_str()), ("False", "True"));
+    assert!(message.contains("spec.description"), "{message}");
+    assert!(message.contains("spec.managedPolicyArns"), "{message}");
+    let (drifted, _, why) = condition_of(&ns.name, "prod", "Drifted").await.unwrap();
+    assert_eq!(drifted, "True");
+    assert!(why.contains("spec.description"), "{why}");
+    let r: IamRole = get(&ns.name, "prod").await.unwrap();
+    let st = r.status.unwrap();
+    assert_eq!(st.arn, aws_role(&n).await.map(|r| r.arn));
+    assert_eq!(st.attached_policy_arns, vec![extra.clone()]);
+
+    // AWS brought in line by hand: Ready, Drifted=False.
+    iam.update_role()
+        .role_name(&n)
+        .description("web servers")
+        .send()
+        .await
+        .unwrap();
+    iam.detach_role_policy()
+        .role_name(&n)
+        .policy_arn(&extra)
+        .send()
+        .await
+        .unwrap();
+    ready::<IamRole>(&ns.name, "prod").await;
+    eventually(T, "Drifted=False", || async {
+        let (s, ..) = condition_of(&ns.name, "prod", "Drifted").await?;
+        (s == "False").then_some(())
+    })
+    .await;
+
+    // Deleting the object leaves the role; nothing was ever written, not even a tag.
+    delete::<IamRole>(&ns.name, "prod").await;
+    gone::<IamRole>(&ns.name, "prod").await;
+    let role = aws_role(&n).await.expect("role left in place");
+    assert!(role.tags().is_empty(), "{:?}", role.tags());
+    assert_eq!(
+        op.aws_writes().await,
+        0,
+        "AWS writes by an observe-only object"
+    );
+}
+
+#[tokio::test]
+async fn observe_needs_the_resource_and_the_adoption_grant() {
+    let ns = Namespace::new("observe-missing").await;
+    let op = Operator::start(&ns.name, &[]).await;
+    let n = format!("{}-absent", ns.name);
+    apply(&ns.name, &observing("absent", &n, json!({})));
+    let (_, message, stalled) = ready_reason::<IamRole>(&ns.name, "absent", "NotFound").await;
+    assert_eq!(stalled, "True");
+    assert!(message.contains("never creates"), "{message}");
+    assert!(aws_role(&n).await.is_none());
+
+    // An unmanaged role exists now; observing it needs the grant adoption needs.
+    iam()
+        .await
+        .create_role()
+        .role_name(&n)
+        .assume_role_policy_document(trust(&["ec2.amazonaws.com"]).to_string())
+        .send()
+        .await
+        .unwrap();
+    let (_, message, _) = ready_reason::<IamRole>(&ns.name, "absent", "NotPermitted").await;
+    assert!(message.contains("--allow-adoption"), "{message}");
+    assert_eq!(op.aws_writes().await, 0);
+}
