@@ -59,3 +59,14 @@ pub fn not_found(what: &str) -> Error {
 pub fn user_tags_only(tags: &mut std::collections::BTreeMap<String, String>) {
     tags.retain(|k, _| !k.starts_with("iamwright.dev/"));
 }
+
+/// The spec fields named by a plan's writes, once each and in order.
+pub fn fields(named: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = vec![];
+    for f in named {
+        if !out.contains(&f) {
+            out.push(f);
+        }
+    }
+    out
+}

@@ -119,3 +119,49 @@ async fn observe_needs_the_resource_and_the_adoption_grant() {
     assert!(message.contains("--allow-adoption"), "{message}");
     assert_eq!(op.aws_writes().await, 0);
 }
+
+#[tokio::test]
+async fn an_observed_policy_mirrors_aws_and_names_the_drifted_document() {
+    use iamwright::api::IamPolicy;
+    let ns = Namespace::new("observe-policy").await;
+    let op = Operator::start(&ns.name, &["--allow-adoption"]).await;
+    let n = format!("{}-vendor", ns.name);
+    let arn = aws_policy(&n, &["s3:GetObject"]).await;
+    let manifest = |actions: &[&str]| {
+        json!({"apiVersion": "iamwright.dev/v1alpha1", "kind": "IamPolicy",
+               "metadata": {"name": "vendor"},
+               "spec": {"managementPolicy": "Observe", "name": n,
+                        "document": {"Version": "2012-10-17", "Statement": [
+                            {"Effect": "Allow", "Action": actions, "Resource": "*"}]}}})
+        .to_string()
+    };
+    apply(&ns.name, &manifest(&["s3:GetObject"]));
+    let p: IamPolicy = ready(&ns.name, "vendor").await;
+    let st = p.status.unwrap();
+    assert_eq!(st.arn.as_deref(), Some(arn.as_str()));
+    assert_eq!(st.default_version_id.as_deref(), Some("v1"));
+
+    // The spec asks for more than AWS holds: drift, and AWS is left as it is.
+    apply(&ns.name, &manifest(&["s3:GetObject", "s3:PutObject"]));
+    let (_, message, stalled) = ready_reason::<IamPolicy>(&ns.name, "vendor", "Drifted").await;
+    assert_eq!(stalled, "True");
+    assert!(message.contains("spec.document"), "{message}");
+    delete::<IamPolicy>(&ns.name, "vendor").await;
+    gone::<IamPolicy>(&ns.name, "vendor").await;
+    let left = iam()
+        .await
+        .get_policy()
+        .policy_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        left.policy.unwrap().default_version_id.as_deref(),
+        Some("v1")
+    );
+    assert_eq!(
+        op.aws_writes().await,
+        0,
+        "AWS writes by an observe-only object"
+    );
+}

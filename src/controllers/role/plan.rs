@@ -206,13 +206,7 @@ fn plan_profile(d: &Desired, profile: Option<&Profile>) -> Vec<Write> {
 
 /// The fields named by `writes`, once each, for the `Drifted` condition.
 pub fn drifted_fields(writes: &[Write]) -> Vec<String> {
-    let mut fields: Vec<String> = vec![];
-    for f in writes.iter().map(Write::field) {
-        if !fields.contains(&f) {
-            fields.push(f);
-        }
-    }
-    fields
+    crate::controllers::observe::fields(writes.iter().map(Write::field))
 }
 
 /// A trust policy as AWS stores it: an account id principal (`"AWS": "123456789012"`)

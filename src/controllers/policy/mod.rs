@@ -1,0 +1,261 @@
+//! IamPolicy: a customer-managed policy whose default version follows the spec.
+//!
+//! One reconcile: resolve → build → observe (`io`) → plan (`plan`) → apply (`io`) →
+//! report. `managementPolicy: Observe` stops after the plan and reports it.
+
+mod io;
+mod plan;
+
+pub(crate) use io::get_policy;
+
+use std::sync::Arc;
+
+use kube::ResourceExt;
+
+use super::changes::Changes;
+use super::claim::{Claim, claim};
+use super::reconciler::{Applied, reconcile, run_controller};
+use super::{Context, Error, Shutdown, governed_name, key_of, observe};
+use crate::api::{DeletionPolicy, IamPolicy, IamPolicyStatus, ManagementPolicy};
+use crate::aws::{AwsErrorKind, Ownership};
+use crate::policy::{DocKind, allowed_actions_matching, validate_document};
+use crate::reason::Reason;
+use plan::{Desired, Observed, Write};
+
+pub const KIND: &str = "IamPolicy";
+
+/// Run the IamPolicy controller until shutdown.
+pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
+    run_controller::<IamPolicy, _, _>(
+        ctx,
+        shutdown,
+        |obj, ctx| reconcile(obj, ctx, apply, cleanup),
+        |c, _| c,
+    )
+    .await;
+}
+
+/// The AWS name of a policy object.
+pub fn policy_name(p: &IamPolicy) -> String {
+    governed_name(
+        p.spec.name.as_deref(),
+        p.status.as_ref().and_then(|s| s.arn.as_deref()),
+        &p.namespace().unwrap_or_default(),
+        &p.name_any(),
+        128,
+    )
+}
+
+pub fn policy_arn(partition: &str, account: &str, p: &IamPolicy) -> String {
+    format!(
+        "arn:{partition}:iam::{account}:policy{}{}",
+        crate::trust::current().path_or(&p.spec.path),
+        policy_name(p)
+    )
+}
+
+/// Reconcile one policy; errors become conditions. Unknown actions are reported
+/// (condition + warning event), never held back: AWS may know actions newer than the
+/// shipped catalog.
+async fn apply(p: Arc<IamPolicy>, ctx: Arc<Context>) -> Applied<IamPolicyStatus> {
+    let spec = serde_json::to_value(&p.spec).unwrap_or_default();
+    let recognized = crate::policy::actions_recognized_in_spec(KIND, &spec);
+    Applied::from(sync(&p, &ctx).await).with_extra(recognized)
+}
+
+async fn sync(p: &IamPolicy, ctx: &Context) -> Result<Applied<IamPolicyStatus>, Error> {
+    let observe_only = p.spec.management_policy == ManagementPolicy::Observe;
+    let (name, path) = validate(p)?;
+    let arn = resolve(p, ctx).await?;
+    let mut d = Desired {
+        name,
+        path,
+        arn,
+        document: p.spec.document.clone(),
+        description: p.spec.description.clone(),
+        tags: ctx.owner(p).desired_tags(&p.spec.tags),
+    };
+    let Some(mut seen) = observe_policy(p, ctx, &d, observe_only).await? else {
+        return Err(observe::not_found(&format!("policy {}", d.arn)));
+    };
+    if observe_only {
+        observe::user_tags_only(&mut d.tags);
+        observe::user_tags_only(&mut seen.tags);
+    }
+    let writes = plan::plan(&d, &seen);
+    if observe_only {
+        let fields = observe::fields(writes.iter().map(|w| w.field().to_string()));
+        let what = format!("policy {}", seen.arn);
+        return Ok(observe::report(&what, status_of(&seen), &fields));
+    }
+    let version = apply_writes(p, ctx, &d, &writes).await?;
+    if version.is_some() {
+        seen.default_version_id = version;
+    }
+    let message = format!("policy {} is in sync", seen.arn);
+    Ok(Applied::synced(status_of(&seen), message))
+}
+
+/// Resolve: the ARN the policy has in the account the operator works in.
+async fn resolve(p: &IamPolicy, ctx: &Context) -> Result<String, Error> {
+    let aws = &ctx.aws;
+    Ok(policy_arn(
+        &aws.partition().await?,
+        &aws.account_id().await?,
+        p,
+    ))
+}
+
+/// Validate: the document's grammar, the guardrails and the governance's name and path
+/// rules, before any AWS call (a bad spec never reaches AWS). Pure. Returns the AWS
+/// name and path.
+fn validate(p: &IamPolicy) -> Result<(String, String), Error> {
+    validate_document(&p.spec.document, "spec.document", DocKind::Managed)
+        .map_err(|e| Error::stalled(Reason::InvalidPolicyDocument, e.to_string()))?;
+    let gov = crate::trust::current();
+    let path = gov.path(&p.spec.path)?;
+    let name = policy_name(p);
+    gov.check_name("spec.name", &name)?;
+    if let Some((field, msg)) =
+        allowed_actions_matching(&p.spec.document, "spec.document", &gov.deny_actions)
+    {
+        return Err(Error::stalled(
+            Reason::GuardrailViolation,
+            format!("{field}: {msg}"),
+        ));
+    }
+    Ok((name, path))
+}
+
+/// Observe: the policy as AWS holds it, and the ownership claim on it. On its first
+/// reconcile (no status yet) a managed policy is created straight away, without a read
+/// that would only answer NotFound; a name already taken falls back to the claim.
+async fn observe_policy(
+    p: &IamPolicy,
+    ctx: &Context,
+    d: &Desired,
+    observe_only: bool,
+) -> Result<Option<Observed>, Error> {
+    let aws = &ctx.aws;
+    let never_created = p.status.as_ref().is_none_or(|s| s.conditions.is_empty());
+    let existing = if never_created && !observe_only {
+        None
+    } else {
+        io::get_policy(aws, &d.arn).await?
+    };
+    let policy = match existing {
+        Some(policy) => policy,
+        None if observe_only => return Ok(None),
+        None => match io::create_policy(aws, d).await {
+            Ok(created) => {
+                let arn = created
+                    .as_ref()
+                    .and_then(|c| c.arn.clone())
+                    .unwrap_or(d.arn.clone());
+                ctx.event(p, false, "Created", format!("created policy {arn}"))
+                    .await;
+                let seen = Observed {
+                    arn,
+                    policy_id: created.as_ref().and_then(|c| c.policy_id.clone()),
+                    default_version_id: created.and_then(|c| c.default_version_id),
+                    tags: d.tags.clone(),
+                    document: Some(d.document.clone()),
+                };
+                // Created exactly as the spec says: the plan finds nothing to write.
+                return Ok(Some(seen));
+            }
+            Err(e) if e.kind == AwsErrorKind::AlreadyExists => {
+                io::get_policy(aws, &d.arn).await?.ok_or(e)?
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let tags = io::list_tags(aws, &d.arn).await?;
+    let what = format!("policy {}", d.arn);
+    let gov = crate::trust::current();
+    let claimed = claim(
+        &ctx.owner(p).ownership(&tags),
+        &what,
+        p.spec.adopt,
+        observe_only,
+        || gov.check_adopt(&what),
+    )?;
+    if claimed == Claim::Adopt {
+        ctx.event(p, false, "Adopted", format!("adopted existing {what}"))
+            .await;
+    }
+    let seen = io::observe(aws, &policy, tags).await?;
+    Ok(Some(seen))
+}
+
+/// Apply: the planned writes in order, reported as one event (also when one fails).
+/// Returns the new default version id when the document was written.
+async fn apply_writes(
+    p: &IamPolicy,
+    ctx: &Context,
+    d: &Desired,
+    writes: &[Write],
+) -> Result<Option<String>, Error> {
+    let mut changes = Changes::new(ctx, p);
+    let mut version = None;
+    let mut failed = None;
+    for w in writes {
+        match io::write(&ctx.aws, d, w).await {
+            Ok(v) => {
+                version = v.or(version);
+                changes.made(w.note());
+            }
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    changes.publish().await;
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(version),
+    }
+}
+
+/// Report: the identity fields of the status.
+fn status_of(seen: &Observed) -> IamPolicyStatus {
+    IamPolicyStatus {
+        arn: Some(seen.arn.clone()),
+        policy_id: seen.policy_id.clone(),
+        default_version_id: seen.default_version_id.clone(),
+        ..Default::default()
+    }
+}
+
+/// Delete the policy unless retained or only observed: detach it from every role, user
+/// and group, delete its non-default versions, then the policy. A policy this object
+/// does not own is left alone.
+async fn cleanup(p: Arc<IamPolicy>, ctx: Arc<Context>) -> Result<(), Error> {
+    let aws = &ctx.aws;
+    let arn = match p.status.as_ref().and_then(|s| s.arn.clone()) {
+        Some(a) => a,
+        None => resolve(&p, &ctx).await?,
+    };
+    if p.spec.management_policy == ManagementPolicy::Observe {
+        tracing::info!(object = %key_of(&*p), %arn, "observe-only: nothing deleted in AWS");
+        return Ok(());
+    }
+    if p.spec.deletion_policy == DeletionPolicy::Retain {
+        let note = format!("policy {arn} retained (deletionPolicy: Retain)");
+        ctx.event(&*p, false, "Retained", note).await;
+        return Ok(());
+    }
+    if io::get_policy(aws, &arn).await?.is_none() {
+        return Ok(());
+    }
+    if ctx.owner(&*p).ownership(&io::list_tags(aws, &arn).await?) != Ownership::Ours {
+        tracing::info!(object = %key_of(&*p), %arn, "policy not owned by this object; left in place");
+        return Ok(());
+    }
+    io::detach_everywhere(aws, &arn).await?;
+    io::delete_policy(aws, &arn).await?;
+    ctx.event(&*p, false, "Deleted", format!("deleted policy {arn}"))
+        .await;
+    Ok(())
+}
