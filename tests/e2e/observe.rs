@@ -165,3 +165,77 @@ async fn an_observed_policy_mirrors_aws_and_names_the_drifted_document() {
         "AWS writes by an observe-only object"
     );
 }
+
+#[tokio::test]
+async fn an_observed_binding_mirrors_ec2_and_never_associates() {
+    use crate::binding::{association, launch};
+    use iamwright::api::InstanceProfileBinding;
+    let ns = Namespace::new("observe-binding").await;
+    let role = format!("{}-legacy", ns.name);
+    let grant = format!("--allow-existing-role={role}");
+    let op = Operator::start(&ns.name, &["--allow-adoption", &grant]).await;
+    let iam = iam().await;
+    iam.create_role()
+        .role_name(&role)
+        .assume_role_policy_document(trust(&["ec2.amazonaws.com"]).to_string())
+        .send()
+        .await
+        .unwrap();
+    let profile = iam
+        .create_instance_profile()
+        .instance_profile_name(&role)
+        .send()
+        .await
+        .unwrap()
+        .instance_profile
+        .unwrap();
+    iam.add_role_to_instance_profile()
+        .instance_profile_name(&role)
+        .role_name(&role)
+        .send()
+        .await
+        .unwrap();
+    let (bound, unbound) = (launch(&[]).await, launch(&[]).await);
+    ec2()
+        .await
+        .associate_iam_instance_profile()
+        .instance_id(&bound)
+        .iam_instance_profile(
+            aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+                .arn(&profile.arn)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let manifest = json!({"apiVersion": "iamwright.dev/v1alpha1", "kind": "InstanceProfileBinding",
+        "metadata": {"name": "legacy"},
+        "spec": {"managementPolicy": "Observe", "instanceProfileName": role, "roleName": role,
+                 "instanceIds": [bound, unbound]}});
+    apply(&ns.name, &manifest.to_string());
+
+    let (_, message, stalled) =
+        ready_reason::<InstanceProfileBinding>(&ns.name, "legacy", "Drifted").await;
+    assert_eq!(stalled, "True");
+    assert!(message.contains("spec.instanceIds"), "{message}");
+    let b: InstanceProfileBinding = get(&ns.name, "legacy").await.unwrap();
+    let st = b.status.unwrap();
+    assert_eq!(
+        st.instance_profile_arn.as_deref(),
+        Some(profile.arn.as_str())
+    );
+    assert_eq!(st.bound_count, Some(1));
+    assert!(association(&unbound).await.is_none(), "never associated");
+
+    delete::<InstanceProfileBinding>(&ns.name, "legacy").await;
+    gone::<InstanceProfileBinding>(&ns.name, "legacy").await;
+    assert_eq!(
+        association(&bound).await.map(|a| a.1),
+        Some(profile.arn.clone())
+    );
+    assert_eq!(
+        op.aws_writes().await,
+        0,
+        "AWS writes by an observe-only object"
+    );
+}

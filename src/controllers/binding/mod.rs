@@ -1,0 +1,579 @@
+//! InstanceProfileBinding: an owned instance profile holding one role, associated with
+//! every EC2 instance the spec targets (by id and/or tag), re-evaluated every
+//! `--instance-resync-interval`.
+//!
+//! One reconcile: validate → resolve the role → build → observe (IAM `io`, EC2
+//! `instances`) → plan (`plan`) → apply → report (`plan::report`).
+//! `managementPolicy: Observe` stops after the plan and reports it.
+
+mod io;
+mod plan;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+
+use super::changes::Changes;
+use super::claim::{Claim, claim};
+use super::instances::{self, Association, Targets};
+use super::reconciler::{Applied, Guarded, reconcile, run_controller, scoped_api};
+use super::refs::referencing;
+use super::{Context, Error, Shutdown, governed_name, key_of, observe, watch_config};
+use crate::api::{
+    DeletionPolicy, IamRole, InstanceProfileBinding, InstanceProfileBindingStatus, ManagementPolicy,
+};
+use crate::aws::{self, Aws, AwsError, AwsErrorKind, Ownership};
+use crate::reason::Reason;
+use plan::{AssocWrite, Desired, Pending, Profile, ProfileWrite};
+
+/// While EC2 reports an association as still in progress, look again this soon.
+const ASSOCIATING_RECHECK: Duration = Duration::from_secs(5);
+
+/// What the controller keeps between reconciles.
+#[derive(Default)]
+struct State {
+    /// Objects whose last apply ended in a condition only EC2 can clear (a conflicting
+    /// profile, an unknown instance): they are re-checked every instance resync rather
+    /// than on the error backoff.
+    recheck: Mutex<HashMap<String, Duration>>,
+    /// One EC2 client per region (`None`: the operator's region).
+    ec2: Mutex<HashMap<Option<String>, aws_sdk_ec2::Client>>,
+}
+
+impl State {
+    fn ec2(&self, aws: &Aws, region: Option<&str>) -> aws_sdk_ec2::Client {
+        let mut clients = self.ec2.lock().expect("ec2 clients lock");
+        clients
+            .entry(region.map(str::to_string))
+            .or_insert_with(|| aws.ec2(region))
+            .clone()
+    }
+}
+
+/// Run the InstanceProfileBinding controller until shutdown. A change to an IamRole
+/// (it becomes Ready, it is deleted) re-triggers the bindings whose roleRef names it.
+pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
+    let client = ctx.client.clone();
+    let state = Arc::new(State::default());
+    run_controller::<InstanceProfileBinding, _, _>(
+        ctx,
+        shutdown,
+        move |obj, ctx| {
+            let state = state.clone();
+            async move {
+                let key = key_of(&*obj);
+                let (s1, s2) = (state.clone(), state.clone());
+                let action = reconcile(
+                    obj,
+                    ctx,
+                    move |o, c| apply(o, c, s1),
+                    move |o, c| cleanup(o, c, s2),
+                )
+                .await?;
+                let recheck = state.recheck.lock().expect("recheck lock").remove(&key);
+                Ok(recheck.map(Action::requeue).unwrap_or(action))
+            }
+        },
+        move |c, scope| {
+            let store = c.store();
+            c.watches(
+                scoped_api::<Guarded<IamRole>>(&client, scope),
+                watch_config(),
+                move |role| {
+                    referencing(&store, &role, |b: &InstanceProfileBinding| {
+                        b.spec.role_ref.iter().map(|r| r.name.as_str()).collect()
+                    })
+                },
+            )
+        },
+    )
+    .await;
+}
+
+/// The AWS name of a binding's instance profile.
+pub fn profile_name(b: &InstanceProfileBinding) -> String {
+    governed_name(
+        b.spec.instance_profile_name.as_deref(),
+        b.status
+            .as_ref()
+            .and_then(|s| s.instance_profile_arn.as_deref()),
+        &b.namespace().unwrap_or_default(),
+        &b.name_any(),
+        128,
+    )
+}
+
+/// Reconcile one binding. A conflict or an unknown instance keeps the status EC2
+/// reported and is looked at again every instance resync.
+async fn apply(
+    b: Arc<InstanceProfileBinding>,
+    ctx: Arc<Context>,
+    state: Arc<State>,
+) -> Applied<InstanceProfileBindingStatus> {
+    let applied = Applied::from(sync(&b, &ctx, &state).await);
+    if let Err(Error::Waiting { reason, .. }) = &applied.result
+        && matches!(
+            reason,
+            Reason::InstanceConflict | Reason::DependencyNotReady | Reason::NotPermitted
+        )
+    {
+        let resync = ctx.settings.instance_resync;
+        let mut recheck = state.recheck.lock().expect("recheck lock");
+        recheck.insert(key_of(&*b), resync);
+    }
+    applied
+}
+
+async fn sync(
+    b: &InstanceProfileBinding,
+    ctx: &Context,
+    state: &State,
+) -> Result<Applied<InstanceProfileBindingStatus>, Error> {
+    let observe_only = b.spec.management_policy == ManagementPolicy::Observe;
+    validate(b)?;
+    let role = resolve_role(b, ctx).await?;
+    let mut d = desired(b, ctx, role)?;
+    let Some(Found {
+        mut profile,
+        created,
+    }) = observe_profile(b, ctx, &d, observe_only).await?
+    else {
+        return Err(observe::not_found(&format!("instance profile {}", d.name)));
+    };
+    let aws = &ctx.aws;
+    let ec2 = state.ec2(aws, b.spec.region.as_deref());
+    let (targets, mut assocs) = observe_instances(aws, &ec2, b).await?;
+    let to_check = plan::profiles_to_check(&profile.arn, &targets, &assocs, d.replace_existing);
+    let owners = other_owners(aws, ctx, b, &to_check).await?;
+
+    if observe_only {
+        observe::user_tags_only(&mut d.tags);
+        observe::user_tags_only(&mut profile.tags);
+    }
+    let profile_writes = plan::plan_profile(&d, &profile);
+    let (assoc_writes, pending) =
+        plan::plan_associations(&profile.arn, &targets, &assocs, d.replace_existing, &owners);
+    if observe_only {
+        let fields = observe::fields(
+            profile_writes.iter().map(|w| w.field(&d)).chain(
+                assoc_writes
+                    .iter()
+                    .map(|_| "spec.instanceIds/spec.instanceSelector".into()),
+            ),
+        );
+        let r = plan::report(&profile.arn, &d.role, &targets, &assocs, &pending);
+        let what = format!("instance profile {}", profile.arn);
+        return Ok(observe::report(&what, r.status, &fields));
+    }
+
+    apply_profile(b, ctx, &d, &profile, created, &profile_writes).await?;
+    let bound = apply_associations(aws, ctx, b, &ec2, &profile.arn, &assoc_writes, pending).await;
+    if bound.wrote {
+        // Report what EC2 says now, not what we asked for.
+        assocs = instances::associations(aws, &ec2).await?;
+    }
+    let mut r = plan::report(&profile.arn, &d.role, &targets, &assocs, &bound.pending);
+    // An AWS error on one instance is reported as such (and retried with backoff).
+    if let Some(e) = bound.errors.into_iter().next() {
+        r.problem = Some(Error::Aws(e));
+    }
+    let resync = ctx.settings.instance_resync;
+    Ok(match r.problem {
+        None => Applied {
+            requeue_after: Some(if r.associating {
+                resync.min(ASSOCIATING_RECHECK)
+            } else {
+                resync
+            }),
+            ..Applied::synced(r.status, r.message)
+        },
+        Some(e) => Applied::failed(Some(r.status), e),
+    })
+}
+
+/// Validate: what the schema cannot say. Pure.
+fn validate(b: &InstanceProfileBinding) -> Result<(), Error> {
+    if b.spec.role_ref.is_some() == b.spec.role_name.is_some() {
+        return Err(Error::stalled(
+            Reason::InvalidSpec,
+            "spec: exactly one of roleRef and roleName must be set",
+        ));
+    }
+    if b.spec.instance_ids.is_empty() && b.spec.instance_selector.is_none() {
+        return Err(Error::stalled(
+            Reason::InvalidSpec,
+            "spec: at least one of instanceIds and instanceSelector must be set",
+        ));
+    }
+    Ok(())
+}
+
+/// Build: the profile as the spec wants it, under the namespace's governance. Pure.
+fn desired(b: &InstanceProfileBinding, ctx: &Context, role: String) -> Result<Desired, Error> {
+    let gov = crate::trust::current();
+    let name = profile_name(b);
+    gov.check_name("spec.instanceProfileName", &name)?;
+    Ok(Desired {
+        path: gov.path(&b.spec.path)?,
+        name,
+        tags: ctx.owner(b).desired_tags(&b.spec.tags),
+        role,
+        role_field: if b.spec.role_ref.is_some() {
+            "spec.roleRef"
+        } else {
+            "spec.roleName"
+        },
+        replace_existing: b.spec.replace_existing,
+    })
+}
+
+/// Resolve: the AWS role name the binding puts in its profile.
+async fn resolve_role(b: &InstanceProfileBinding, ctx: &Context) -> Result<String, Error> {
+    let Some(r) = &b.spec.role_ref else {
+        let name = b.spec.role_name.clone().unwrap_or_default();
+        check_role_name(b, ctx, &name).await?;
+        return Ok(name);
+    };
+    let waiting = |why: &str| Error::Waiting {
+        reason: Reason::DependencyNotReady,
+        message: format!("spec.roleRef: IamRole {:?} {why}", r.name),
+    };
+    let api: Api<IamRole> = Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
+    let Some(role) = api.get_opt(&r.name).await? else {
+        return Err(waiting("does not exist"));
+    };
+    let status = role.status.as_ref();
+    let ready = status.is_some_and(|s| {
+        s.observed_generation == role.metadata.generation
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+    });
+    match status.and_then(|s| s.arn.as_deref()) {
+        Some(arn) if ready && role.metadata.deletion_timestamp.is_none() => {
+            Ok(arn.rsplit('/').next().unwrap_or_default().to_string())
+        }
+        _ => Err(waiting("is not Ready yet")),
+    }
+}
+
+/// `spec.roleName` may name only a role of this namespace (its ownership tags name this
+/// cluster and namespace) unless the platform granted the role. A missing role is left
+/// to AddRoleToInstanceProfile, which reports it.
+async fn check_role_name(
+    b: &InstanceProfileBinding,
+    ctx: &Context,
+    name: &str,
+) -> Result<(), Error> {
+    let gov = crate::trust::current();
+    if gov.role_granted(name) {
+        return Ok(());
+    }
+    let Some(tags) = io::role_tags(&ctx.aws, name).await? else {
+        return Ok(());
+    };
+    let ns = b.namespace().unwrap_or_default();
+    if tags.get(aws::OWNER_CLUSTER) == Some(&ctx.settings.cluster_name)
+        && tags.get(aws::OWNER_NAMESPACE) == Some(&ns)
+    {
+        return Ok(());
+    }
+    Err(Error::stalled(
+        Reason::NotPermitted,
+        format!(
+            "spec.roleName: role {name:?} was not created by an iamwright object of namespace {ns}; binding it needs a grant (IamScope spec.existingRoles or the operator flag --allow-existing-role)"
+        ),
+    ))
+}
+
+/// The binding's profile as observed, and whether this reconcile just created it.
+struct Found {
+    profile: Profile,
+    created: bool,
+}
+
+/// Observe IAM: the binding's instance profile, created when missing (unless observe
+/// only), and the ownership claim on an existing one.
+async fn observe_profile(
+    b: &InstanceProfileBinding,
+    ctx: &Context,
+    d: &Desired,
+    observe_only: bool,
+) -> Result<Option<Found>, Error> {
+    let aws = &ctx.aws;
+    let profile = match io::get_profile(aws, &d.name).await? {
+        Some(p) => p,
+        None if observe_only => return Ok(None),
+        None => match io::create_profile(aws, d).await {
+            Ok(Some(p)) => {
+                let note = format!("created instance profile {}", p.arn);
+                ctx.event(b, false, "Created", note).await;
+                return Ok(Some(Found {
+                    profile: p,
+                    created: true,
+                }));
+            }
+            Ok(None) => {
+                return Err(Error::Waiting {
+                    reason: Reason::Creating,
+                    message: format!("CreateInstanceProfile returned no profile for {}", d.name),
+                });
+            }
+            Err(e) if e.kind == AwsErrorKind::AlreadyExists => {
+                io::get_profile(aws, &d.name).await?.ok_or(e)?
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let what = format!("instance profile {}", profile.arn);
+    let gov = crate::trust::current();
+    let claimed = claim(
+        &ctx.owner(b).ownership(&profile.tags),
+        &what,
+        b.spec.adopt,
+        observe_only,
+        || gov.check_adopt(&what),
+    )?;
+    if claimed == Claim::Adopt {
+        ctx.event(b, false, "Adopted", format!("adopted existing {what}"))
+            .await;
+    }
+    Ok(Some(Found {
+        profile,
+        created: false,
+    }))
+}
+
+/// Observe EC2: the targeted instances (ids and selector, held to the governance's
+/// instance tags) and every association of the region.
+async fn observe_instances(
+    aws: &Aws,
+    ec2: &aws_sdk_ec2::Client,
+    b: &InstanceProfileBinding,
+) -> Result<(Targets, BTreeMap<String, Association>), Error> {
+    let region = ec2
+        .config()
+        .region()
+        .map(|r| r.to_string())
+        .unwrap_or_default();
+    let gov = crate::trust::current();
+    let mut targets = instances::targets(aws, ec2, &b.spec, &region).await?;
+    instances::restrict(aws, ec2, &b.spec, &mut targets, &gov.instance_tags).await?;
+    let assocs = instances::associations(aws, ec2).await?;
+    Ok((targets, assocs))
+}
+
+/// The iamwright owners (another object's) of the profiles `arns`.
+async fn other_owners(
+    aws: &Aws,
+    ctx: &Context,
+    b: &InstanceProfileBinding,
+    arns: &[String],
+) -> Result<BTreeMap<String, String>, Error> {
+    let mut owners = BTreeMap::new();
+    for arn in arns {
+        let name = arn.rsplit('/').next().unwrap_or_default();
+        if let Some(p) = io::get_profile(aws, name).await?
+            && let Ownership::Another(who) = ctx.owner(b).ownership(&p.tags)
+        {
+            owners.insert(arn.clone(), who);
+        }
+    }
+    Ok(owners)
+}
+
+/// Apply the profile's writes, reported as one event (also when one fails). A role
+/// AWS does not know is a dependency, not an error.
+async fn apply_profile(
+    b: &InstanceProfileBinding,
+    ctx: &Context,
+    d: &Desired,
+    profile: &Profile,
+    created: bool,
+    writes: &[ProfileWrite],
+) -> Result<(), Error> {
+    // Right after a create the `Created` event says it all.
+    let mut changes = if created {
+        Changes::quiet(ctx, b)
+    } else {
+        Changes::new(ctx, b)
+    };
+    let mut failed = None;
+    for w in writes {
+        match io::write(&ctx.aws, d, w).await {
+            Ok(()) => changes.made(match w {
+                ProfileWrite::Untag(keys) => {
+                    format!("removed tags {keys:?} of instance profile {}", d.name)
+                }
+                ProfileWrite::Tag(tags) => format!(
+                    "set tags {:?} of instance profile {}",
+                    tags.keys().collect::<Vec<_>>(),
+                    d.name
+                ),
+                ProfileWrite::RemoveRole(role) => {
+                    format!("removed role {role} from instance profile {}", profile.arn)
+                }
+                ProfileWrite::AddRole => {
+                    format!("instance profile {} now holds role {}", d.name, d.role)
+                }
+            }),
+            Err(e) if *w == ProfileWrite::AddRole && e.is_not_found() => {
+                failed = Some(Error::Waiting {
+                    reason: Reason::DependencyNotReady,
+                    message: format!("{}: role {:?} does not exist in AWS", d.role_field, d.role),
+                });
+                break;
+            }
+            Err(e) => {
+                failed = Some(e.into());
+                break;
+            }
+        }
+    }
+    changes.publish().await;
+    failed.map_or(Ok(()), Err)
+}
+
+/// What [`apply_associations`] did.
+#[derive(Default)]
+struct Bound {
+    /// Whether any association was written.
+    wrote: bool,
+    /// Targets that could not be associated (yet): (state, why).
+    pending: Pending,
+    /// The AWS errors among them, each naming its instance.
+    errors: Vec<AwsError>,
+}
+
+/// Apply the association writes. A failure on one instance does not stop the others:
+/// it is recorded for the status. One event per kind of change, listing its instances.
+async fn apply_associations(
+    aws: &Aws,
+    ctx: &Context,
+    b: &InstanceProfileBinding,
+    ec2: &aws_sdk_ec2::Client,
+    profile_arn: &str,
+    writes: &[AssocWrite],
+    pending: Pending,
+) -> Bound {
+    let mut out = Bound {
+        pending,
+        ..Bound::default()
+    };
+    let (mut associated, mut replaced, mut removed) = (vec![], vec![], vec![]);
+    let named = |id: &str, e: AwsError| AwsError {
+        message: format!("instance {id}: {}", e.message),
+        ..e
+    };
+    for w in writes {
+        let (id, replace) = match w {
+            AssocWrite::Associate(id) => (id, None),
+            AssocWrite::Replace {
+                instance,
+                association,
+                ..
+            } => (instance, Some(association.as_str())),
+            AssocWrite::Disassociate {
+                instance,
+                association,
+            } => {
+                match instances::disassociate(aws, ec2, association).await {
+                    Ok(()) => {
+                        out.wrote = true;
+                        removed.push(instance.clone());
+                    }
+                    Err(e) => out.errors.push(named(instance, e)),
+                }
+                continue;
+            }
+        };
+        match instances::associate(aws, ec2, id, profile_arn, replace).await {
+            Ok(true) => {
+                out.wrote = true;
+                match w {
+                    AssocWrite::Replace { had, .. } => replaced.push(format!("{id} (had {had})")),
+                    _ => associated.push(id.clone()),
+                }
+            }
+            Ok(false) => {
+                let why = format!(
+                    "instance profile {profile_arn} is not usable by EC2 yet (AWS eventual consistency); retrying"
+                );
+                out.pending.insert(id.clone(), ("Associating", why));
+            }
+            Err(e) if e.is_not_found() => {
+                out.pending
+                    .insert(id.clone(), ("NotFound", format!("instance {id}: {e}")));
+            }
+            Err(e) => {
+                out.pending.insert(id.clone(), ("Error", e.to_string()));
+                out.errors.push(named(id, e));
+            }
+        }
+    }
+    for (reason, what, ids) in [
+        ("Associated", "associated with", associated),
+        ("Replaced", "now replaces the profile of", replaced),
+        (
+            "Disassociated",
+            "removed from the no longer targeted",
+            removed,
+        ),
+    ] {
+        if !ids.is_empty() {
+            let note = format!(
+                "instance profile {profile_arn} {what} instance(s) {}",
+                ids.join(", ")
+            );
+            ctx.event(b, false, reason, note).await;
+        }
+    }
+    out
+}
+
+/// Delete unless retained or only observed: disassociate the profile from every
+/// instance that carries it, take its role out, delete it. A profile this object does
+/// not own is left alone.
+async fn cleanup(
+    b: Arc<InstanceProfileBinding>,
+    ctx: Arc<Context>,
+    state: Arc<State>,
+) -> Result<(), Error> {
+    let aws = &ctx.aws;
+    let name = profile_name(&b);
+    if b.spec.management_policy == ManagementPolicy::Observe {
+        tracing::info!(object = %key_of(&*b), profile = %name, "observe-only: nothing deleted in AWS");
+        return Ok(());
+    }
+    if b.spec.deletion_policy == DeletionPolicy::Retain {
+        let note = format!(
+            "instance profile {name} and its associations retained (deletionPolicy: Retain)"
+        );
+        ctx.event(&*b, false, "Retained", note).await;
+        return Ok(());
+    }
+    let Some(profile) = io::get_profile(aws, &name).await? else {
+        return Ok(());
+    };
+    if ctx.owner(&*b).ownership(&profile.tags) != Ownership::Ours {
+        tracing::info!(object = %key_of(&*b), profile = %name, "instance profile not owned by this object; left in place");
+        return Ok(());
+    }
+    let ec2 = state.ec2(aws, b.spec.region.as_deref());
+    for a in instances::associations(aws, &ec2).await?.values() {
+        if a.profile_arn == profile.arn && a.is_active() {
+            instances::disassociate(aws, &ec2, &a.id).await?;
+        }
+    }
+    for role in &profile.roles {
+        io::remove_role(aws, &name, role).await?;
+    }
+    io::delete_profile(aws, &name).await?;
+    let note = format!("deleted instance profile {}", profile.arn);
+    ctx.event(&*b, false, "Deleted", note).await;
+    Ok(())
+}
