@@ -239,3 +239,71 @@ async fn an_observed_binding_mirrors_ec2_and_never_associates() {
         "AWS writes by an observe-only object"
     );
 }
+
+#[tokio::test]
+async fn an_observed_access_key_reports_the_users_key_and_never_issues_one() {
+    use iamwright::api::IamUserAccessKey;
+    let ns = Namespace::new("observe-key").await;
+    let user = format!("{}-ci", ns.name);
+    let grant = format!("--allow-existing-user={user}");
+    let op = Operator::start(&ns.name, &[&grant]).await;
+    let iam = iam().await;
+    iam.create_user().user_name(&user).send().await.unwrap();
+    let key = iam
+        .create_access_key()
+        .user_name(&user)
+        .send()
+        .await
+        .unwrap()
+        .access_key
+        .unwrap();
+    let manifest = json!({"apiVersion": "iamwright.dev/v1alpha1", "kind": "IamUserAccessKey",
+        "metadata": {"name": "ci"},
+        "spec": {"managementPolicy": "Observe", "userName": user, "secretName": "ci-key"}});
+    apply(&ns.name, &manifest.to_string());
+
+    // No Secret holds the key yet: that is the drift, and no key is issued for it.
+    let (_, message, _) = ready_reason::<IamUserAccessKey>(&ns.name, "ci", "Drifted").await;
+    assert!(message.contains("spec.secretName"), "{message}");
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ci-key"},
+        "stringData": {"AWS_ACCESS_KEY_ID": key.access_key_id, "AWS_SECRET_ACCESS_KEY": "x"}});
+    apply(&ns.name, &secret.to_string());
+    // The hand-made Secret is not watched: the next resync finds it.
+    let k: IamUserAccessKey = ready(&ns.name, "ci").await;
+    let st = k.status.unwrap();
+    assert_eq!(
+        st.access_key_id.as_deref(),
+        Some(key.access_key_id.as_str())
+    );
+    assert!(st.user_arn.unwrap().ends_with(&format!("user/{user}")));
+
+    // Deactivated by hand: keyStatus drifted, and left inactive.
+    iam.update_access_key()
+        .user_name(&user)
+        .access_key_id(&key.access_key_id)
+        .status(aws_sdk_iam::types::StatusType::Inactive)
+        .send()
+        .await
+        .unwrap();
+    let (_, message, _) = ready_reason::<IamUserAccessKey>(&ns.name, "ci", "Drifted").await;
+    assert!(message.contains("spec.keyStatus"), "{message}");
+
+    delete::<IamUserAccessKey>(&ns.name, "ci").await;
+    gone::<IamUserAccessKey>(&ns.name, "ci").await;
+    let keys = iam
+        .list_access_keys()
+        .user_name(&user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        keys.access_key_metadata().len(),
+        1,
+        "the user's key is left"
+    );
+    assert_eq!(
+        op.aws_writes().await,
+        0,
+        "AWS writes by an observe-only object"
+    );
+}

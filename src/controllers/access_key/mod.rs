@@ -9,6 +9,7 @@
 
 mod decide;
 mod keys;
+mod observe;
 pub mod schedule;
 mod secret;
 mod user;
@@ -142,6 +143,12 @@ async fn apply(k: Arc<IamUserAccessKey>, ctx: Arc<Context>) -> Applied<IamUserAc
         recorded,
         rv,
     };
+    if k.spec.management_policy == crate::api::ManagementPolicy::Observe {
+        return Applied {
+            fresh: Some((run.rv.clone(), run.recorded.clone())),
+            ..Applied::from(observe::reconcile(&run).await)
+        };
+    }
     let result = sync(&mut run).await;
     let fresh = Some((run.rv.clone(), run.recorded.clone()));
     match result {
@@ -665,6 +672,10 @@ async fn cleanup(k: Arc<IamUserAccessKey>, ctx: Arc<Context>) -> Result<(), Erro
         .lock()
         .expect("last-used lock")
         .remove(&key_of(&*k));
+    if k.spec.management_policy == crate::api::ManagementPolicy::Observe {
+        tracing::info!(object = %key_of(&*k), "observe-only: nothing deleted in AWS");
+        return Ok(());
+    }
     let aws = &ctx.aws;
     let ns = k.namespace().unwrap_or_default();
     let api: Api<IamUserAccessKey> = Api::namespaced(ctx.client.clone(), &ns);

@@ -128,6 +128,11 @@ pub enum Observed {
     },
 }
 
+/// The `AWS_ACCESS_KEY_ID` a Secret shows (any Secret: observe-only reads hand-made ones).
+pub fn shown_id(s: &Secret) -> Option<String> {
+    text(s, ID_KEY)
+}
+
 fn text(s: &Secret, k: &str) -> Option<String> {
     s.data
         .as_ref()?

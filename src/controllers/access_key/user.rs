@@ -312,32 +312,20 @@ async fn detach<'a>(
     Ok(())
 }
 
-async fn attached_policies(aws: &Aws, user: &str) -> Result<BTreeSet<String>, AwsError> {
-    let mut arns = BTreeSet::new();
-    let mut marker = None;
-    loop {
-        let out = aws
-            .call(
-                "iam",
-                "ListAttachedUserPolicies",
-                aws.iam
-                    .list_attached_user_policies()
-                    .user_name(user)
-                    .set_marker(marker.clone())
-                    .send(),
-            )
-            .await?;
-        arns.extend(
-            out.attached_policies()
-                .iter()
-                .filter_map(|p| p.policy_arn.clone()),
-        );
-        if out.is_truncated && out.marker.is_some() {
-            marker = out.marker;
-        } else {
-            return Ok(arns);
-        }
-    }
+pub(super) async fn attached_policies(aws: &Aws, user: &str) -> Result<BTreeSet<String>, AwsError> {
+    let pages = aws.iam.list_attached_user_policies().user_name(user);
+    let pages = aws
+        .pages(
+            "iam",
+            "ListAttachedUserPolicies",
+            pages.into_paginator().send(),
+        )
+        .await?;
+    Ok(pages
+        .iter()
+        .flat_map(|p| p.attached_policies())
+        .filter_map(|p| p.policy_arn.clone())
+        .collect())
 }
 
 pub async fn list_tags(aws: &Aws, user: &str) -> Result<BTreeMap<String, String>, AwsError> {
