@@ -3,6 +3,7 @@
 
 mod error;
 mod ownership;
+pub mod snapshot;
 
 pub use error::{AwsError, AwsErrorKind, Found};
 pub use ownership::{
@@ -31,6 +32,8 @@ pub struct Aws {
     fence: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<crate::leader::Fence>>>,
     budget: Option<std::sync::Arc<Budget>>,
     metrics: Metrics,
+    /// The account-wide snapshot for resyncs (see `snapshot`).
+    pub snapshot: std::sync::Arc<snapshot::Cache>,
 }
 
 /// The shared ceiling on AWS calls per second (a token bucket, GCRA).
@@ -67,6 +70,7 @@ impl Aws {
                 )))
             }),
             metrics,
+            snapshot: Default::default(),
         }
     }
 
@@ -264,6 +268,7 @@ mod tests {
             fence: Default::default(),
             budget: None,
             metrics: Metrics::new(),
+            snapshot: Default::default(),
         }
     }
 

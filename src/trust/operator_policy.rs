@@ -150,6 +150,9 @@ pub fn policy(scopes: &[IamScope], trust: &TrustArgs) -> Value {
     let all = |kind: &str| scopes.iter().map(|s| confined(s, kind)).collect::<Vec<_>>();
     let mut statements = vec![
         json!({"Sid": "Identity", "Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}),
+        // The resync snapshot: account-level reads with no resource-level permissions.
+        json!({"Sid": "AccountSnapshot", "Effect": "Allow",
+               "Action": ["iam:GetAccountAuthorizationDetails", "iam:ListRoles"], "Resource": "*"}),
         allow(
             "ReadPolicyDocuments",
             POLICY_READS,

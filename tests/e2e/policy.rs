@@ -510,11 +510,18 @@ async fn a_policy_in_sync_costs_reads_only() {
     );
     let before = ready(&ns.name, "quiet").await;
     assert!(op.aws_writes().await >= 1, "the create was counted");
-    // Two resyncs (5s each, ±10%): GetPolicy is called once per reconcile.
+    // Two resyncs (5s each, ±10%): the snapshot holds the document, so a policy in
+    // sync reads only its tags (ListPolicyTags, once per reconcile).
+    let gets_before = op.aws_requests(|o, _| o.starts_with("GetPolicy")).await;
     assert_eq!(
-        op.writes_across_resyncs("GetPolicy", 2).await,
+        op.writes_across_resyncs("ListPolicyTags", 2).await,
         0,
         "an object in sync caused AWS writes"
+    );
+    assert_eq!(
+        op.aws_requests(|o, _| o.starts_with("GetPolicy")).await - gets_before,
+        0,
+        "a policy in sync read its document beyond the snapshot"
     );
     let after: IamPolicy = get(&ns.name, "quiet").await.unwrap();
     assert_eq!(

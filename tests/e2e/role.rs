@@ -605,11 +605,20 @@ async fn a_role_in_sync_costs_reads_only() {
     );
     let before: IamRole = ready(&ns.name, "quiet").await;
     assert!(op.aws_writes().await >= 1, "the create was counted");
-    // Two resyncs (5s each, ±10%): GetRole is called once per reconcile.
+    // Two resyncs (5s each, ±10%): the account snapshot is read once per resync
+    // period, and a role in sync costs no read of its own.
+    let own_reads = |o: &str, _: &str| o.contains("Role") && is_read(o) && o != "ListRoles";
+    let reads_before = op.aws_requests(own_reads).await;
     assert_eq!(
-        op.writes_across_resyncs("GetRole", 2).await,
+        op.writes_across_resyncs("GetAccountAuthorizationDetails", 2)
+            .await,
         0,
         "a role in sync caused AWS writes"
+    );
+    assert_eq!(
+        op.aws_requests(own_reads).await - reads_before,
+        0,
+        "a role in sync read AWS beyond the snapshot"
     );
     let after: IamRole = get(&ns.name, "quiet").await.unwrap();
     assert_eq!(
@@ -745,7 +754,11 @@ async fn a_role_keeps_its_own_instance_profile_for_launch_templates() {
         Some("web")
     );
     // In sync: the resyncs read and never write.
-    assert_eq!(op.writes_across_resyncs("GetInstanceProfile", 2).await, 0);
+    assert_eq!(
+        op.writes_across_resyncs("GetAccountAuthorizationDetails", 2)
+            .await,
+        0
+    );
 
     // Someone takes the role out of its profile: the next resync puts it back.
     iam()

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use kube::ResourceExt;
 
-use super::changes::Changes;
+use super::changes::{Changes, in_sync};
 use super::claim::{Claim, claim};
 use super::reconciler::{Applied, reconcile, run_controller};
 use super::{Context, Error, Shutdown, governed_name, key_of, observe};
@@ -137,6 +137,9 @@ async fn observe_policy(
     observe_only: bool,
 ) -> Result<Option<Observed>, Error> {
     let aws = &ctx.aws;
+    if let Some(seen) = snapshot_view(p, ctx, d).await? {
+        return Ok(Some(seen));
+    }
     let never_created = p.status.as_ref().is_none_or(|s| s.conditions.is_empty());
     let existing = if never_created && !observe_only {
         None
@@ -186,6 +189,40 @@ async fn observe_policy(
     }
     let seen = io::observe(aws, &policy, tags).await?;
     Ok(Some(seen))
+}
+
+/// Resync at the cost of pages: a policy in sync for its generation is compared with
+/// the account snapshot (its default version's document); only its tags, which the
+/// snapshot lacks, are read. A difference falls back to the policy's own reads.
+async fn snapshot_view(
+    p: &IamPolicy,
+    ctx: &Context,
+    d: &Desired,
+) -> Result<Option<Observed>, Error> {
+    if !in_sync(p) {
+        return Ok(None);
+    }
+    let snap = ctx.aws.snapshot.get(&ctx.aws, ctx.settings.resync).await?;
+    let Some(detail) = snap.policies.get(&d.arn) else {
+        return Ok(None);
+    };
+    let document = detail
+        .policy_version_list()
+        .iter()
+        .find(|v| v.is_default_version)
+        .and_then(|v| v.document.as_deref())
+        .and_then(|raw| crate::policy::decode_aws_document(raw).ok());
+    let seen = Observed {
+        arn: d.arn.clone(),
+        policy_id: detail
+            .policy_id
+            .clone()
+            .or_else(|| p.status.as_ref().and_then(|s| s.policy_id.clone())),
+        default_version_id: detail.default_version_id.clone(),
+        tags: io::list_tags(&ctx.aws, &d.arn).await?,
+        document,
+    };
+    Ok(plan::plan(d, &seen).is_empty().then_some(seen))
 }
 
 /// Apply: the planned writes in order, reported as one event (also when one fails).

@@ -7,6 +7,7 @@ use aws_sdk_iam::types::Role;
 
 use super::plan::{Observed, Profile, Write};
 use super::spec::Desired;
+use crate::aws::snapshot::RoleEntry;
 use crate::aws::{Aws, AwsError, Found, tag_map, to_tags};
 use crate::policy::decode_aws_document;
 
@@ -62,6 +63,54 @@ pub async fn observe(aws: &Aws, d: &Desired, role: &Role) -> Result<Observed, Aw
         attached: list_attached(aws, &d.name).await?,
         inline,
         profile: None,
+    })
+}
+
+/// A role as the account snapshot shows it. The role's own instance profile is taken
+/// from the snapshot only when `want_profile` (its ownership is not in the snapshot).
+pub fn from_snapshot(entry: &RoleEntry, d: &Desired, want_profile: bool) -> Option<Observed> {
+    let r = &entry.detail;
+    let inline = r
+        .role_policy_list()
+        .iter()
+        .map(|p| {
+            let name = p.policy_name.clone().unwrap_or_default();
+            let doc = p
+                .policy_document
+                .as_deref()
+                .and_then(|raw| decode_aws_document(raw).ok());
+            (name, doc)
+        })
+        .collect();
+    let profile = r
+        .instance_profile_list()
+        .iter()
+        .find(|p| want_profile && p.instance_profile_name == d.name)
+        .map(|p| Profile {
+            arn: p.arn.clone(),
+            roles: p.roles().iter().map(|r| r.role_name.clone()).collect(),
+        });
+    Some(Observed {
+        arn: r.arn.clone()?,
+        role_id: r.role_id.clone()?,
+        tags: tag_map(r.tags()),
+        trust: r
+            .assume_role_policy_document
+            .as_deref()
+            .and_then(|raw| decode_aws_document(raw).ok()),
+        description: entry.description.clone().unwrap_or_default(),
+        max_session: entry.max_session.unwrap_or(3600),
+        boundary: r
+            .permissions_boundary
+            .as_ref()
+            .and_then(|b| b.permissions_boundary_arn.clone()),
+        attached: r
+            .attached_managed_policies()
+            .iter()
+            .filter_map(|p| p.policy_arn.clone())
+            .collect(),
+        inline,
+        profile,
     })
 }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use kube::ResourceExt;
 
-use super::changes::Changes;
+use super::changes::{Changes, in_sync};
 use super::claim::{Claim, claim};
 use super::reconciler::{Applied, Guarded, reconcile, run_controller, scoped_api};
 use super::refs::{names, own_policy_arns, referencing, resolve_policy_refs};
@@ -126,6 +126,12 @@ async fn observe_role(
     observe_only: bool,
 ) -> Result<Option<Found>, Error> {
     let aws = &ctx.aws;
+    if let Some(seen) = snapshot_view(r, ctx, d).await? {
+        return Ok(Some(Found {
+            seen,
+            created: false,
+        }));
+    }
     let never_created = r.status.as_ref().is_none_or(|s| s.conditions.is_empty());
     let existing = if never_created && !observe_only {
         None
@@ -177,6 +183,27 @@ async fn observe_role(
         };
     }
     Ok(Some(Found { seen, created }))
+}
+
+/// Resync at the cost of pages: a role in sync for its generation is compared with the
+/// account snapshot (shared by every object, taken at most once per resync period) and
+/// costs no read of its own when they agree. A stale snapshot can only disagree, which
+/// falls back to the role's own reads; it never hides a write the spec needs.
+async fn snapshot_view(r: &IamRole, ctx: &Context, d: &Desired) -> Result<Option<Observed>, Error> {
+    // A profile being given up needs its ownership read, which the snapshot lacks.
+    let had_profile = r
+        .status
+        .as_ref()
+        .is_some_and(|s| s.instance_profile_arn.is_some());
+    if !in_sync(r) || (had_profile && !d.instance_profile) {
+        return Ok(None);
+    }
+    let snap = ctx.aws.snapshot.get(&ctx.aws, ctx.settings.resync).await?;
+    let seen = snap
+        .roles
+        .get(&d.name)
+        .and_then(|entry| io::from_snapshot(entry, d, d.instance_profile));
+    Ok(seen.filter(|seen| plan::plan(d, seen).is_empty()))
 }
 
 /// The shared ownership claim, with the `Adopted` event when it adopts.
