@@ -19,6 +19,7 @@ use crate::policy::{
     DocKind, allowed_actions_matching, check_inline_aggregate, decode_aws_document, same_document,
     validate_document,
 };
+use crate::trust::eks::{self, Account};
 
 /// Run the IamRole controller until shutdown. A change to a referenced IamPolicy (it
 /// becomes Ready, its ARN changes) re-triggers the roles that reference it.
@@ -63,16 +64,20 @@ struct Desired {
     inline: BTreeMap<String, Value>,
 }
 
-/// Validate the spec and apply the guardrails: a failure is Stalled, before any AWS call.
-fn desired(r: &IamRole, ctx: &Context) -> Result<Desired, Error> {
+/// Validate the spec and apply the guardrails: a failure is Stalled, before any AWS
+/// write. `account`: the role's account, when its trust names it (trust::eks).
+fn desired(r: &IamRole, ctx: &Context, account: Option<&Account>) -> Result<Desired, Error> {
     let gov = crate::trust::current();
-    let boundary = validate(&r.spec, &gov.settings(&ctx.settings))?;
+    let ns = r.namespace().unwrap_or_default();
+    let trust = eks::trust_document(&r.spec, &ns, &ctx.settings.trust.eks, account)?;
+    let boundary = validate(&r.spec, &trust, &gov.settings(&ctx.settings))?;
     let name = role_name(r);
     gov.check_name("spec.name", &name)?;
+    eks::check_namespaces(&r.spec, &gov)?;
     Ok(Desired {
         path: gov.path(&r.spec.path)?,
         name,
-        trust: r.spec.assume_role_policy.clone(),
+        trust,
         description: r.spec.description.clone().unwrap_or_default(),
         max_session: r.spec.max_session_duration,
         boundary,
@@ -83,21 +88,20 @@ fn desired(r: &IamRole, ctx: &Context) -> Result<Desired, Error> {
 
 /// The checks a role spec must pass before any AWS call: the trust and inline policy
 /// grammar, names and ARNs, and the operator's guardrails (`--deny-action` on inline
-/// policies, `--required-permissions-boundary`). Pure, so `iamwright validate` can run
-/// it offline. Returns the permissions boundary the role gets.
-pub fn validate(spec: &IamRoleSpec, settings: &Settings) -> Result<Option<String>, Error> {
+/// policies, `--required-permissions-boundary`). `trust` is the trust policy the role
+/// gets (see [`eks::trust_document`]). Pure, so `iamwright validate` can run it
+/// offline. Returns the permissions boundary the role gets.
+pub fn validate(
+    spec: &IamRoleSpec,
+    trust: &Value,
+    settings: &Settings,
+) -> Result<Option<String>, Error> {
     let invalid_doc = |e: crate::policy::DocumentError| {
         Error::stalled(Reason::InvalidPolicyDocument, e.to_string())
     };
-    validate_document(
-        &spec.assume_role_policy,
-        "spec.assumeRolePolicy",
-        DocKind::Trust,
-    )
-    .map_err(invalid_doc)?;
+    validate_document(trust, "spec.assumeRolePolicy", DocKind::Trust).map_err(invalid_doc)?;
     if !settings.trust.allow_public_trust
-        && let Some(field) =
-            crate::trust::public_trust(&spec.assume_role_policy, "spec.assumeRolePolicy")
+        && let Some(field) = crate::trust::public_trust(trust, "spec.assumeRolePolicy")
     {
         return Err(Error::stalled(
             Reason::GuardrailViolation,
@@ -204,7 +208,8 @@ async fn apply(r: Arc<IamRole>, ctx: Arc<Context>) -> Applied<IamRoleStatus> {
 
 /// Validate, resolve references, then bring AWS to the spec with the fewest writes.
 async fn sync(r: &IamRole, ctx: &Context) -> Result<IamRoleStatus, Error> {
-    let d = desired(r, ctx)?;
+    let account = eks::account_if_needed(&r.spec, ctx).await?;
+    let d = desired(r, ctx, account.as_ref())?;
     let ns = r.namespace().unwrap_or_default();
     let refs =
         resolve_policy_refs(&ctx.client, &ns, "spec.policyRefs", &r.spec.policy_refs).await?;
