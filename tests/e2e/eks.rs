@@ -2,7 +2,7 @@
 //! for IRSA (`--oidc-issuer`), EKS Pod Identity (`--pod-identity`) and both, merged
 //! with a given assumeRolePolicy; no write on later reconciles; another namespace only
 //! with a grant; service accounts without either flag refused; the CRD's CEL rule.
-//! moto does not evaluate trust policies: tests/eks_trust.rs proves with an IAM
+//! moto does not evaluate trust policies: tests/trust_policy.rs proves with an IAM
 //! evaluation engine that the generated IRSA statement admits only the named accounts.
 
 use serde_json::{Value, json};
