@@ -1,7 +1,8 @@
 //! IamRole.spec.serviceAccounts end to end (docs/eks.md): the trust policy moto stores
 //! for IRSA (`--oidc-issuer`), EKS Pod Identity (`--pod-identity`) and both, merged
 //! with a given assumeRolePolicy; no write on later reconciles; another namespace only
-//! with a grant; service accounts without either flag refused; the CRD's CEL rule.
+//! with a grant (flag or IamScope); service accounts without either flag refused; the
+//! CRD's CEL rule.
 //! moto does not evaluate trust policies: tests/trust_policy.rs proves with an IAM
 //! evaluation engine that the generated IRSA statement admits only the named accounts.
 
@@ -205,5 +206,29 @@ async fn service_accounts_without_an_eks_flag_are_refused() {
     assert!(
         err.contains("at least one of spec.assumeRolePolicy and spec.serviceAccounts must be set"),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_iam_scope_grants_another_namespace_s_service_accounts() {
+    let ns = Namespace::new("eks-scope").await;
+    let other = format!("{}-jobs", ns.name);
+    let _scope = crate::trust::Scope::apply(
+        &ns.name,
+        &ns.name,
+        json!({"serviceAccountNamespaces": ["{namespace}-jobs"]}),
+    );
+    let _op = Operator::start(&ns.name, &["--pod-identity"]).await;
+    apply(
+        &ns.name,
+        &manifest(
+            "batch",
+            json!({"serviceAccounts": [{"namespace": other, "name": "batch"}]}),
+        ),
+    );
+    ready::<IamRole>(&ns.name, "batch").await;
+    assert_same(
+        &stored_trust(&format!("{}-batch", ns.name)).await,
+        &json!({"Version": "2012-10-17", "Statement": [pod_identity(&other, json!("batch"))]}),
     );
 }
