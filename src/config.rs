@@ -92,6 +92,51 @@ pub struct TrustArgs {
     /// Allow trust policies that let anyone (`Principal: "*"`) assume a role without a Condition.
     #[arg(long, env = "IAMWRIGHT_ALLOW_PUBLIC_TRUST")]
     pub allow_public_trust: bool,
+    /// Namespaces (glob, `{namespace}` allowed; repeatable) whose service accounts any
+    /// IamRole may name in spec.serviceAccounts, besides its own namespace.
+    #[arg(
+        long = "allow-service-account-namespace",
+        env = "IAMWRIGHT_ALLOW_SERVICE_ACCOUNT_NAMESPACE",
+        value_delimiter = ','
+    )]
+    pub allow_service_account_namespaces: Vec<String>,
+    /// How trust policies for `IamRole.spec.serviceAccounts` are generated. Held here
+    /// because `run` and `validate` take them alike, as the trust grants.
+    #[command(flatten)]
+    pub eks: EksArgs,
+}
+
+/// The EKS identity mechanisms the cluster uses (docs/eks.md): they decide the trust
+/// statements generated for `IamRole.spec.serviceAccounts`.
+#[derive(Args, Debug, Clone, Default, PartialEq)]
+pub struct EksArgs {
+    /// The cluster's OIDC issuer URL (`aws eks describe-cluster --query
+    /// cluster.identity.oidc.issuer`): service accounts get IRSA trust statements
+    /// (sts:AssumeRoleWithWebIdentity from its IAM OIDC provider). Held without `https://`.
+    #[arg(long, env = "IAMWRIGHT_OIDC_ISSUER", value_parser = parse_oidc_issuer)]
+    pub oidc_issuer: Option<String>,
+    /// Service accounts get EKS Pod Identity trust statements (pods.eks.amazonaws.com).
+    #[arg(long, env = "IAMWRIGHT_POD_IDENTITY")]
+    pub pod_identity: bool,
+}
+
+/// An OIDC issuer URL as EKS shows it, `https://oidc.eks.REGION.amazonaws.com/id/ID`,
+/// reduced to what IAM names the provider by: host and path, no scheme, no trailing `/`.
+pub fn parse_oidc_issuer(s: &str) -> Result<String, String> {
+    let rest = s.strip_prefix("https://").unwrap_or(s);
+    let rest = rest.trim_end_matches('/');
+    let host = rest.split('/').next().unwrap_or_default();
+    // No port, no query: IAM provider names are a host and a path.
+    let ok = !host.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~/".contains(c));
+    if !ok {
+        return Err(format!(
+            "must be an https URL such as https://oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE, got {s:?}"
+        ));
+    }
+    Ok(rest.to_string())
 }
 
 #[derive(Args, Debug, Clone)]
@@ -269,5 +314,48 @@ mod tests {
         };
         assert_eq!(r.trust.allow_existing_users, vec!["ci-*", "deploy"]);
         assert!(r.trust.allow_adoption && !r.trust.allow_public_trust);
+        assert_eq!(r.trust.eks, EksArgs::default());
+    }
+
+    #[test]
+    fn eks_flags_parse_and_the_issuer_loses_its_scheme() {
+        let cli = Cli::try_parse_from([
+            "iamwright",
+            "run",
+            "--cluster-name",
+            "c1",
+            "--oidc-issuer",
+            "https://oidc.eks.eu-west-1.amazonaws.com/id/ABC123/",
+            "--pod-identity",
+            "--allow-service-account-namespace",
+            "shared",
+            "--allow-service-account-namespace",
+            "{namespace}-*",
+        ])
+        .unwrap();
+        let Command::Run(r) = cli.command else {
+            panic!("run")
+        };
+        assert_eq!(
+            r.trust.eks.oidc_issuer.as_deref(),
+            Some("oidc.eks.eu-west-1.amazonaws.com/id/ABC123")
+        );
+        assert!(r.trust.eks.pod_identity);
+        assert_eq!(
+            r.trust.allow_service_account_namespaces,
+            vec!["shared", "{namespace}-*"]
+        );
+        assert_eq!(
+            parse_oidc_issuer("oidc.example.com").as_deref(),
+            Ok("oidc.example.com")
+        );
+        for bad in [
+            "http://oidc.example.com",
+            "https://",
+            "https://a b",
+            "https://h:443/x",
+        ] {
+            assert!(parse_oidc_issuer(bad).is_err(), "{bad}");
+        }
     }
 }

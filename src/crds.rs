@@ -60,7 +60,14 @@ pub fn all() -> Vec<CustomResourceDefinition> {
     let mut role = IamRole::crd();
     finish(
         &mut role,
-        vec![immutable_optional("name"), immutable_required("path")],
+        vec![
+            immutable_optional("name"),
+            immutable_required("path"),
+            (
+                "has(self.assumeRolePolicy) || (has(self.serviceAccounts) && size(self.serviceAccounts) > 0)".into(),
+                crate::trust::eks::REQUIRE_ONE.into(),
+            ),
+        ],
     );
 
     let mut binding = InstanceProfileBinding::crd();

@@ -322,8 +322,19 @@ fn semantic_checks(kind: &str, spec: &Value, g: &Guardrails) -> Vec<(String, Str
     match kind {
         "IamRole" => {
             // The controller's own checks, so the offline answer is the operator's answer.
+            // The namespace and account only shape the generated statements' values.
+            let checked = |role: &crate::api::IamRoleSpec| {
+                let account = crate::trust::eks::Account::placeholder();
+                let trust = crate::trust::eks::trust_document(
+                    role,
+                    "default",
+                    &g.trust.eks,
+                    Some(&account),
+                )?;
+                crate::controllers::role::validate(role, &trust, &g.settings())
+            };
             if let Ok(role) = serde_json::from_value::<crate::api::IamRoleSpec>(spec.clone())
-                && let Err(e) = crate::controllers::role::validate(&role, &g.settings())
+                && let Err(e) = checked(&role)
             {
                 let text = e.to_string();
                 let (field, message) = text.split_once(": ").unwrap_or(("spec", text.as_str()));
@@ -539,6 +550,72 @@ spec:
         };
         let got = validate_text(Path::new("m.yaml"), yaml, &schemas(), &allowed);
         assert_eq!(got.len(), 1, "{got:?}");
+    }
+}
+
+#[cfg(test)]
+mod eks_tests {
+    use super::*;
+
+    /// Service accounts need one of the EKS flags offline as in the operator, and a
+    /// role needs a trust policy or service accounts, as the CRD's CEL rule says.
+    #[test]
+    fn service_accounts_need_an_eks_flag_and_one_of_the_two_fields_is_required() {
+        let yaml = r#"
+apiVersion: iamwright.dev/v1alpha1
+kind: IamRole
+metadata: {name: irsa, namespace: team}
+spec:
+  serviceAccounts: [{name: app}, {namespace: jobs, name: batch}]
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamRole
+metadata: {name: nothing}
+spec: {maxSessionDuration: 3600}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamRole
+metadata: {name: bad-sa}
+spec:
+  serviceAccounts: [{name: App_1}]
+"#;
+        let check = |g: &Guardrails| -> Vec<String> {
+            validate_text(Path::new("m.yaml"), yaml, &schemas(), g)
+                .iter()
+                .map(|p| p.to_string())
+                .collect()
+        };
+        let got = check(&Guardrails::default());
+        assert_eq!(got.len(), 3, "{got:#?}");
+        assert!(
+            got[0].starts_with(
+                "m.yaml:IamRole/irsa: spec.serviceAccounts: the operator runs without --oidc-issuer"
+            ),
+            "{got:#?}"
+        );
+        assert_eq!(
+            got[1],
+            "m.yaml:IamRole/nothing: spec: at least one of spec.assumeRolePolicy and spec.serviceAccounts must be set"
+        );
+        assert!(
+            got[2].starts_with(
+                "m.yaml:IamRole/bad-sa: spec.serviceAccounts[0].name: \"App_1\" does not match"
+            ),
+            "{got:#?}"
+        );
+        let eks = Guardrails {
+            trust: crate::config::TrustArgs {
+                eks: crate::config::EksArgs {
+                    oidc_issuer: Some("oidc.eks.eu-west-1.amazonaws.com/id/ABC".into()),
+                    pod_identity: true,
+                },
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let got = check(&eks);
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert!(got[0].starts_with("m.yaml:IamRole/nothing: "), "{got:#?}");
     }
 }
 

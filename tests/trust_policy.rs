@@ -2,7 +2,8 @@
 //! `iamwright policy --scope tests/fixtures/trust/scope.yaml` is evaluated by
 //! @cloud-copilot/iam-simulate (installed by hack/iam-simulate.sh, which hack/test.sh
 //! runs) — AWS itself must refuse what the scope forbids, and allow the calls the
-//! operator makes for an object in scope.
+//! operator makes for an object in scope. The trust policy generated for
+//! `IamRole.spec.serviceAccounts` is evaluated the same way (tests/simulate/trust.mjs).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -252,4 +253,198 @@ fn aws_refuses_what_the_scope_forbids_and_allows_the_operators_calls() {
     );
     // Removing the boundary is refused explicitly, not just not granted.
     assert_eq!(results[7].1, "ExplicitlyDenied");
+}
+
+/// (name, result) for each AssumeRole* request against a role's trust policy.
+fn simulate_trust(dir: &PathBuf, policy: &Value, requests: &[Value]) -> Vec<(String, String)> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/simulate/trust.mjs");
+    let mut child = Command::new("node")
+        .arg(script)
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = json!({"policy": policy, "role": ROLE, "requests": requests}).to_string();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                v["name"].as_str().unwrap().to_string(),
+                v["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn assume(name: &str, principal: &str, action: &str, context: Value) -> Value {
+    json!({"name": name, "principal": principal, "action": action, "context": context})
+}
+
+/// The trust policy generated for `IamRole.spec.serviceAccounts` (src/trust/eks.rs) lets
+/// exactly the named service accounts assume the role: IRSA web identities with the
+/// right `sub` and `aud`, Pod Identity sessions with the right namespace and service
+/// account tags, no cross pairs of two namespaces, and the user's own statement stays.
+#[test]
+fn generated_service_account_trust_admits_only_the_named_service_accounts() {
+    use iamwright::config::EksArgs;
+    use iamwright::trust::eks::{Account, trust_document};
+    let Some(dir) = engine() else { return };
+    const ISSUER: &str = "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
+    let provider = format!("arn:aws:iam::123456789012:oidc-provider/{ISSUER}");
+    let other_provider =
+        "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/OTHERCLUSTER";
+    let spec: iamwright::api::IamRoleSpec = serde_json::from_value(json!({
+        "assumeRolePolicy": {"Version": "2012-10-17", "Statement": {"Effect": "Allow",
+            "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}},
+        "serviceAccounts": [{"name": "app"}, {"namespace": "jobs", "name": "batch"}]
+    }))
+    .unwrap();
+    let eks = EksArgs {
+        oidc_issuer: Some(ISSUER.into()),
+        pod_identity: true,
+    };
+    let account = Account {
+        id: "123456789012".into(),
+        partition: "aws".into(),
+    };
+    let policy = trust_document(&spec, "team-a", &eks, Some(&account)).unwrap();
+
+    let web =
+        |sub: &str, aud: &str| json!({format!("{ISSUER}:sub"): sub, format!("{ISSUER}:aud"): aud});
+    let pod = |ns: &str, sa: &str| {
+        json!({"aws:RequestTag/kubernetes-namespace": ns,
+               "aws:RequestTag/kubernetes-service-account": sa,
+               "aws:TagKeys": ["kubernetes-namespace", "kubernetes-service-account"]})
+    };
+    let irsa = "sts:AssumeRoleWithWebIdentity";
+    let eks_pods = "pods.eks.amazonaws.com";
+    let allowed = [
+        assume(
+            "IRSA team-a:app",
+            &provider,
+            irsa,
+            web("system:serviceaccount:team-a:app", "sts.amazonaws.com"),
+        ),
+        assume(
+            "IRSA jobs:batch",
+            &provider,
+            irsa,
+            web("system:serviceaccount:jobs:batch", "sts.amazonaws.com"),
+        ),
+        assume(
+            "Pod Identity team-a:app",
+            eks_pods,
+            "sts:AssumeRole",
+            pod("team-a", "app"),
+        ),
+        assume(
+            "Pod Identity tags team-a:app",
+            eks_pods,
+            "sts:TagSession",
+            pod("team-a", "app"),
+        ),
+        assume(
+            "Pod Identity jobs:batch",
+            eks_pods,
+            "sts:AssumeRole",
+            pod("jobs", "batch"),
+        ),
+        assume(
+            "EC2 (the user's statement)",
+            "ec2.amazonaws.com",
+            "sts:AssumeRole",
+            json!({}),
+        ),
+    ];
+    let denied = [
+        assume(
+            "IRSA another service account",
+            &provider,
+            irsa,
+            web("system:serviceaccount:team-a:other", "sts.amazonaws.com"),
+        ),
+        assume(
+            "IRSA app of another namespace",
+            &provider,
+            irsa,
+            web("system:serviceaccount:team-b:app", "sts.amazonaws.com"),
+        ),
+        assume(
+            "IRSA cross pair jobs:app",
+            &provider,
+            irsa,
+            web("system:serviceaccount:jobs:app", "sts.amazonaws.com"),
+        ),
+        assume(
+            "IRSA another audience",
+            &provider,
+            irsa,
+            web("system:serviceaccount:team-a:app", "example.com"),
+        ),
+        assume(
+            "IRSA another cluster's provider",
+            other_provider,
+            irsa,
+            web("system:serviceaccount:team-a:app", "sts.amazonaws.com"),
+        ),
+        assume("IRSA without a token's claims", &provider, irsa, json!({})),
+        assume(
+            "Pod Identity another service account",
+            eks_pods,
+            "sts:AssumeRole",
+            pod("team-a", "other"),
+        ),
+        assume(
+            "Pod Identity cross pair jobs:app",
+            eks_pods,
+            "sts:AssumeRole",
+            pod("jobs", "app"),
+        ),
+        assume(
+            "Pod Identity cross pair team-a:batch",
+            eks_pods,
+            "sts:AssumeRole",
+            pod("team-a", "batch"),
+        ),
+        assume(
+            "Pod Identity without session tags",
+            eks_pods,
+            "sts:AssumeRole",
+            json!({}),
+        ),
+        assume(
+            "another service principal",
+            "lambda.amazonaws.com",
+            "sts:AssumeRole",
+            json!({}),
+        ),
+    ];
+    let requests: Vec<Value> = allowed.iter().chain(&denied).cloned().collect();
+    let results = simulate_trust(&dir, &policy, &requests);
+    assert_eq!(results.len(), requests.len(), "{results:?}");
+    let wrong: Vec<String> = results
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, result))| (*i < allowed.len()) != (result == "Allowed"))
+        .map(|(_, (name, result))| format!("{name}: {result}"))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "the engine disagrees: {wrong:#?}\ntrust policy: {policy:#}"
+    );
 }

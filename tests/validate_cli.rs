@@ -28,10 +28,20 @@ fn clean_manifests_exit_zero() {
         ]),
         (0, String::new())
     );
+    let issuer = "--oidc-issuer=https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE";
     assert_eq!(
-        validate(&["-f", "examples"]).0,
-        0,
+        validate(&["-f", "examples", issuer, "--pod-identity"]),
+        (0, String::new()),
         "the shipped examples validate"
+    );
+    // The EKS example needs one of the operator's EKS flags, offline as in the operator.
+    let (code, out) = validate(&["-f", "examples"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.starts_with(
+            "examples/eks/role-for-pods.yaml:IamRole/reports-app: spec.serviceAccounts: the operator runs without --oidc-issuer"
+        ) && out.lines().count() == 1,
+        "{out}"
     );
 }
 

@@ -58,9 +58,17 @@ pub struct IamRoleSpec {
     #[serde(default = "default_max_session")]
     #[schemars(range(min = 3600, max = 43200))]
     pub max_session_duration: i32,
-    /// The trust policy document; `Principal` is required in each statement.
+    /// The trust policy document; `Principal` is required in each statement. Optional
+    /// when `serviceAccounts` is set: the statements generated for them are merged into
+    /// it (docs/eks.md). At least one of the two must be set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::crds::free_form_object")]
-    pub assume_role_policy: serde_json::Value,
+    pub assume_role_policy: Option<serde_json::Value>,
+    /// Kubernetes service accounts whose pods may assume the role on EKS: the trust
+    /// statements for IRSA (operator flag `--oidc-issuer`) and/or EKS Pod Identity
+    /// (`--pod-identity`) are generated and merged into `assumeRolePolicy` (docs/eks.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_accounts: Vec<ServiceAccountRef>,
     /// ARNs of AWS-managed or external policies to attach, managed exclusively.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub managed_policy_arns: Vec<String>,
@@ -93,6 +101,26 @@ pub struct IamRoleSpec {
     /// an instance-profile name. Deleted with the role, or when set back to false.
     #[serde(default, skip_serializing_if = "is_false")]
     pub instance_profile: bool,
+}
+
+/// A Kubernetes service account trusted to assume a role.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ServiceAccountRef {
+    /// Namespace of the service account; default the IamRole's own. Another namespace
+    /// needs a grant (IamScope `serviceAccountNamespaces` or the operator flag
+    /// `--allow-service-account-namespace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub namespace: Option<String>,
+    /// Name of the service account.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
 }
 
 /// The observed state of an IamRole.

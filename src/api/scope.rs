@@ -75,6 +75,11 @@ pub struct IamScopeSpec {
     /// Name globs of existing IAM roles an InstanceProfileBinding may name in roleName.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub existing_roles: Vec<String>,
+    /// Namespace globs (`{namespace}` allowed, e.g. `{namespace}-*`) whose service
+    /// accounts an IamRole of these namespaces may name in `spec.serviceAccounts`; its
+    /// own namespace needs no grant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_account_namespaces: Vec<String>,
     /// EC2 tags an instance must carry to be bound from these namespaces (`{namespace}`
     /// allowed in values).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -4,6 +4,7 @@
 //! that governs a namespace into one [`Governance`] and holds the checks every kind
 //! makes with it (pure, so they are table-tested); [`resolve`] reads the scope.
 
+pub mod eks;
 pub mod managed;
 pub mod operator_policy;
 
@@ -47,6 +48,8 @@ pub struct Governance {
     pub allow_adopt: bool,
     pub existing_users: Vec<String>,
     pub existing_roles: Vec<String>,
+    /// Namespace globs (with `{namespace}` replaced) whose service accounts a role may trust.
+    pub service_account_namespaces: Vec<String>,
     /// EC2 tags (with `{namespace}` replaced) an instance must carry to be bound.
     pub instance_tags: BTreeMap<String, String>,
     pub allow_public_trust: bool,
@@ -71,6 +74,11 @@ impl Governance {
             allow_adopt: t.allow_adoption,
             existing_users: t.allow_existing_users.clone(),
             existing_roles: t.allow_existing_roles.clone(),
+            service_account_namespaces: t
+                .allow_service_account_namespaces
+                .iter()
+                .map(|g| subst(g, namespace))
+                .collect(),
             instance_tags: BTreeMap::new(),
             allow_public_trust: t.allow_public_trust,
         };
@@ -94,6 +102,11 @@ impl Governance {
             g.allow_adopt |= spec.allow_adopt;
             g.existing_users.extend(spec.existing_users.iter().cloned());
             g.existing_roles.extend(spec.existing_roles.iter().cloned());
+            g.service_account_namespaces.extend(
+                spec.service_account_namespaces
+                    .iter()
+                    .map(|g| subst(g, namespace)),
+            );
             g.instance_tags = spec
                 .instance_tags
                 .iter()
@@ -196,6 +209,30 @@ impl Governance {
 
     pub fn role_granted(&self, role: &str) -> bool {
         self.existing_roles.iter().any(|g| glob_match(g, role))
+    }
+
+    /// A role trusting the service accounts of namespace `sa_namespace` (at `field`):
+    /// its own namespace always, another only with a grant.
+    pub fn check_service_account_namespace(
+        &self,
+        field: &str,
+        sa_namespace: &str,
+    ) -> Result<(), Error> {
+        if sa_namespace == self.namespace
+            || self
+                .service_account_namespaces
+                .iter()
+                .any(|g| glob_match(g, sa_namespace))
+        {
+            return Ok(());
+        }
+        Err(self.not_permitted(
+            field,
+            format!(
+                "trusting the service accounts of namespace {sa_namespace:?} from namespace {} needs a grant (IamScope spec.serviceAccountNamespaces or the operator flag --allow-service-account-namespace)",
+                self.namespace
+            ),
+        ))
     }
 
     /// Key issuance for an existing user this object does not own.
@@ -424,6 +461,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("spec.managedPolicyArns[0]: policy"), "{e}");
+    }
+
+    #[test]
+    fn service_account_namespaces_need_a_grant_from_flags_or_scope() {
+        let mut base = settings();
+        let none = Governance::new(&base, "a", None);
+        assert!(none.check_service_account_namespace("f", "a").is_ok());
+        let e = none
+            .check_service_account_namespace("spec.serviceAccounts[0].namespace", "b")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("spec.serviceAccounts[0].namespace: trusting the service accounts of namespace \"b\"")
+                && e.contains("serviceAccountNamespaces")
+                && e.contains("--allow-service-account-namespace"),
+            "{e}"
+        );
+        base.trust.allow_service_account_namespaces = vec!["{namespace}-*".into()];
+        let flag = Governance::new(&base, "a", None);
+        assert!(flag.check_service_account_namespace("f", "a-jobs").is_ok());
+        assert!(flag.check_service_account_namespace("f", "b-jobs").is_err());
+        let s = scope(
+            "s",
+            json!({"namespaceSelector": {}, "serviceAccountNamespaces": ["shared"]}),
+        );
+        let scoped = Governance::new(&base, "a", Some(&s));
+        assert!(
+            scoped
+                .check_service_account_namespace("f", "shared")
+                .is_ok()
+        );
+        assert!(scoped.check_service_account_namespace("f", "a-x").is_ok());
+        assert!(
+            scoped
+                .check_service_account_namespace("f", "other")
+                .is_err()
+        );
     }
 
     #[test]

@@ -130,6 +130,10 @@ async fn the_chart_renders_objects_the_apiserver_accepts() {
         "--allow-existing-user=ci-*",
         "--allow-existing-role=legacy-*",
         "--allow-public-trust",
+        "--allow-service-account-namespace=shared",
+        "--allow-service-account-namespace={namespace}-jobs",
+        "--oidc-issuer=https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE",
+        "--pod-identity",
     ] {
         assert!(
             rendered.contains(kind),

@@ -13,12 +13,12 @@ use crate::role::{aws_policy, aws_role, ready, ready_reason, role_manifest, trus
 use iamwright::api::{IamPolicy, IamRole, IamScope, IamUserAccessKey, InstanceProfileBinding};
 
 /// An IamScope selecting exactly `ns`, deleted when dropped.
-struct Scope {
+pub struct Scope {
     name: String,
 }
 
 impl Scope {
-    fn apply(name: &str, ns: &str, extra: Value) -> Self {
+    pub fn apply(name: &str, ns: &str, extra: Value) -> Self {
         let mut spec =
             json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}});
         if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {

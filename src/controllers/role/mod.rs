@@ -23,6 +23,7 @@ use super::{Context, Error, Shutdown, key_of, observe, watch_config};
 use crate::api::{DeletionPolicy, IamPolicy, IamRole, IamRoleStatus, ManagementPolicy};
 use crate::aws::{AwsErrorKind, Ownership};
 use crate::reason::Reason;
+use crate::trust::eks::{self, Account};
 use plan::{Observed, Write};
 use spec::Desired;
 
@@ -56,8 +57,8 @@ async fn apply(r: Arc<IamRole>, ctx: Arc<Context>) -> Applied<IamRoleStatus> {
 
 async fn sync(r: &IamRole, ctx: &Context) -> Result<Applied<IamRoleStatus>, Error> {
     let observe_only = r.spec.management_policy == ManagementPolicy::Observe;
-    let refs = resolve(r, ctx).await?;
-    let mut d = build(r, ctx, &refs).await?;
+    let (refs, account) = resolve(r, ctx).await?;
+    let mut d = build(r, ctx, &refs, account.as_ref()).await?;
     let Some(Found { mut seen, created }) = observe_role(r, ctx, &d, observe_only).await? else {
         return Err(observe::not_found(&format!("role {}", d.name)));
     };
@@ -81,22 +82,29 @@ async fn sync(r: &IamRole, ctx: &Context) -> Result<Applied<IamRoleStatus>, Erro
     Ok(Applied::synced(status, message))
 }
 
-/// Resolve: the `policyRefs` to ARNs (waiting for each IamPolicy to be Ready), and the
-/// governance's list of attachable managed policies.
-async fn resolve(r: &IamRole, ctx: &Context) -> Result<Vec<String>, Error> {
+/// Resolve: the `policyRefs` to ARNs (waiting for each IamPolicy to be Ready), the
+/// governance's list of attachable managed policies, and the account when a generated
+/// trust statement names it (IRSA).
+async fn resolve(r: &IamRole, ctx: &Context) -> Result<(Vec<String>, Option<Account>), Error> {
     let ns = r.namespace().unwrap_or_default();
     let refs =
         resolve_policy_refs(&ctx.client, &ns, "spec.policyRefs", &r.spec.policy_refs).await?;
     let gov = crate::trust::current();
     let own = own_policy_arns(&ctx.client, &ns, &gov).await?;
     gov.check_managed_arns("spec.managedPolicyArns", &r.spec.managed_policy_arns, &own)?;
-    Ok(refs)
+    let account = eks::account_if_needed(&r.spec, ctx).await?;
+    Ok((refs, account))
 }
 
 /// Build: the desired role from the spec (pure), then the deny-action guardrail on the
 /// managed policies it attaches (their documents are read, and cached).
-async fn build(r: &IamRole, ctx: &Context, refs: &[String]) -> Result<Desired, Error> {
-    let d = spec::desired(r, ctx, refs)?;
+async fn build(
+    r: &IamRole,
+    ctx: &Context,
+    refs: &[String],
+    account: Option<&Account>,
+) -> Result<Desired, Error> {
+    let d = spec::desired(r, ctx, refs, account)?;
     let gov = crate::trust::current();
     ctx.managed_policies
         .check(

@@ -10,6 +10,7 @@ use crate::api::{IamRole, IamRoleSpec};
 use crate::controllers::{Context, Error, Settings, governed_name};
 use crate::policy::{DocKind, allowed_actions_matching, check_inline_aggregate, validate_document};
 use crate::reason::Reason;
+use crate::trust::eks::{self, Account};
 
 /// The AWS name of a role object (see [`governed_name`]).
 pub fn role_name(r: &IamRole) -> String {
@@ -40,12 +41,21 @@ pub struct Desired {
 }
 
 /// Validate the spec and apply the guardrails of the namespace's governance: a failure
-/// is Stalled, before any AWS call. `refs` are the resolved `policyRefs` ARNs.
-pub fn desired(r: &IamRole, ctx: &Context, refs: &[String]) -> Result<Desired, Error> {
+/// is Stalled, before any AWS write. `refs` are the resolved `policyRefs` ARNs;
+/// `account` the role's account, when its trust names it (trust::eks).
+pub fn desired(
+    r: &IamRole,
+    ctx: &Context,
+    refs: &[String],
+    account: Option<&Account>,
+) -> Result<Desired, Error> {
     let gov = crate::trust::current();
-    let boundary = validate(&r.spec, &gov.settings(&ctx.settings))?;
+    let ns = r.namespace().unwrap_or_default();
+    let trust = eks::trust_document(&r.spec, &ns, &ctx.settings.trust.eks, account)?;
+    let boundary = validate(&r.spec, &trust, &gov.settings(&ctx.settings))?;
     let name = role_name(r);
     gov.check_name("spec.name", &name)?;
+    eks::check_namespaces(&r.spec, &gov)?;
     let mut attached: Vec<String> = vec![];
     for arn in r.spec.managed_policy_arns.iter().chain(refs) {
         if !attached.contains(arn) {
@@ -55,7 +65,7 @@ pub fn desired(r: &IamRole, ctx: &Context, refs: &[String]) -> Result<Desired, E
     Ok(Desired {
         path: gov.path(&r.spec.path)?,
         name,
-        trust: r.spec.assume_role_policy.clone(),
+        trust,
         description: r.spec.description.clone().unwrap_or_default(),
         max_session: r.spec.max_session_duration,
         boundary,
@@ -68,21 +78,20 @@ pub fn desired(r: &IamRole, ctx: &Context, refs: &[String]) -> Result<Desired, E
 
 /// The checks a role spec must pass before any AWS call: the trust and inline policy
 /// grammar, names and ARNs, and the operator's guardrails (`--deny-action` on inline
-/// policies, `--required-permissions-boundary`). Pure, so `iamwright validate` can run
-/// it offline. Returns the permissions boundary the role gets.
-pub fn validate(spec: &IamRoleSpec, settings: &Settings) -> Result<Option<String>, Error> {
+/// policies, `--required-permissions-boundary`). `trust` is the trust policy the role
+/// gets (see [`eks::trust_document`]). Pure, so `iamwright validate` can run it
+/// offline. Returns the permissions boundary the role gets.
+pub fn validate(
+    spec: &IamRoleSpec,
+    trust: &Value,
+    settings: &Settings,
+) -> Result<Option<String>, Error> {
     let invalid_doc = |e: crate::policy::DocumentError| {
         Error::stalled(Reason::InvalidPolicyDocument, e.to_string())
     };
-    validate_document(
-        &spec.assume_role_policy,
-        "spec.assumeRolePolicy",
-        DocKind::Trust,
-    )
-    .map_err(invalid_doc)?;
+    validate_document(trust, "spec.assumeRolePolicy", DocKind::Trust).map_err(invalid_doc)?;
     if !settings.trust.allow_public_trust
-        && let Some(field) =
-            crate::trust::public_trust(&spec.assume_role_policy, "spec.assumeRolePolicy")
+        && let Some(field) = crate::trust::public_trust(trust, "spec.assumeRolePolicy")
     {
         return Err(Error::stalled(
             Reason::GuardrailViolation,
