@@ -128,7 +128,7 @@ fn validate(p: &IamPolicy) -> Result<(String, String), Error> {
 }
 
 /// Observe: the policy as AWS holds it, and the ownership claim on it. On its first
-/// reconcile (no status yet) a managed policy is created straight away, without a read
+/// reconcile that reaches AWS (no ARN in status) a managed policy is created at once, with no read
 /// that would only answer NotFound; a name already taken falls back to the claim.
 async fn observe_policy(
     p: &IamPolicy,
@@ -140,7 +140,10 @@ async fn observe_policy(
     if let Some(seen) = snapshot_view(p, ctx, d).await? {
         return Ok(Some(seen));
     }
-    let never_created = p.status.as_ref().is_none_or(|s| s.conditions.is_empty());
+    // No ARN recorded: this object never saw its resource (it may have waited for a
+    // dependency). A create interrupted before its status write meets
+    // EntityAlreadyExists and the claim, which finds it ours.
+    let never_created = p.status.as_ref().is_none_or(|s| s.arn.is_none());
     let existing = if never_created && !observe_only {
         None
     } else {

@@ -340,3 +340,102 @@ pub async fn delete_role(aws: &Aws, name: &str) -> Result<(), AwsError> {
     aws.call("iam", "DeleteRole", call.send()).await.found()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_iam::types::{
+        AttachedPermissionsBoundary, AttachedPolicy, InstanceProfile, PolicyDetail, RoleDetail,
+    };
+    use serde_json::json;
+
+    fn desired() -> Desired {
+        Desired {
+            name: "ns-web".into(),
+            path: "/".into(),
+            trust: json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
+            description: "web".into(),
+            max_session: 7200,
+            boundary: Some("arn:aws:iam::1:policy/b".into()),
+            tags: BTreeMap::from([("team".into(), "a".into())]),
+            attached: vec!["arn:aws:iam::aws:policy/A".into()],
+            inline: BTreeMap::from([(
+                "s3".into(),
+                json!({"Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}),
+            )]),
+            instance_profile: true,
+        }
+    }
+
+    /// A snapshot entry of a role exactly as `d` wants it (documents URL-encoded, as
+    /// AWS returns them) plans no write: a role in sync costs no read of its own.
+    #[test]
+    fn a_snapshot_entry_in_sync_plans_nothing_and_a_difference_shows() {
+        let d = desired();
+        let encode = |v: &serde_json::Value| urlencoding::encode(&v.to_string()).into_owned();
+        let profile = InstanceProfile::builder()
+            .path("/")
+            .instance_profile_name("ns-web")
+            .instance_profile_id("P")
+            .arn("arn:aws:iam::1:instance-profile/ns-web")
+            .create_date(aws_smithy_types::DateTime::from_secs(0))
+            .set_roles(Some(vec![
+                aws_sdk_iam::types::Role::builder()
+                    .path("/")
+                    .role_name("ns-web")
+                    .role_id("R")
+                    .arn("arn:aws:iam::1:role/ns-web")
+                    .create_date(aws_smithy_types::DateTime::from_secs(0))
+                    .build()
+                    .unwrap(),
+            ]))
+            .build()
+            .unwrap();
+        let detail = RoleDetail::builder()
+            .role_name("ns-web")
+            .role_id("R")
+            .arn("arn:aws:iam::1:role/ns-web")
+            .assume_role_policy_document(encode(&d.trust))
+            .role_policy_list(
+                PolicyDetail::builder()
+                    .policy_name("s3")
+                    .policy_document(encode(&d.inline["s3"]))
+                    .build(),
+            )
+            .attached_managed_policies(
+                AttachedPolicy::builder()
+                    .policy_arn("arn:aws:iam::aws:policy/A")
+                    .build(),
+            )
+            .permissions_boundary(
+                AttachedPermissionsBoundary::builder()
+                    .permissions_boundary_arn("arn:aws:iam::1:policy/b")
+                    .build(),
+            )
+            .tags(
+                aws_sdk_iam::types::Tag::builder()
+                    .key("team")
+                    .value("a")
+                    .build()
+                    .unwrap(),
+            )
+            .instance_profile_list(profile)
+            .build();
+        let entry = RoleEntry {
+            detail,
+            description: Some("web".into()),
+            max_session: Some(7200),
+        };
+        let seen = from_snapshot(&entry, &d, true).unwrap();
+        assert_eq!(super::super::plan::plan(&d, &seen), vec![]);
+        // The session duration is not in the details: ListRoles supplies it.
+        let stale = RoleEntry {
+            max_session: Some(3600),
+            ..entry
+        };
+        let seen = from_snapshot(&stale, &d, true).unwrap();
+        assert_eq!(super::super::plan::plan(&d, &seen), vec![Write::Settings]);
+    }
+}

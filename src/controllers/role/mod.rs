@@ -124,7 +124,7 @@ struct Found {
 }
 
 /// Observe: the role as AWS holds it, and what this object may do with it. On its
-/// first reconcile (no status yet) a managed role is created straight away, without a
+/// first reconcile that reaches AWS (no ARN in status) a managed role is created at once, with no
 /// read that would only answer NotFound; a name already taken falls back to the
 /// ownership claim. None: the role does not exist and is not to be created (Observe).
 async fn observe_role(
@@ -140,7 +140,10 @@ async fn observe_role(
             created: false,
         }));
     }
-    let never_created = r.status.as_ref().is_none_or(|s| s.conditions.is_empty());
+    // No ARN recorded: this object never saw its resource (it may have waited for a
+    // dependency). A create interrupted before its status write meets
+    // EntityAlreadyExists and the claim, which finds it ours.
+    let never_created = r.status.as_ref().is_none_or(|s| s.arn.is_none());
     let existing = if never_created && !observe_only {
         None
     } else {
