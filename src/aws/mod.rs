@@ -3,6 +3,7 @@
 
 mod error;
 mod ownership;
+pub mod profiles;
 pub mod snapshot;
 
 pub use error::{AwsError, AwsErrorKind, Found};

@@ -49,6 +49,26 @@ impl<'a, K: Managed> Changes<'a, K> {
         self.notes.push(note);
     }
 
+    /// The result of one write: recorded (`note`) when it was made. On a failure the
+    /// changes made before it are published (one event), so a partial apply is
+    /// reported too, and the error is returned for the caller's `?`.
+    pub async fn record<T, E>(
+        &mut self,
+        result: Result<T, E>,
+        note: impl FnOnce() -> String,
+    ) -> Result<T, E> {
+        match result {
+            Ok(out) => {
+                self.made(note());
+                Ok(out)
+            }
+            Err(e) => {
+                self.publish().await;
+                Err(e)
+            }
+        }
+    }
+
     /// Publish the changes recorded so far as one event (none when nothing changed).
     pub async fn publish(&mut self) {
         if self.notes.is_empty() {

@@ -93,7 +93,7 @@ async fn aws_role(name: &str) {
         .unwrap();
 }
 
-async fn profile(name: &str) -> Option<aws_sdk_iam::types::InstanceProfile> {
+pub(crate) async fn profile(name: &str) -> Option<aws_sdk_iam::types::InstanceProfile> {
     match iam()
         .await
         .get_instance_profile()
@@ -112,7 +112,7 @@ async fn profile(name: &str) -> Option<aws_sdk_iam::types::InstanceProfile> {
     }
 }
 
-fn roles_of(p: &aws_sdk_iam::types::InstanceProfile) -> Vec<String> {
+pub(crate) fn roles_of(p: &aws_sdk_iam::types::InstanceProfile) -> Vec<String> {
     p.roles().iter().map(|r| r.role_name.clone()).collect()
 }
 

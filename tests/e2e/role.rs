@@ -704,28 +704,7 @@ async fn a_role_owned_by_another_is_never_touched() {
     assert_eq!(op.aws_writes().await, 0);
 }
 
-async fn aws_profile(name: &str) -> Option<aws_sdk_iam::types::InstanceProfile> {
-    match iam()
-        .await
-        .get_instance_profile()
-        .instance_profile_name(name)
-        .send()
-        .await
-    {
-        Ok(out) => out.instance_profile,
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_no_such_entity_exception()) =>
-        {
-            None
-        }
-        Err(e) => panic!("GetInstanceProfile: {e:?}"),
-    }
-}
-
-fn profile_roles(p: &aws_sdk_iam::types::InstanceProfile) -> Vec<String> {
-    p.roles().iter().map(|r| r.role_name.clone()).collect()
-}
+use crate::binding::{profile as aws_profile, roles_of as profile_roles};
 
 #[tokio::test]
 async fn a_role_keeps_its_own_instance_profile_for_launch_templates() {

@@ -6,18 +6,7 @@ use std::collections::BTreeMap;
 use super::plan::{Desired, Profile, ProfileWrite};
 use crate::aws::{Aws, AwsError, Found, tag_map, to_tags};
 
-pub async fn get_profile(aws: &Aws, name: &str) -> Result<Option<Profile>, AwsError> {
-    let call = aws.iam.get_instance_profile().instance_profile_name(name);
-    let out = aws
-        .call("iam", "GetInstanceProfile", call.send())
-        .await
-        .found()?;
-    Ok(out.and_then(|o| o.instance_profile).map(|p| Profile {
-        arn: p.arn.clone(),
-        tags: tag_map(p.tags()),
-        roles: p.roles().iter().map(|r| r.role_name.clone()).collect(),
-    }))
-}
+pub use crate::aws::profiles::{delete as delete_profile, get as get_profile, remove_role};
 
 pub async fn create_profile(aws: &Aws, d: &Desired) -> Result<Option<Profile>, AwsError> {
     let call = aws
@@ -75,27 +64,4 @@ pub async fn role_tags(
     let call = aws.iam.get_role().role_name(name);
     let out = aws.call("iam", "GetRole", call.send()).await.found()?;
     Ok(out.and_then(|o| o.role).map(|r| tag_map(r.tags())))
-}
-
-pub async fn remove_role(aws: &Aws, profile: &str, role: &str) -> Result<(), AwsError> {
-    let call = aws
-        .iam
-        .remove_role_from_instance_profile()
-        .instance_profile_name(profile)
-        .role_name(role);
-    aws.call("iam", "RemoveRoleFromInstanceProfile", call.send())
-        .await
-        .found()?;
-    Ok(())
-}
-
-pub async fn delete_profile(aws: &Aws, name: &str) -> Result<(), AwsError> {
-    let call = aws
-        .iam
-        .delete_instance_profile()
-        .instance_profile_name(name);
-    aws.call("iam", "DeleteInstanceProfile", call.send())
-        .await
-        .found()?;
-    Ok(())
 }

@@ -402,40 +402,36 @@ async fn apply_profile(
     } else {
         Changes::new(ctx, b)
     };
-    let mut failed = None;
     for w in writes {
-        match io::write(&ctx.aws, d, w).await {
-            Ok(()) => changes.made(match w {
-                ProfileWrite::Untag(keys) => {
-                    format!("removed tags {keys:?} of instance profile {}", d.name)
-                }
-                ProfileWrite::Tag(tags) => format!(
-                    "set tags {:?} of instance profile {}",
-                    tags.keys().collect::<Vec<_>>(),
-                    d.name
-                ),
-                ProfileWrite::RemoveRole(role) => {
-                    format!("removed role {role} from instance profile {}", profile.arn)
-                }
-                ProfileWrite::AddRole => {
-                    format!("instance profile {} now holds role {}", d.name, d.role)
-                }
+        let made = match io::write(&ctx.aws, d, w).await {
+            Err(e) if *w == ProfileWrite::AddRole && e.is_not_found() => Err(Error::Waiting {
+                reason: Reason::DependencyNotReady,
+                message: format!("{}: role {:?} does not exist in AWS", d.role_field, d.role),
             }),
-            Err(e) if *w == ProfileWrite::AddRole && e.is_not_found() => {
-                failed = Some(Error::Waiting {
-                    reason: Reason::DependencyNotReady,
-                    message: format!("{}: role {:?} does not exist in AWS", d.role_field, d.role),
-                });
-                break;
-            }
-            Err(e) => {
-                failed = Some(e.into());
-                break;
-            }
-        }
+            other => other.map_err(Error::from),
+        };
+        changes.record(made, || note(d, &profile.arn, w)).await?;
     }
     changes.publish().await;
-    failed.map_or(Ok(()), Err)
+    Ok(())
+}
+
+/// What a profile write did, for the Updated / DriftCorrected event.
+fn note(d: &Desired, arn: &str, w: &ProfileWrite) -> String {
+    match w {
+        ProfileWrite::Untag(keys) => {
+            format!("removed tags {keys:?} of instance profile {}", d.name)
+        }
+        ProfileWrite::Tag(tags) => format!(
+            "set tags {:?} of instance profile {}",
+            tags.keys().collect::<Vec<_>>(),
+            d.name
+        ),
+        ProfileWrite::RemoveRole(role) => {
+            format!("removed role {role} from instance profile {arn}")
+        }
+        ProfileWrite::AddRole => format!("instance profile {} now holds role {}", d.name, d.role),
+    }
 }
 
 /// What [`apply_associations`] did.

@@ -23,13 +23,7 @@ pub struct Desired {
     pub replace_existing: bool,
 }
 
-/// An instance profile as IAM holds it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Profile {
-    pub arn: String,
-    pub tags: BTreeMap<String, String>,
-    pub roles: Vec<String>,
-}
+pub use crate::aws::profiles::Profile;
 
 /// One IAM write to the binding's profile.
 #[derive(Debug, Clone, PartialEq)]

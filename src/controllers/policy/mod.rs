@@ -238,24 +238,12 @@ async fn apply_writes(
 ) -> Result<Option<String>, Error> {
     let mut changes = Changes::new(ctx, p);
     let mut version = None;
-    let mut failed = None;
     for w in writes {
-        match io::write(&ctx.aws, d, w).await {
-            Ok(v) => {
-                version = v.or(version);
-                changes.made(w.note());
-            }
-            Err(e) => {
-                failed = Some(e);
-                break;
-            }
-        }
+        let made = io::write(&ctx.aws, d, w).await;
+        version = changes.record(made, || w.note()).await?.or(version);
     }
     changes.publish().await;
-    match failed {
-        Some(e) => Err(e.into()),
-        None => Ok(version),
-    }
+    Ok(version)
 }
 
 /// Report: the identity fields of the status.

@@ -89,6 +89,7 @@ pub fn from_snapshot(entry: &RoleEntry, d: &Desired, want_profile: bool) -> Opti
         .map(|p| Profile {
             arn: p.arn.clone(),
             roles: p.roles().iter().map(|r| r.role_name.clone()).collect(),
+            tags: tag_map(p.tags()),
         });
     Some(Observed {
         arn: r.arn.clone()?,
@@ -112,31 +113,6 @@ pub fn from_snapshot(entry: &RoleEntry, d: &Desired, want_profile: bool) -> Opti
         inline,
         profile,
     })
-}
-
-/// The instance profile of that name with its tags, if it exists.
-pub async fn get_profile(
-    aws: &Aws,
-    name: &str,
-) -> Result<Option<(Profile, BTreeMap<String, String>)>, AwsError> {
-    let out = aws
-        .call(
-            "iam",
-            "GetInstanceProfile",
-            aws.iam
-                .get_instance_profile()
-                .instance_profile_name(name)
-                .send(),
-        )
-        .await
-        .found()?;
-    Ok(out.and_then(|o| o.instance_profile).map(|p| {
-        let profile = Profile {
-            arn: p.arn.clone(),
-            roles: p.roles().iter().map(|r| r.role_name.clone()).collect(),
-        };
-        (profile, tag_map(p.tags()))
-    }))
 }
 
 pub async fn create_role(aws: &Aws, d: &Desired) -> Result<Option<Role>, AwsError> {
@@ -312,28 +288,9 @@ pub async fn delete_inline(aws: &Aws, name: &str, policy: &str) -> Result<(), Aw
     Ok(())
 }
 
-pub async fn remove_from_profile(aws: &Aws, profile: &str, role: &str) -> Result<(), AwsError> {
-    let call = aws
-        .iam
-        .remove_role_from_instance_profile()
-        .instance_profile_name(profile)
-        .role_name(role);
-    aws.call("iam", "RemoveRoleFromInstanceProfile", call.send())
-        .await
-        .found()?;
-    Ok(())
-}
-
-pub async fn delete_profile(aws: &Aws, profile: &str) -> Result<(), AwsError> {
-    let call = aws
-        .iam
-        .delete_instance_profile()
-        .instance_profile_name(profile);
-    aws.call("iam", "DeleteInstanceProfile", call.send())
-        .await
-        .found()?;
-    Ok(())
-}
+pub use crate::aws::profiles::{
+    delete as delete_profile, get as get_profile, remove_role as remove_from_profile,
+};
 
 pub async fn delete_role(aws: &Aws, name: &str) -> Result<(), AwsError> {
     let call = aws.iam.delete_role().role_name(name);

@@ -182,12 +182,11 @@ async fn observe_role(
     if d.instance_profile || had_profile {
         seen.profile = match io::get_profile(aws, &d.name).await? {
             // A profile the spec does not want is removed only when it is ours.
-            Some((p, tags)) if !d.instance_profile => {
-                (ctx.owner(r).ownership(&tags) == Ownership::Ours).then_some(p)
+            Some(p) if !d.instance_profile => {
+                (ctx.owner(r).ownership(&p.tags) == Ownership::Ours).then_some(p)
             }
-            Some((p, tags)) => {
-                let what = "instance profile";
-                claim_of(r, ctx, &tags, &p.arn, what).await?;
+            Some(p) => {
+                claim_of(r, ctx, &p.tags, &p.arn, "instance profile").await?;
                 Some(p)
             }
             None => None,
@@ -259,29 +258,16 @@ async fn apply_writes(
         Changes::new(ctx, r)
     };
     let mut profile = profile_arn(seen);
-    let mut failed = None;
     for w in writes {
-        match io::write(&ctx.aws, d, w).await {
-            Ok(made) => {
-                if let Some(arn) = made {
-                    profile = Some(arn);
-                }
-                if *w == Write::DeleteProfile {
-                    profile = None;
-                }
-                changes.made(w.note(d));
-            }
-            Err(e) => {
-                failed = Some(e);
-                break;
-            }
+        let made = io::write(&ctx.aws, d, w).await;
+        match (changes.record(made, || w.note(d)).await?, w) {
+            (Some(arn), _) => profile = Some(arn),
+            (None, Write::DeleteProfile) => profile = None,
+            _ => {}
         }
     }
     changes.publish().await;
-    match failed {
-        Some(e) => Err(e.into()),
-        None => Ok(profile),
-    }
+    Ok(profile)
 }
 
 fn profile_arn(seen: &Observed) -> Option<String> {
@@ -315,8 +301,8 @@ async fn cleanup(r: Arc<IamRole>, ctx: Arc<Context>) -> Result<(), Error> {
         return Ok(());
     }
     let owner = ctx.owner(&*r);
-    if let Some((profile, tags)) = io::get_profile(aws, &name).await?
-        && owner.ownership(&tags) == Ownership::Ours
+    if let Some(profile) = io::get_profile(aws, &name).await?
+        && owner.ownership(&profile.tags) == Ownership::Ours
     {
         for role in &profile.roles {
             io::remove_from_profile(aws, &name, role).await?;

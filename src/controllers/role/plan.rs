@@ -29,12 +29,7 @@ pub struct Observed {
     pub profile: Option<Profile>,
 }
 
-/// An instance profile as AWS holds it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Profile {
-    pub arn: String,
-    pub roles: Vec<String>,
-}
+pub use crate::aws::profiles::Profile;
 
 impl Observed {
     /// The role exactly as CreateRole just made it from `d`: nothing attached, no
@@ -352,11 +347,13 @@ mod tests {
         seen.profile = Some(Profile {
             arn: "p".into(),
             roles: vec!["ns-app".into()],
+            ..Default::default()
         });
         assert_eq!(plan(&d, &seen), vec![]);
         seen.profile = Some(Profile {
             arn: "p".into(),
             roles: vec!["intruder".into()],
+            ..Default::default()
         });
         assert_eq!(
             plan(&d, &seen),
@@ -369,6 +366,7 @@ mod tests {
         seen.profile = Some(Profile {
             arn: "p".into(),
             roles: vec!["ns-app".into()],
+            ..Default::default()
         });
         assert_eq!(
             plan(&d, &seen),
