@@ -59,6 +59,8 @@ pub struct IamRoleSpec {
     #[schemars(range(min = 3600, max = 43200))]
     pub max_session_duration: i32,
     /// The trust policy document; `Principal` is required in each statement.
+    /// `$AWS_ACCOUNT_ID`, `${AWS_PARTITION}` and `${AWS_REGION}` are replaced by the
+    /// account, partition and region the role lives in.
     #[schemars(schema_with = "crate::crds::free_form_object")]
     pub assume_role_policy: serde_json::Value,
     /// ARNs of AWS-managed or external policies to attach, managed exclusively.
@@ -67,10 +69,16 @@ pub struct IamRoleSpec {
     /// IamPolicy objects in the same namespace to attach; the role waits until each is Ready.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policy_refs: Vec<LocalObjectRef>,
-    /// Inline policies by name, managed exclusively.
+    /// Inline policies by name, managed exclusively (with `inlinePoliciesFrom`).
+    /// Variables are replaced as in `assumeRolePolicy`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "crate::crds::map_of_free_form_objects")]
     pub inline_policies: BTreeMap<String, serde_json::Value>,
+    /// Inline policies by name whose documents come from ConfigMap keys in the
+    /// object's namespace (JSON or YAML), followed when a ConfigMap changes. A name is
+    /// in `inlinePolicies` or here, not both.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inline_policies_from: BTreeMap<String, DocumentSource>,
     /// ARN of the permissions boundary policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions_boundary: Option<String>,

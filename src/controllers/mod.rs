@@ -5,6 +5,7 @@
 pub mod access_key;
 pub mod binding;
 pub mod changes;
+pub mod documents;
 pub mod instances;
 pub mod policy;
 pub mod reconciler;

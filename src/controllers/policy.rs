@@ -7,13 +7,12 @@ use std::sync::Arc;
 use kube::ResourceExt;
 use serde_json::Value;
 
+use super::documents::{Resolved, policy_config_maps, policy_document, watch_config_maps};
 use super::reconciler::{Applied, reconcile, run_controller};
 use super::{Context, Error, Shutdown, governed_name, key_of};
 use crate::api::{DeletionPolicy, IamPolicy, IamPolicyStatus};
 use crate::aws::{Aws, AwsError, AwsErrorKind, Found, Ownership, sync_tags, tag_map, to_tags};
-use crate::policy::{
-    DocKind, allowed_actions_matching, decode_aws_document, same_document, validate_document,
-};
+use crate::policy::{allowed_actions_matching, decode_aws_document, same_document};
 use crate::status;
 
 pub const KIND: &str = "IamPolicy";
@@ -22,11 +21,12 @@ const MAX_VERSIONS: usize = 5;
 
 /// Run the IamPolicy controller until shutdown.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
+    let watched = ctx.clone();
     run_controller::<IamPolicy, _, _>(
         ctx,
         shutdown,
         |obj, ctx| reconcile(obj, ctx, apply, cleanup),
-        |c, _| c,
+        move |c, scope| watch_config_maps(c, watched.clone(), scope, policy_config_maps),
     )
     .await;
 }
@@ -74,11 +74,15 @@ struct Synced {
 
 /// Reconcile one policy: errors become conditions, not failures.
 async fn apply(p: Arc<IamPolicy>, ctx: Arc<Context>) -> Applied<IamPolicyStatus> {
+    // The document as AWS gets it: from its ConfigMap, variables replaced, checked.
+    let doc = match policy_document(&ctx, &p).await {
+        Ok(doc) => doc,
+        Err(e) => return Applied::failed(None, e),
+    };
     // Unknown actions are reported (condition + warning event), never held back: AWS
     // may know actions newer than the shipped catalog.
-    let spec = serde_json::to_value(&p.spec).unwrap_or_default();
-    let recognized = crate::policy::actions_recognized_in_spec(KIND, &spec);
-    let applied = match sync(&p, &ctx).await {
+    let recognized = crate::policy::actions_recognized([(doc.field.clone(), &doc.document)]);
+    let applied = match sync(&p, &ctx, &doc).await {
         Ok(s) => {
             let message = format!("policy {} is in sync", s.arn);
             let status = IamPolicyStatus {
@@ -95,22 +99,21 @@ async fn apply(p: Arc<IamPolicy>, ctx: Arc<Context>) -> Applied<IamPolicyStatus>
 }
 
 /// Validate, then bring AWS to the spec with the fewest writes.
-async fn sync(p: &IamPolicy, ctx: &Context) -> Result<Synced, Error> {
-    // Pure checks first: a bad spec never reaches AWS.
-    validate_document(&p.spec.document, "spec.document", DocKind::Managed)
-        .map_err(|e| Error::stalled(Reason::InvalidPolicyDocument, e.to_string()))?;
+async fn sync(p: &IamPolicy, ctx: &Context, doc: &Resolved) -> Result<Synced, Error> {
+    // Pure checks first: a bad spec never reaches AWS (the document's grammar was
+    // checked as it was resolved).
     let gov = crate::trust::current();
     let path = gov.path(&p.spec.path)?;
     gov.check_name("spec.name", &policy_name(p))?;
     if let Some((field, msg)) =
-        allowed_actions_matching(&p.spec.document, "spec.document", &gov.deny_actions)
+        allowed_actions_matching(&doc.document, &doc.field, &gov.deny_actions)
     {
         return Err(Error::stalled(
             Reason::GuardrailViolation,
             format!("{field}: {msg}"),
         ));
     }
-    let document = serde_json::to_string(&p.spec.document).expect("a JSON value serializes");
+    let document = serde_json::to_string(&doc.document).expect("a JSON value serializes");
     let aws = &ctx.aws;
     let owner = ctx.owner(p);
     let desired_tags = owner.desired_tags(&p.spec.tags);
@@ -249,10 +252,10 @@ async fn sync(p: &IamPolicy, ctx: &Context) -> Result<Synced, Error> {
     };
     if current_doc
         .as_ref()
-        .map(|d| same_document(d, &p.spec.document))
+        .map(|d| same_document(d, &doc.document))
         != Some(true)
     {
-        default_version_id = Some(set_document(aws, &arn, &p.spec.document, &document).await?);
+        default_version_id = Some(set_document(aws, &arn, &doc.document, &document).await?);
         let (reason, note) = if in_sync_before {
             ctx.metrics.drift_corrected(KIND);
             (

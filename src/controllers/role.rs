@@ -10,6 +10,7 @@ use kube::ResourceExt;
 use serde_json::Value;
 
 use super::changes::Changes;
+use super::documents;
 use super::reconciler::{Applied, Guarded, reconcile, run_controller, scoped_api};
 use super::refs::{names, referencing, resolve_policy_refs};
 use super::{Context, Error, Settings, Shutdown, governed_name, key_of, watch_config};
@@ -24,17 +25,19 @@ use crate::policy::{
 /// becomes Ready, its ARN changes) re-triggers the roles that reference it.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let client = ctx.client.clone();
+    let watched = ctx.clone();
     run_controller::<IamRole, _, _>(
         ctx,
         shutdown,
         |obj, ctx| reconcile(obj, ctx, apply, cleanup),
         move |c, scope| {
             let store = c.store();
-            c.watches(
+            let c = c.watches(
                 scoped_api::<Guarded<IamPolicy>>(&client, scope),
                 watch_config(),
                 move |p| referencing(&store, &p, |r: &IamRole| names(&r.spec.policy_refs)),
-            )
+            );
+            documents::watch_config_maps(c, watched.clone(), scope, documents::role_config_maps)
         },
     )
     .await;
@@ -63,21 +66,22 @@ struct Desired {
     inline: BTreeMap<String, Value>,
 }
 
-/// Validate the spec and apply the guardrails: a failure is Stalled, before any AWS call.
-fn desired(r: &IamRole, ctx: &Context) -> Result<Desired, Error> {
+/// Validate the spec (its documents resolved: `spec`) and apply the guardrails: a
+/// failure is Stalled, before any AWS call.
+fn desired(r: &IamRole, spec: &IamRoleSpec, ctx: &Context) -> Result<Desired, Error> {
     let gov = crate::trust::current();
-    let boundary = validate(&r.spec, &gov.settings(&ctx.settings))?;
+    let boundary = validate(spec, &gov.settings(&ctx.settings))?;
     let name = role_name(r);
     gov.check_name("spec.name", &name)?;
     Ok(Desired {
         path: gov.path(&r.spec.path)?,
         name,
-        trust: r.spec.assume_role_policy.clone(),
+        trust: spec.assume_role_policy.clone(),
         description: r.spec.description.clone().unwrap_or_default(),
         max_session: r.spec.max_session_duration,
         boundary,
         tags: ctx.owner(r).desired_tags(&r.spec.tags),
-        inline: r.spec.inline_policies.clone(),
+        inline: spec.inline_policies.clone(),
     })
 }
 
@@ -107,7 +111,7 @@ pub fn validate(spec: &IamRoleSpec, settings: &Settings) -> Result<Option<String
         ));
     }
     for (name, doc) in &spec.inline_policies {
-        let root = format!("spec.inlinePolicies.{name}");
+        let root = documents::inline_field(spec, name);
         check_policy_name(name)
             .map_err(|m| Error::stalled(Reason::InvalidSpec, format!("{root}: {m}")))?;
         validate_document(doc, &root, DocKind::Inline).map_err(invalid_doc)?;
@@ -186,10 +190,14 @@ fn check_policy_arn(arn: &str) -> Result<(), String> {
 
 /// Reconcile one role: errors become conditions, not failures.
 async fn apply(r: Arc<IamRole>, ctx: Arc<Context>) -> Applied<IamRoleStatus> {
+    // The documents as AWS gets them: from their ConfigMaps, variables replaced.
+    let spec = match documents::role_spec(&ctx, &r).await {
+        Ok(spec) => spec,
+        Err(e) => return Applied::failed(None, e),
+    };
     // Unknown actions are reported (condition + warning event), never held back.
-    let spec = serde_json::to_value(&r.spec).unwrap_or_default();
-    let recognized = crate::policy::actions_recognized_in_spec("IamRole", &spec);
-    let applied = match sync(&r, &ctx).await {
+    let recognized = crate::policy::actions_recognized(documents::role_documents(&spec));
+    let applied = match sync(&r, &spec, &ctx).await {
         Ok(status) => {
             let message = format!(
                 "role {} is in sync",
@@ -203,8 +211,8 @@ async fn apply(r: Arc<IamRole>, ctx: Arc<Context>) -> Applied<IamRoleStatus> {
 }
 
 /// Validate, resolve references, then bring AWS to the spec with the fewest writes.
-async fn sync(r: &IamRole, ctx: &Context) -> Result<IamRoleStatus, Error> {
-    let d = desired(r, ctx)?;
+async fn sync(r: &IamRole, spec: &IamRoleSpec, ctx: &Context) -> Result<IamRoleStatus, Error> {
+    let d = desired(r, spec, ctx)?;
     let ns = r.namespace().unwrap_or_default();
     let refs =
         resolve_policy_refs(&ctx.client, &ns, "spec.policyRefs", &r.spec.policy_refs).await?;
