@@ -43,6 +43,9 @@ pub struct Resolved {
     /// The field the document is reported under (`spec.document`, `spec.documentFrom`).
     pub field: String,
     pub document: Value,
+    /// `ConfigMap "x" key "y"` for a document from a ConfigMap: a difference with AWS
+    /// then usually follows an edit of the ConfigMap, not drift.
+    pub source: Option<String>,
 }
 
 /// The document of an IamPolicy: `spec.document`, or the ConfigMap key
@@ -75,7 +78,14 @@ pub async fn policy_document(ctx: &Context, p: &IamPolicy) -> Result<Resolved, E
             origin.map(from_source).unwrap_or_default()
         ))
     })?;
-    Ok(Resolved { field, document })
+    Ok(Resolved {
+        field,
+        document,
+        source: origin.map(|s| {
+            let r = &s.config_map_key_ref;
+            format!("ConfigMap {:?} key {:?}", r.name, r.key)
+        }),
+    })
 }
 
 /// A role's spec with every document resolved: `assumeRolePolicy` and

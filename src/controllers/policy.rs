@@ -256,7 +256,12 @@ async fn sync(p: &IamPolicy, ctx: &Context, doc: &Resolved) -> Result<Synced, Er
         != Some(true)
     {
         default_version_id = Some(set_document(aws, &arn, &doc.document, &document).await?);
-        let (reason, note) = if in_sync_before {
+        let (reason, note) = if let Some(source) = &doc.source {
+            (
+                "Updated",
+                format!("policy {arn} has a new default version from {source}"),
+            )
+        } else if in_sync_before {
             ctx.metrics.drift_corrected(KIND);
             (
                 "DriftCorrected",

@@ -64,6 +64,8 @@ struct Desired {
     boundary: Option<String>,
     tags: BTreeMap<String, String>,
     inline: BTreeMap<String, Value>,
+    /// The inline policies that come from ConfigMaps (their changes are updates).
+    inline_from: BTreeSet<String>,
 }
 
 /// Validate the spec (its documents resolved: `spec`) and apply the guardrails: a
@@ -82,6 +84,7 @@ fn desired(r: &IamRole, spec: &IamRoleSpec, ctx: &Context) -> Result<Desired, Er
         boundary,
         tags: ctx.owner(r).desired_tags(&r.spec.tags),
         inline: spec.inline_policies.clone(),
+        inline_from: spec.inline_policies_from.keys().cloned().collect(),
     })
 }
 
@@ -267,7 +270,7 @@ async fn sync(r: &IamRole, spec: &IamRoleSpec, ctx: &Context) -> Result<IamRoleS
     let result = async {
         update_role(aws, &d, &role, &mut changes).await?;
         sync_attachments(aws, &d.name, &attached, created, &mut changes).await?;
-        sync_inline(aws, &d.name, &d.inline, created, &mut changes).await
+        sync_inline(aws, &d, created, &mut changes).await
     }
     .await;
     // The changes made before a failure are reported too.
@@ -598,11 +601,11 @@ async fn detach(aws: &Aws, name: &str, arn: &str) -> Result<(), AwsError> {
 /// Put the inline policies the spec holds (when missing or different), delete the rest.
 async fn sync_inline(
     aws: &Aws,
-    name: &str,
-    want: &BTreeMap<String, Value>,
+    d: &Desired,
     created: bool,
     changes: &mut Changes<'_, IamRole>,
 ) -> Result<(), Error> {
+    let (name, want) = (d.name.as_str(), &d.inline);
     let have: BTreeSet<String> = if created {
         BTreeSet::new()
     } else {
@@ -639,7 +642,11 @@ async fn sync_inline(
                 .send(),
         )
         .await?;
-        changes.made(format!("put inline policy {policy}"));
+        if d.inline_from.contains(policy) {
+            changes.followed(format!("put inline policy {policy} from its ConfigMap"));
+        } else {
+            changes.made(format!("put inline policy {policy}"));
+        }
     }
     for policy in have.iter().filter(|p| !want.contains_key(*p)) {
         delete_inline(aws, name, policy).await?;
