@@ -722,6 +722,117 @@ spec:
 }
 
 #[cfg(test)]
+mod document_from_tests {
+    use super::*;
+
+    fn check(yaml: &str, g: &Guardrails) -> Vec<String> {
+        validate_text(Path::new("k.yaml"), yaml, &schemas(), g)
+            .iter()
+            .map(|p| {
+                let prefix = if p.is_error() { "" } else { "note: " };
+                format!("{prefix}{p}")
+            })
+            .collect()
+    }
+
+    /// `kustomize build` output: the ConfigMaps resolve the references, documents are
+    /// checked with the variables' placeholder values, and a reference to a ConfigMap
+    /// that is not among the inputs is a note, not a problem.
+    #[test]
+    fn documents_from_config_maps_among_the_inputs_are_checked() {
+        let yaml = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: vendor-policy-5h8k2, namespace: team}
+data:
+  good.json: |
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage",
+     "Resource": "arn:${AWS_PARTITION}:sqs:${AWS_REGION}:$AWS_ACCOUNT_ID:q"}]}
+  bad.json: |
+    {"Version": "2012-10-17", "Statement": [{"Effect": "allow", "Action": "s3:GetObject", "Resource": "*"}]}
+  broken.json: '{"Version": '
+  admin.yaml: |
+    Version: "2012-10-17"
+    Statement: {Effect: Allow, Action: "iam:*", Resource: "*"}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamPolicy
+metadata: {name: good, namespace: team}
+spec:
+  documentFrom: {configMapKeyRef: {name: vendor-policy-5h8k2, key: good.json}}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamPolicy
+metadata: {name: bad, namespace: team}
+spec:
+  documentFrom: {configMapKeyRef: {name: vendor-policy-5h8k2, key: bad.json}}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamPolicy
+metadata: {name: broken, namespace: team}
+spec:
+  documentFrom: {configMapKeyRef: {name: vendor-policy-5h8k2, key: broken.json}}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamPolicy
+metadata: {name: nokey, namespace: team}
+spec:
+  documentFrom: {configMapKeyRef: {name: vendor-policy-5h8k2, key: missing.json}}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamPolicy
+metadata: {name: elsewhere, namespace: other}
+spec:
+  documentFrom: {configMapKeyRef: {name: vendor-policy-5h8k2, key: good.json}}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamPolicy
+metadata: {name: both, namespace: team}
+spec:
+  document: {Version: "2012-10-17", Statement: {Effect: Allow, Action: "s3:GetObject", Resource: "*"}}
+  documentFrom: {configMapKeyRef: {name: vendor-policy-5h8k2, key: good.json}}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamPolicy
+metadata: {name: written, namespace: team}
+spec:
+  document: {Version: "2012-10-17", Statement: {Effect: Allow, Action: "sns:Publish", Resource: "arn:${AWS_PARTITION}:sns:${AWS_REGION}:${AWS_ACCOUNT_ID}:t"}}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamRole
+metadata: {name: r, namespace: team}
+spec:
+  assumeRolePolicy: {Version: "2012-10-17", Statement: [{Effect: Allow, Principal: {AWS: "arn:${AWS_PARTITION}:iam::$AWS_ACCOUNT_ID:root"}, Action: "sts:AssumeRole"}]}
+  inlinePolicies:
+    own: {Version: "2012-10-17", Statement: {Effect: Allow, Action: "s3:GetObject", Resource: "*"}}
+  inlinePoliciesFrom:
+    own: {configMapKeyRef: {name: vendor-policy-5h8k2, key: good.json}}
+    good: {configMapKeyRef: {name: vendor-policy-5h8k2, key: good.json}}
+    admin: {configMapKeyRef: {name: vendor-policy-5h8k2, key: admin.yaml}}
+"#;
+        let g = Guardrails {
+            deny_actions: vec!["iam:CreateUser".into()],
+            ..Default::default()
+        };
+        let cm = r#"(from ConfigMap "vendor-policy-5h8k2" key "bad.json")"#;
+        assert_eq!(
+            check(yaml, &g),
+            vec![
+                format!(
+                    r#"k.yaml:IamPolicy/bad: spec.documentFrom.Statement[0].Effect: must be "Allow" or "Deny", got "allow" {cm}"#
+                ),
+                r#"k.yaml:IamPolicy/broken: spec.documentFrom: ConfigMap "vendor-policy-5h8k2" key "broken.json" is not valid JSON: EOF while parsing a value at line 1 column 12"#.to_string(),
+                r#"k.yaml:IamPolicy/nokey: spec.documentFrom.configMapKeyRef: ConfigMap "vendor-policy-5h8k2" has no key "missing.json""#.to_string(),
+                r#"note: k.yaml:IamPolicy/elsewhere: spec.documentFrom.configMapKeyRef: ConfigMap "vendor-policy-5h8k2" is not among the inputs; the document is checked when the operator reconciles (give its manifest too, e.g. kustomize build . | iamwright validate -f -)"#.to_string(),
+                "k.yaml:IamPolicy/both: spec: exactly one of spec.document and spec.documentFrom must be set".to_string(),
+                "k.yaml:IamRole/r: spec.inlinePoliciesFrom.own: each inline policy name must be in only one of spec.inlinePolicies and spec.inlinePoliciesFrom".to_string(),
+                r#"k.yaml:IamRole/r: spec.inlinePoliciesFrom.admin.Statement.Action[0]: allows "iam:*", which the operator's --deny-action "iam:CreateUser" forbids"#.to_string(),
+            ]
+        );
+    }
+}
+
+#[cfg(test)]
 mod trust_tests {
     use super::*;
 
