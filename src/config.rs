@@ -71,6 +71,10 @@ pub struct PolicyArgs {
     /// The cluster name (as `run --cluster-name`); only used in the statement ids.
     #[arg(long, env = "IAMWRIGHT_CLUSTER_NAME")]
     pub cluster_name: Option<String>,
+    /// The AWS partition of the operator's account (`aws`, `aws-cn`, `aws-us-gov`):
+    /// the ARNs of the policy are written in it.
+    #[arg(long, default_value = "aws")]
+    pub partition: String,
 }
 
 /// The trust-model grants of the whole cluster (api.md "Trust model"): without them a

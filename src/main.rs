@@ -16,9 +16,12 @@ async fn main() {
         Command::Policy(args) => {
             match iamwright::trust::operator_policy::read_scopes(&args.scopes) {
                 Ok(scopes) => {
-                    let doc = iamwright::trust::operator_policy::policy(
-                        &scopes,
-                        &iamwright::config::TrustArgs::default(),
+                    let doc = iamwright::trust::operator_policy::in_partition(
+                        &iamwright::trust::operator_policy::policy(
+                            &scopes,
+                            &iamwright::config::TrustArgs::default(),
+                        ),
+                        &args.partition,
                     );
                     println!(
                         "{}",
