@@ -39,10 +39,15 @@ pub enum Command {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("input").required(true).multiple(true).args(["paths", "files"])))]
 pub struct ValidateArgs {
     /// Files or directories (searched for *.yaml, *.yml, *.json); multi-document YAML.
-    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    /// `-` reads the standard input (`kustomize build . | iamwright validate -f -`).
+    #[arg(short = 'f', long = "filename", num_args = 1..)]
     pub paths: Vec<std::path::PathBuf>,
+    /// More files or directories, as with `-f`.
+    #[arg(value_name = "PATH")]
+    pub files: Vec<std::path::PathBuf>,
     /// Permissions boundary the operator requires (as `run --required-permissions-boundary`).
     #[arg(long, env = "IAMWRIGHT_REQUIRED_PERMISSIONS_BOUNDARY")]
     pub required_permissions_boundary: Option<String>,
@@ -66,6 +71,10 @@ pub struct PolicyArgs {
     /// The cluster name (as `run --cluster-name`); only used in the statement ids.
     #[arg(long, env = "IAMWRIGHT_CLUSTER_NAME")]
     pub cluster_name: Option<String>,
+    /// The AWS partition of the operator's account (`aws`, `aws-cn`, `aws-us-gov`):
+    /// the ARNs of the policy are written in it.
+    #[arg(long, default_value = "aws")]
+    pub partition: String,
 }
 
 /// The trust-model grants of the whole cluster (api.md "Trust model"): without them a

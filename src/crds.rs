@@ -45,6 +45,13 @@ fn immutable_required(field: &str) -> (String, String) {
     )
 }
 
+/// The message of the IamPolicy rule that a document is written in or referenced, not
+/// both (`iamwright validate` prints it too).
+pub const POLICY_DOCUMENT_ONE_OF: &str =
+    "exactly one of spec.document and spec.documentFrom must be set";
+/// The message of the IamRole rule that an inline policy name is in one map only.
+pub const INLINE_POLICY_IN_BOTH: &str = "each inline policy name must be in only one of spec.inlinePolicies and spec.inlinePoliciesFrom";
+
 /// All the CRDs, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
     let mut policy = IamPolicy::crd();
@@ -54,6 +61,10 @@ pub fn all() -> Vec<CustomResourceDefinition> {
             immutable_optional("name"),
             immutable_required("path"),
             immutable_optional("description"),
+            (
+                "has(self.document) != has(self.documentFrom)".into(),
+                POLICY_DOCUMENT_ONE_OF.into(),
+            ),
         ],
     );
 
@@ -66,6 +77,10 @@ pub fn all() -> Vec<CustomResourceDefinition> {
             (
                 "has(self.assumeRolePolicy) || (has(self.serviceAccounts) && size(self.serviceAccounts) > 0)".into(),
                 crate::trust::eks::REQUIRE_ONE.into(),
+            ),
+            (
+                "!has(self.inlinePolicies) || !has(self.inlinePoliciesFrom) || self.inlinePoliciesFrom.all(k, !(k in self.inlinePolicies))".into(),
+                INLINE_POLICY_IN_BOTH.into(),
             ),
         ],
     );

@@ -16,9 +16,12 @@ async fn main() {
         Command::Policy(args) => {
             match iamwright::trust::operator_policy::read_scopes(&args.scopes) {
                 Ok(scopes) => {
-                    let doc = iamwright::trust::operator_policy::policy(
-                        &scopes,
-                        &iamwright::config::TrustArgs::default(),
+                    let doc = iamwright::trust::operator_policy::in_partition(
+                        &iamwright::trust::operator_policy::policy(
+                            &scopes,
+                            &iamwright::config::TrustArgs::default(),
+                        ),
+                        &args.partition,
                     );
                     println!(
                         "{}",
@@ -35,14 +38,24 @@ async fn main() {
                 required_permissions_boundary: args.required_permissions_boundary,
                 trust: args.trust,
             };
-            match iamwright::validate::validate_paths(&args.paths, &guardrails) {
-                Ok(problems) if problems.is_empty() => Ok(()),
-                Ok(problems) => {
-                    for p in &problems {
-                        println!("{p}");
+            let paths: Vec<_> = args.paths.into_iter().chain(args.files).collect();
+            match iamwright::validate::validate_paths(&paths, &guardrails) {
+                Ok(found) => {
+                    // Notes (what only the operator can check) go to stderr and pass.
+                    let (problems, notes): (Vec<_>, Vec<_>) =
+                        found.into_iter().partition(|p| p.is_error());
+                    for n in &notes {
+                        eprintln!("note: {n}");
                     }
-                    eprintln!("{} problem(s)", problems.len());
-                    std::process::exit(1);
+                    if problems.is_empty() {
+                        Ok(())
+                    } else {
+                        for p in &problems {
+                            println!("{p}");
+                        }
+                        eprintln!("{} problem(s)", problems.len());
+                        std::process::exit(1);
+                    }
                 }
                 Err(e) => Err(e.into()),
             }

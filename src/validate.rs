@@ -10,7 +10,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::policy::{DocKind, allowed_actions_matching, unrecognized_in_spec, validate_document};
+use k8s_openapi::api::core::v1::ConfigMap;
+
+use crate::controllers::documents::{read_source, role_documents};
+use crate::policy::{
+    DocKind, Variables, allowed_actions_matching, substitute, unrecognized_actions,
+    validate_document,
+};
 
 /// One problem, printed as `file:Kind/name: field: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +25,22 @@ pub struct Problem {
     pub object: String,
     pub field: String,
     pub message: String,
+    /// A note is no problem: something only the operator can check (a document in a
+    /// ConfigMap that is not among the inputs). It does not fail the run.
+    pub severity: Severity,
+}
+
+/// Whether a [`Problem`] fails the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Note,
+}
+
+impl Problem {
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
 }
 
 impl std::fmt::Display for Problem {
@@ -56,11 +78,14 @@ impl Guardrails {
     }
 }
 
-/// Every YAML/JSON file under `paths` (directories recursively, sorted).
+/// Every YAML/JSON file under `paths` (directories recursively, sorted); `-` is the
+/// standard input (e.g. `kustomize build . | iamwright validate -f -`).
 pub fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     let mut files = vec![];
     for p in paths {
-        if p.is_dir() {
+        if p.as_os_str() == "-" {
+            files.push(p.clone());
+        } else if p.is_dir() {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?
                 .map(|e| e.map(|e| e.path()))
                 .collect::<Result<_, _>>()?;
@@ -82,15 +107,87 @@ pub fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Check every document of every file.
+/// Check every document of every file. The ConfigMaps among all the inputs resolve
+/// `documentFrom` / `inlinePoliciesFrom` of the objects of any file.
 pub fn validate_paths(paths: &[PathBuf], guardrails: &Guardrails) -> std::io::Result<Vec<Problem>> {
     let schemas = schemas();
-    let mut problems = vec![];
+    let mut inputs = vec![];
     for file in collect_files(paths)? {
-        let text = std::fs::read_to_string(&file)?;
-        problems.extend(validate_text(&file, &text, &schemas, guardrails));
+        let text = if file.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin())?
+        } else {
+            std::fs::read_to_string(&file)?
+        };
+        let name = if file.as_os_str() == "-" {
+            "<stdin>".to_string()
+        } else {
+            file.display().to_string()
+        };
+        inputs.push((name, parse(&file, &text)));
+    }
+    let config_maps = ConfigMaps::from_inputs(inputs.iter().flat_map(|(_, (docs, _))| docs));
+    let mut problems = vec![];
+    for (name, (docs, error)) in &inputs {
+        problems.extend(check_all(
+            name,
+            docs,
+            error.clone(),
+            &schemas,
+            guardrails,
+            &config_maps,
+        ));
     }
     Ok(problems)
+}
+
+/// The ConfigMaps among the inputs, to resolve document references offline.
+#[derive(Default)]
+struct ConfigMaps(Vec<(Option<String>, ConfigMap)>);
+
+impl ConfigMaps {
+    fn from_inputs<'a>(docs: impl IntoIterator<Item = &'a Value>) -> Self {
+        Self(
+            docs.into_iter()
+                .filter(|v| v["apiVersion"] == "v1" && v["kind"] == "ConfigMap")
+                .filter_map(|v| serde_json::from_value::<ConfigMap>(v.clone()).ok())
+                .map(|cm| (cm.metadata.namespace.clone(), cm))
+                .collect(),
+        )
+    }
+
+    /// The ConfigMaps an object in `namespace` can read, by name: those of its
+    /// namespace, or with none given on either side (`kubectl apply -n` puts both in
+    /// the same one).
+    fn for_namespace(&self, namespace: Option<&str>) -> BTreeMap<String, ConfigMap> {
+        self.0
+            .iter()
+            .filter(|(ns, _)| ns.is_none() || namespace.is_none() || ns.as_deref() == namespace)
+            .filter_map(|(_, cm)| Some((cm.metadata.name.clone()?, cm.clone())))
+            .collect()
+    }
+}
+
+/// The YAML documents of a file, and the problem that stopped the reading, if any.
+fn parse(file: &Path, text: &str) -> (Vec<Value>, Option<Problem>) {
+    let mut docs = vec![];
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        match Value::deserialize(doc) {
+            Ok(v) if v.is_null() => {}
+            Ok(v) => docs.push(v),
+            Err(e) => {
+                let problem = Problem {
+                    file: file.display().to_string(),
+                    object: format!("document {}", i + 1),
+                    field: "(yaml)".into(),
+                    message: e.to_string(),
+                    severity: Severity::Error,
+                };
+                // the rest of the stream cannot be read reliably
+                return (docs, Some(problem));
+            }
+        }
+    }
+    (docs, None)
 }
 
 /// The openAPIV3Schema of each kind, from the generated CRDs.
@@ -107,45 +204,53 @@ fn schemas() -> BTreeMap<String, Value> {
         .collect()
 }
 
+/// Check the documents of one text (the ConfigMaps it holds resolve its references).
 pub fn validate_text(
     file: &Path,
     text: &str,
     schemas: &BTreeMap<String, Value>,
     guardrails: &Guardrails,
 ) -> Vec<Problem> {
-    let file_name = file.display().to_string();
+    let (docs, error) = parse(file, text);
+    let config_maps = ConfigMaps::from_inputs(&docs);
+    check_all(
+        &file.display().to_string(),
+        &docs,
+        error,
+        schemas,
+        guardrails,
+        &config_maps,
+    )
+}
+
+fn check_all(
+    file_name: &str,
+    docs: &[Value],
+    error: Option<Problem>,
+    schemas: &BTreeMap<String, Value>,
+    guardrails: &Guardrails,
+    config_maps: &ConfigMaps,
+) -> Vec<Problem> {
     let mut problems = vec![];
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = match Value::deserialize(doc) {
-            Ok(v) => v,
-            Err(e) => {
-                problems.push(Problem {
-                    file: file_name.clone(),
-                    object: format!("document {}", i + 1),
-                    field: "(yaml)".into(),
-                    message: e.to_string(),
-                });
-                break; // the rest of the stream cannot be read reliably
-            }
-        };
-        if value.is_null() {
-            continue;
-        }
+    for value in docs {
         let api_version = value["apiVersion"].as_str().unwrap_or_default();
         let kind = value["kind"].as_str().unwrap_or_default();
         if api_version.split('/').next() != Some(crate::api::GROUP) {
             continue; // not ours
         }
         let name = value["metadata"]["name"].as_str().unwrap_or("<unnamed>");
+        let namespace = value["metadata"]["namespace"].as_str();
         let object = format!("{kind}/{name}");
-        let mut push = |field: String, message: String| {
+        let mut push_as = |severity: Severity, field: String, message: String| {
             problems.push(Problem {
-                file: file_name.clone(),
+                file: file_name.to_string(),
                 object: object.clone(),
                 field,
                 message,
+                severity,
             })
         };
+        let mut push = |field: String, message: String| push_as(Severity::Error, field, message);
         if api_version != "iamwright.dev/v1alpha1" {
             push(
                 "apiVersion".into(),
@@ -176,11 +281,17 @@ pub fn validate_text(
             push(f, m);
         }
         if clean {
-            for (f, m) in semantic_checks(kind, &spec, guardrails) {
-                push(f, m);
+            let maps = config_maps.for_namespace(namespace);
+            let checks = semantic_checks(kind, &spec, guardrails, &maps);
+            for (f, m) in checks.problems {
+                push_as(Severity::Error, f, m);
+            }
+            for (f, m) in checks.notes {
+                push_as(Severity::Note, f, m);
             }
         }
     }
+    problems.extend(error);
     problems
 }
 
@@ -296,9 +407,45 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-/// The CRDs' create-time CEL rules, the policy grammar and the guardrails.
-fn semantic_checks(kind: &str, spec: &Value, g: &Guardrails) -> Vec<(String, String)> {
-    let mut out = vec![];
+/// What [`semantic_checks`] found: problems, and notes on what only the operator can
+/// check.
+#[derive(Default)]
+struct Checks {
+    problems: Vec<(String, String)>,
+    notes: Vec<(String, String)>,
+}
+
+/// The note for a document in a ConfigMap that is not among the inputs.
+fn checked_at_reconcile(field: &str, name: &str) -> (String, String) {
+    (
+        format!("{field}.configMapKeyRef"),
+        format!(
+            "ConfigMap {name:?} is not among the inputs; the document is checked when the operator reconciles (give its manifest too, e.g. kustomize build . | iamwright validate -f -)"
+        ),
+    )
+}
+
+/// A controller error as (field, message): its message starts with the field.
+fn split_error(e: &crate::controllers::Error) -> (String, String) {
+    let text = e.to_string();
+    match text.split_once(": ") {
+        Some((field, message)) => (field.to_string(), message.to_string()),
+        None => ("spec".to_string(), text),
+    }
+}
+
+/// The CRDs' create-time CEL rules, the policy grammar and the guardrails. Documents
+/// are checked as the operator sends them: read from the ConfigMaps among the inputs,
+/// with the variables replaced by [`Variables::placeholders`].
+fn semantic_checks(
+    kind: &str,
+    spec: &Value,
+    g: &Guardrails,
+    config_maps: &BTreeMap<String, ConfigMap>,
+) -> Checks {
+    let mut checks = Checks::default();
+    let out = &mut checks.problems;
+    let notes = &mut checks.notes;
     if let Some(tags) = spec["tags"].as_object() {
         for k in tags.keys().filter(|k| k.starts_with("iamwright.dev/")) {
             out.push((
@@ -307,38 +454,115 @@ fn semantic_checks(kind: &str, spec: &Value, g: &Guardrails) -> Vec<(String, Str
             ));
         }
     }
-    let mut document = |doc: &Value, root: &str, doc_kind: DocKind| {
-        if let Err(e) = validate_document(doc, root, doc_kind) {
-            out.push((e.path, e.message));
-        } else if doc_kind != DocKind::Trust
-            && let Some((field, message)) = allowed_actions_matching(doc, root, &g.deny_actions)
-        {
-            out.push((field, message));
-        }
-    };
-    if kind == "IamPolicy" {
-        document(&spec["document"], "spec.document", DocKind::Managed);
-    }
+    let vars = Variables::placeholders();
+    let placeholders = |doc: &Value| substitute(doc, &vars).unwrap_or_else(|_| doc.clone());
+    // (field, document) as the operator would send them, for the action catalog.
+    let mut resolved: Vec<(String, Value)> = vec![];
     match kind {
+        "IamPolicy" => {
+            let from = spec
+                .get("documentFrom")
+                .and_then(|f| serde_json::from_value::<crate::api::DocumentSource>(f.clone()).ok());
+            let doc = match (spec.get("document"), &from) {
+                (Some(doc), None) => {
+                    Some(("spec.document".to_string(), doc.clone(), String::new()))
+                }
+                (None, Some(source)) => {
+                    let field = "spec.documentFrom";
+                    let name = &source.config_map_key_ref.name;
+                    if !config_maps.contains_key(name) {
+                        notes.push(checked_at_reconcile(field, name));
+                        None
+                    } else {
+                        match read_source(field, "", source, config_maps) {
+                            Ok(doc) => Some((
+                                field.to_string(),
+                                doc,
+                                format!(
+                                    " (from ConfigMap {name:?} key {:?})",
+                                    source.config_map_key_ref.key
+                                ),
+                            )),
+                            Err(e) => {
+                                out.push(split_error(&e));
+                                None
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    out.push(("spec".into(), crate::crds::POLICY_DOCUMENT_ONE_OF.into()));
+                    None
+                }
+            };
+            if let Some((field, doc, origin)) = doc {
+                let doc = placeholders(&doc);
+                if let Err(e) = validate_document(&doc, &field, DocKind::Managed) {
+                    out.push((e.path, format!("{}{origin}", e.message)));
+                } else if let Some((f, message)) =
+                    allowed_actions_matching(&doc, &field, &g.deny_actions)
+                {
+                    out.push((f, message));
+                }
+                resolved.push((field, doc));
+            }
+        }
         "IamRole" => {
             // The controller's own checks, so the offline answer is the operator's answer.
-            // The namespace and account only shape the generated statements' values.
-            let checked = |role: &crate::api::IamRoleSpec| {
-                let account = crate::trust::eks::Account::placeholder();
-                let trust = crate::trust::eks::trust_document(
-                    role,
-                    "default",
-                    &g.trust.eks,
-                    Some(&account),
-                )?;
-                crate::controllers::role::validate(role, &trust, &g.settings())
-            };
-            if let Ok(role) = serde_json::from_value::<crate::api::IamRoleSpec>(spec.clone())
-                && let Err(e) = checked(&role)
-            {
-                let text = e.to_string();
-                let (field, message) = text.split_once(": ").unwrap_or(("spec", text.as_str()));
-                out.push((field.to_string(), message.to_string()));
+            if let Ok(mut role) = serde_json::from_value::<crate::api::IamRoleSpec>(spec.clone()) {
+                role.assume_role_policy = role.assume_role_policy.as_ref().map(placeholders);
+                for doc in role.inline_policies.values_mut() {
+                    *doc = placeholders(doc);
+                }
+                let sources = std::mem::take(&mut role.inline_policies_from);
+                for (name, source) in &sources {
+                    let field = format!("spec.inlinePoliciesFrom.{name}");
+                    let cm = &source.config_map_key_ref;
+                    if role.inline_policies.contains_key(name) {
+                        out.push((field, crate::crds::INLINE_POLICY_IN_BOTH.into()));
+                    } else if !config_maps.contains_key(&cm.name) {
+                        notes.push(checked_at_reconcile(&field, &cm.name));
+                    } else {
+                        match read_source(&field, "", source, config_maps) {
+                            Ok(doc) => {
+                                let doc = placeholders(&doc);
+                                if let Err(e) = validate_document(&doc, &field, DocKind::Inline) {
+                                    out.push((
+                                        e.path,
+                                        format!(
+                                            "{} (from ConfigMap {:?} key {:?})",
+                                            e.message, cm.name, cm.key
+                                        ),
+                                    ));
+                                } else {
+                                    role.inline_policies.insert(name.clone(), doc);
+                                    role.inline_policies_from
+                                        .insert(name.clone(), source.clone());
+                                }
+                            }
+                            Err(e) => out.push(split_error(&e)),
+                        }
+                    }
+                }
+                // The namespace and account only shape the generated statements' values.
+                let checked = |role: &crate::api::IamRoleSpec| {
+                    let account = crate::trust::eks::Account::placeholder();
+                    let trust = crate::trust::eks::trust_document(
+                        role,
+                        "default",
+                        &g.trust.eks,
+                        Some(&account),
+                    )?;
+                    crate::controllers::role::validate(role, &trust, &g.settings())
+                };
+                if let Err(e) = checked(&role) {
+                    out.push(split_error(&e));
+                }
+                resolved.extend(
+                    role_documents(&role)
+                        .into_iter()
+                        .map(|(f, d)| (f, d.clone())),
+                );
             }
         }
         "InstanceProfileBinding" => {
@@ -363,11 +587,13 @@ fn semantic_checks(kind: &str, spec: &Value, g: &Guardrails) -> Vec<(String, Str
     // Actions no AWS service has (AWS accepts them, and they grant nothing), once the
     // object is otherwise clean.
     if out.is_empty() {
-        out.extend(
-            unrecognized_in_spec(kind, spec)
-                .into_iter()
-                .map(|u| (u.field, u.message)),
-        );
+        for (field, doc) in &resolved {
+            out.extend(
+                unrecognized_actions(doc, field)
+                    .into_iter()
+                    .map(|u| (u.field, u.message)),
+            );
+        }
     }
     if kind == "IamUserAccessKey"
         && let Some(rotation) = spec.get("rotation")
@@ -390,7 +616,7 @@ fn semantic_checks(kind: &str, spec: &Value, g: &Guardrails) -> Vec<(String, Str
             format!("must be {required:?} (the operator's --required-permissions-boundary), got {named:?}"),
         ));
     }
-    out
+    checks
 }
 
 #[cfg(test)]
@@ -503,6 +729,117 @@ spec:
             "m.yaml:IamRole/t: spec.tags.iamwright.dev/x: tag keys starting with iamwright.dev/ are reserved for the operator".to_string(),
             r#"m.yaml:IamRole/t: spec.permissionsBoundary: must be "arn:aws:iam::1:policy/boundary" (the operator's --required-permissions-boundary), got "arn:aws:iam::1:policy/other"; remove the field or set it to the required boundary"#.to_string(),
         ]);
+    }
+}
+
+#[cfg(test)]
+mod document_from_tests {
+    use super::*;
+
+    fn check(yaml: &str, g: &Guardrails) -> Vec<String> {
+        validate_text(Path::new("k.yaml"), yaml, &schemas(), g)
+            .iter()
+            .map(|p| {
+                let prefix = if p.is_error() { "" } else { "note: " };
+                format!("{prefix}{p}")
+            })
+            .collect()
+    }
+
+    /// `kustomize build` output: the ConfigMaps resolve the references, documents are
+    /// checked with the variables' placeholder values, and a reference to a ConfigMap
+    /// that is not among the inputs is a note, not a problem.
+    #[test]
+    fn documents_from_config_maps_among_the_inputs_are_checked() {
+        let yaml = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: vendor-policy-5h8k2, namespace: team}
+data:
+  good.json: |
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage",
+     "Resource": "arn:${AWS_PARTITION}:sqs:${AWS_REGION}:$AWS_ACCOUNT_ID:q"}]}
+  bad.json: |
+    {"Version": "2012-10-17", "Statement": [{"Effect": "allow", "Action": "s3:GetObject", "Resource": "*"}]}
+  broken.json: '{"Version": '
+  admin.yaml: |
+    Version: "2012-10-17"
+    Statement: {Effect: Allow, Action: "iam:*", Resource: "*"}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamPolicy
+metadata: {name: good, namespace: team}
+spec:
+  documentFrom: {configMapKeyRef: {name: vendor-policy-5h8k2, key: good.json}}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamPolicy
+metadata: {name: bad, namespace: team}
+spec:
+  documentFrom: {configMapKeyRef: {name: vendor-policy-5h8k2, key: bad.json}}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamPolicy
+metadata: {name: broken, namespace: team}
+spec:
+  documentFrom: {configMapKeyRef: {name: vendor-policy-5h8k2, key: broken.json}}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamPolicy
+metadata: {name: nokey, namespace: team}
+spec:
+  documentFrom: {configMapKeyRef: {name: vendor-policy-5h8k2, key: missing.json}}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamPolicy
+metadata: {name: elsewhere, namespace: other}
+spec:
+  documentFrom: {configMapKeyRef: {name: vendor-policy-5h8k2, key: good.json}}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamPolicy
+metadata: {name: both, namespace: team}
+spec:
+  document: {Version: "2012-10-17", Statement: {Effect: Allow, Action: "s3:GetObject", Resource: "*"}}
+  documentFrom: {configMapKeyRef: {name: vendor-policy-5h8k2, key: good.json}}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamPolicy
+metadata: {name: written, namespace: team}
+spec:
+  document: {Version: "2012-10-17", Statement: {Effect: Allow, Action: "sns:Publish", Resource: "arn:${AWS_PARTITION}:sns:${AWS_REGION}:${AWS_ACCOUNT_ID}:t"}}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamRole
+metadata: {name: r, namespace: team}
+spec:
+  assumeRolePolicy: {Version: "2012-10-17", Statement: [{Effect: Allow, Principal: {AWS: "arn:${AWS_PARTITION}:iam::$AWS_ACCOUNT_ID:root"}, Action: "sts:AssumeRole"}]}
+  inlinePolicies:
+    own: {Version: "2012-10-17", Statement: {Effect: Allow, Action: "s3:GetObject", Resource: "*"}}
+  inlinePoliciesFrom:
+    own: {configMapKeyRef: {name: vendor-policy-5h8k2, key: good.json}}
+    good: {configMapKeyRef: {name: vendor-policy-5h8k2, key: good.json}}
+    admin: {configMapKeyRef: {name: vendor-policy-5h8k2, key: admin.yaml}}
+"#;
+        let g = Guardrails {
+            deny_actions: vec!["iam:CreateUser".into()],
+            ..Default::default()
+        };
+        let cm = r#"(from ConfigMap "vendor-policy-5h8k2" key "bad.json")"#;
+        assert_eq!(
+            check(yaml, &g),
+            vec![
+                format!(
+                    r#"k.yaml:IamPolicy/bad: spec.documentFrom.Statement[0].Effect: must be "Allow" or "Deny", got "allow" {cm}"#
+                ),
+                r#"k.yaml:IamPolicy/broken: spec.documentFrom: ConfigMap "vendor-policy-5h8k2" key "broken.json" is not valid JSON: EOF while parsing a value at line 1 column 12"#.to_string(),
+                r#"k.yaml:IamPolicy/nokey: spec.documentFrom.configMapKeyRef: ConfigMap "vendor-policy-5h8k2" has no key "missing.json""#.to_string(),
+                r#"note: k.yaml:IamPolicy/elsewhere: spec.documentFrom.configMapKeyRef: ConfigMap "vendor-policy-5h8k2" is not among the inputs; the document is checked when the operator reconciles (give its manifest too, e.g. kustomize build . | iamwright validate -f -)"#.to_string(),
+                "k.yaml:IamPolicy/both: spec: exactly one of spec.document and spec.documentFrom must be set".to_string(),
+                "k.yaml:IamRole/r: spec.inlinePoliciesFrom.own: each inline policy name must be in only one of spec.inlinePolicies and spec.inlinePoliciesFrom".to_string(),
+                r#"k.yaml:IamRole/r: spec.inlinePoliciesFrom.admin.Statement.Action[0]: allows "iam:*", which the operator's --deny-action "iam:CreateUser" forbids"#.to_string(),
+            ]
+        );
     }
 }
 

@@ -174,3 +174,53 @@ fn unknown_actions_are_errors_with_the_closest_real_action() {
     ];
     assert_eq!(out.lines().collect::<Vec<_>>(), want);
 }
+
+/// `kustomize build . | iamwright validate -`: the documents of the ConfigMaps in the
+/// stream are checked; a reference to a ConfigMap not in it is a note on stderr.
+#[test]
+fn documents_from_config_maps_are_checked_from_stdin() {
+    use std::io::Write;
+    let run = |input: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_iamwright"))
+            .args(["validate", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/policy-from-configmap.yaml"
+    ))
+    .unwrap();
+    assert_eq!(run(&example), (0, String::new(), String::new()));
+
+    let broken = example.replace(r#""Effect": "Allow""#, r#""Effect": "allow""#);
+    let (code, out, _) = run(&broken);
+    assert_eq!(code, 1);
+    assert_eq!(
+        out.lines().next().unwrap(),
+        r#"<stdin>:IamPolicy/vendor-log-reader: spec.documentFrom.Statement[0].Effect: must be "Allow" or "Deny", got "allow" (from ConfigMap "vendor-log-reader" key "policy.json")"#
+    );
+
+    let policy_only = &example[example.find("apiVersion: iamwright.dev").unwrap()..];
+    let (code, out, err) = run(policy_only);
+    assert_eq!((code, out.as_str()), (0, ""));
+    assert!(
+        err.contains(r#"note: <stdin>:IamPolicy/vendor-log-reader: spec.documentFrom.configMapKeyRef: ConfigMap "vendor-log-reader" is not among the inputs; the document is checked when the operator reconciles"#),
+        "{err}"
+    );
+}

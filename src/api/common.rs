@@ -37,6 +37,32 @@ pub struct LocalObjectRef {
     pub name: String,
 }
 
+/// Where a policy document comes from when it is not written in the object: a key of
+/// a ConfigMap in the object's namespace (a document as a vendor ships it, e.g. from a
+/// kustomize `configMapGenerator`). Followed when the ConfigMap changes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentSource {
+    /// The ConfigMap key that holds the document, as JSON or YAML. The operator's
+    /// variables (`$AWS_ACCOUNT_ID`, `${AWS_PARTITION}`, `${AWS_REGION}`) are replaced
+    /// in it as in a document written in the object.
+    pub config_map_key_ref: ConfigMapKeyRef,
+}
+
+/// A key of a ConfigMap in the object's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ConfigMapKeyRef {
+    /// Name of the ConfigMap, in the object's namespace.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+    /// The key in the ConfigMap's `data` (or `binaryData`, UTF-8) holding the document.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
 /// A condition in the shape of metav1.Condition (kstatus compatible).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -50,8 +50,17 @@ pub struct IamPolicySpec {
     pub description: Option<String>,
     /// The IAM policy document (AWS grammar: Version, Statement with Sid, Effect,
     /// Action/NotAction, Resource/NotResource, Condition), written as YAML or JSON.
+    /// `$AWS_ACCOUNT_ID`, `${AWS_PARTITION}` and `${AWS_REGION}` are replaced by the
+    /// account, partition and region the policy lives in. Exactly one of `document`
+    /// and `documentFrom`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::crds::free_form_object")]
-    pub document: serde_json::Value,
+    pub document: Option<serde_json::Value>,
+    /// The policy document from a ConfigMap key in the object's namespace (JSON or
+    /// YAML, e.g. a file a vendor ships), followed when the ConfigMap changes. Exactly
+    /// one of `document` and `documentFrom`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_from: Option<DocumentSource>,
     /// Tags of the policy, managed exclusively. Keys starting `iamwright.dev/` are reserved.
     #[serde(default, skip_serializing_if = "Tags::is_empty")]
     pub tags: Tags,

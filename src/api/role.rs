@@ -60,7 +60,9 @@ pub struct IamRoleSpec {
     pub max_session_duration: i32,
     /// The trust policy document; `Principal` is required in each statement. Optional
     /// when `serviceAccounts` is set: the statements generated for them are merged into
-    /// it (docs/eks.md). At least one of the two must be set.
+    /// it (docs/eks.md). At least one of the two must be set. `$AWS_ACCOUNT_ID`,
+    /// `${AWS_PARTITION}` and `${AWS_REGION}` are replaced by the account, partition and
+    /// region the role lives in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::crds::free_form_object")]
     pub assume_role_policy: Option<serde_json::Value>,
@@ -75,10 +77,16 @@ pub struct IamRoleSpec {
     /// IamPolicy objects in the same namespace to attach; the role waits until each is Ready.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policy_refs: Vec<LocalObjectRef>,
-    /// Inline policies by name, managed exclusively.
+    /// Inline policies by name, managed exclusively (with `inlinePoliciesFrom`).
+    /// Variables are replaced as in `assumeRolePolicy`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "crate::crds::map_of_free_form_objects")]
     pub inline_policies: BTreeMap<String, serde_json::Value>,
+    /// Inline policies by name whose documents come from ConfigMap keys in the
+    /// object's namespace (JSON or YAML), followed when a ConfigMap changes. A name is
+    /// in `inlinePolicies` or here, not both.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inline_policies_from: BTreeMap<String, DocumentSource>,
     /// ARN of the permissions boundary policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions_boundary: Option<String>,

@@ -96,6 +96,11 @@ impl Aws {
         Ok(self.identity().await?.partition)
     }
 
+    /// The operator's region (`--region`, else the SDK's default chain), if any.
+    pub fn region(&self) -> Option<String> {
+        self.config.region().map(|r| r.to_string())
+    }
+
     async fn identity(&self) -> Result<Identity, AwsError> {
         self.identity
             .get_or_try_init(|| async {

@@ -17,6 +17,8 @@ pub struct Changes<'a, K: Managed> {
     /// Right after a create the `Created` event says it all.
     quiet: bool,
     notes: Vec<String>,
+    /// Changes that follow a referenced ConfigMap (see [`Changes::followed`]).
+    followed: Vec<String>,
 }
 
 impl<'a, K: Managed> Changes<'a, K> {
@@ -27,6 +29,7 @@ impl<'a, K: Managed> Changes<'a, K> {
             in_sync_before: in_sync(obj),
             quiet: false,
             notes: vec![],
+            followed: vec![],
         }
     }
 
@@ -49,15 +52,30 @@ impl<'a, K: Managed> Changes<'a, K> {
         self.notes.push(note);
     }
 
-    /// The result of one write: recorded (`note`) when it was made. On a failure the
-    /// changes made before it are published (one event), so a partial apply is
-    /// reported too, and the error is returned for the caller's `?`.
+    /// Record a change of a document that comes from a ConfigMap: an update, never
+    /// counted as drift. A reconcile cannot tell a ConfigMap edit (the usual cause, and
+    /// no generation change) from a change made in AWS.
+    pub fn followed(&mut self, note: String) {
+        if !self.quiet {
+            self.followed.push(note);
+        }
+    }
+
+    /// The result of one write: recorded (`note`; as [`Changes::followed`] when
+    /// `from_config_map`) when it was made. On a failure the changes made before it are
+    /// published, so a partial apply is reported too, and the error is returned for
+    /// the caller's `?`.
     pub async fn record<T, E>(
         &mut self,
         result: Result<T, E>,
+        from_config_map: bool,
         note: impl FnOnce() -> String,
     ) -> Result<T, E> {
         match result {
+            Ok(out) if from_config_map => {
+                self.followed(note());
+                Ok(out)
+            }
             Ok(out) => {
                 self.made(note());
                 Ok(out)
@@ -69,8 +87,13 @@ impl<'a, K: Managed> Changes<'a, K> {
         }
     }
 
-    /// Publish the changes recorded so far as one event (none when nothing changed).
+    /// Publish the changes recorded so far as one event (none when nothing changed),
+    /// and those that follow a ConfigMap as an `Updated` event of their own.
     pub async fn publish(&mut self) {
+        if !self.followed.is_empty() {
+            let notes = std::mem::take(&mut self.followed).join("; ");
+            self.ctx.event(self.obj, false, "Updated", notes).await;
+        }
         if self.notes.is_empty() {
             return;
         }

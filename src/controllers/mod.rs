@@ -6,6 +6,7 @@ pub mod access_key;
 pub mod binding;
 pub mod changes;
 pub mod claim;
+pub mod documents;
 pub mod instances;
 pub mod observe;
 pub mod policy;

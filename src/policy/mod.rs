@@ -7,6 +7,7 @@ pub mod catalog;
 mod guardrail;
 pub mod model;
 mod validate;
+pub mod variables;
 
 #[cfg(test)]
 mod proptests;
@@ -27,3 +28,4 @@ pub use validate::{
     MAX_ROLE_INLINE_AGGREGATE_CHARS, MAX_TRUST_POLICY_CHARS, MAX_USER_INLINE_AGGREGATE_CHARS,
     check_arn, check_inline_aggregate, check_inline_aggregate_for, minified_len, validate_document,
 };
+pub use variables::{Variables, substitute, uses_variables};

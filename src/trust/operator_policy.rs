@@ -241,6 +241,26 @@ pub fn policy(scopes: &[IamScope], trust: &TrustArgs) -> Value {
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
+/// `doc` for another partition (`aws-cn`, `aws-us-gov`, ...): every `arn:aws:` ARN the
+/// policy names becomes `arn:PARTITION:`, as the operator's own ARNs do at run time.
+pub fn in_partition(doc: &Value, partition: &str) -> Value {
+    match doc {
+        Value::String(s) => match s.strip_prefix("arn:aws:") {
+            Some(rest) => Value::String(format!("arn:{partition}:{rest}")),
+            None => doc.clone(),
+        },
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| in_partition(v, partition)).collect())
+        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), in_partition(v, partition)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,5 +326,25 @@ mod tests {
             "arn:aws:iam::123456789012:policy/tenant-boundary"
         );
         assert_eq!(policy(&[], &TrustArgs::default()), unscoped);
+    }
+
+    /// Every ARN of the printed policy is in the partition asked for.
+    #[test]
+    fn the_policy_is_printed_for_another_partition() {
+        for doc in [
+            policy(&[scope()], &TrustArgs::default()),
+            policy(&[], &TrustArgs::default()),
+        ] {
+            let gov = in_partition(&doc, "aws-us-gov");
+            let text = gov.to_string();
+            assert!(!text.contains("arn:aws:"), "{text}");
+            assert!(text.contains("arn:aws-us-gov:iam::*:"), "{text}");
+            assert_eq!(
+                text.matches("arn:").count(),
+                doc.to_string().matches("arn:").count()
+            );
+            validate_document(&gov, "policy", DocKind::Managed).unwrap();
+            assert_eq!(in_partition(&doc, "aws"), doc);
+        }
     }
 }

@@ -6,6 +6,7 @@ mod binding;
 mod catalog;
 mod chart;
 mod crds;
+mod document_from;
 mod eks;
 mod faults;
 mod gitops;

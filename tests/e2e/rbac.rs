@@ -37,6 +37,8 @@ async fn the_operator_identity_has_only_the_charts_verbs() {
         ("patch", "iamuseraccesskeys.iamwright.dev/status"),
         ("create", "secrets"),
         ("create", "events.events.k8s.io"),
+        ("watch", "configmaps"),
+        ("get", "configmaps"),
     ] {
         assert_eq!(
             can_i(&[verb, resource, "-n", n]),

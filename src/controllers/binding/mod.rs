@@ -410,7 +410,9 @@ async fn apply_profile(
             }),
             other => other.map_err(Error::from),
         };
-        changes.record(made, || note(d, &profile.arn, w)).await?;
+        changes
+            .record(made, false, || note(d, &profile.arn, w))
+            .await?;
     }
     changes.publish().await;
     Ok(())

@@ -156,7 +156,13 @@ async fn delete_version(aws: &Aws, arn: &str, id: &str) -> Result<(), AwsError> 
 
 /// Take the policy off every role, user and group it is attached to.
 pub async fn detach_everywhere(aws: &Aws, arn: &str) -> Result<(), AwsError> {
-    let pages = aws.iam.list_entities_for_policy().policy_arn(arn);
+    // The largest page AWS allows: fewer calls (and moto applies MaxItems to the
+    // entities it searches, default 100, so a smaller page misses attachments).
+    let pages = aws
+        .iam
+        .list_entities_for_policy()
+        .policy_arn(arn)
+        .max_items(1000);
     let pages = aws
         .pages(
             "iam",

@@ -14,11 +14,12 @@ use kube::ResourceExt;
 
 use super::changes::{Changes, in_sync};
 use super::claim::{Claim, claim};
+use super::documents::{Resolved, policy_config_maps, policy_document, watch_config_maps};
 use super::reconciler::{Applied, reconcile, run_controller};
 use super::{Context, Error, Shutdown, governed_name, key_of, observe};
 use crate::api::{DeletionPolicy, IamPolicy, IamPolicyStatus, ManagementPolicy};
 use crate::aws::{AwsErrorKind, Ownership};
-use crate::policy::{DocKind, allowed_actions_matching, validate_document};
+use crate::policy::allowed_actions_matching;
 use crate::reason::Reason;
 use plan::{Desired, Observed, Write};
 
@@ -26,11 +27,12 @@ pub const KIND: &str = "IamPolicy";
 
 /// Run the IamPolicy controller until shutdown.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
+    let watched = ctx.clone();
     run_controller::<IamPolicy, _, _>(
         ctx,
         shutdown,
         |obj, ctx| reconcile(obj, ctx, apply, cleanup),
-        |c, _| c,
+        move |c, scope| watch_config_maps(c, watched.clone(), scope, policy_config_maps),
     )
     .await;
 }
@@ -58,20 +60,29 @@ pub fn policy_arn(partition: &str, account: &str, p: &IamPolicy) -> String {
 /// (condition + warning event), never held back: AWS may know actions newer than the
 /// shipped catalog.
 async fn apply(p: Arc<IamPolicy>, ctx: Arc<Context>) -> Applied<IamPolicyStatus> {
-    let spec = serde_json::to_value(&p.spec).unwrap_or_default();
-    let recognized = crate::policy::actions_recognized_in_spec(KIND, &spec);
-    Applied::from(sync(&p, &ctx).await).with_extra(recognized)
+    // The document as AWS gets it: from its ConfigMap, variables replaced, checked.
+    let doc = match policy_document(&ctx, &p).await {
+        Ok(doc) => doc,
+        Err(e) => return Applied::failed(None, e),
+    };
+    let recognized = crate::policy::actions_recognized([(doc.field.clone(), &doc.document)]);
+    Applied::from(sync(&p, &ctx, doc).await).with_extra(recognized)
 }
 
-async fn sync(p: &IamPolicy, ctx: &Context) -> Result<Applied<IamPolicyStatus>, Error> {
+async fn sync(
+    p: &IamPolicy,
+    ctx: &Context,
+    doc: Resolved,
+) -> Result<Applied<IamPolicyStatus>, Error> {
     let observe_only = p.spec.management_policy == ManagementPolicy::Observe;
-    let (name, path) = validate(p)?;
+    let (name, path) = validate(p, &doc)?;
     let arn = resolve(p, ctx).await?;
     let mut d = Desired {
         name,
         path,
         arn,
-        document: p.spec.document.clone(),
+        document: doc.document,
+        source: doc.source,
         description: p.spec.description.clone(),
         tags: ctx.owner(p).desired_tags(&p.spec.tags),
     };
@@ -106,18 +117,16 @@ async fn resolve(p: &IamPolicy, ctx: &Context) -> Result<String, Error> {
     ))
 }
 
-/// Validate: the document's grammar, the guardrails and the governance's name and path
-/// rules, before any AWS call (a bad spec never reaches AWS). Pure. Returns the AWS
-/// name and path.
-fn validate(p: &IamPolicy) -> Result<(String, String), Error> {
-    validate_document(&p.spec.document, "spec.document", DocKind::Managed)
-        .map_err(|e| Error::stalled(Reason::InvalidPolicyDocument, e.to_string()))?;
+/// Validate: the guardrails and the governance's name and path rules, before any AWS
+/// call (a bad spec never reaches AWS; the document's grammar was checked as it was
+/// resolved). Pure. Returns the AWS name and path.
+fn validate(p: &IamPolicy, doc: &Resolved) -> Result<(String, String), Error> {
     let gov = crate::trust::current();
     let path = gov.path(&p.spec.path)?;
     let name = policy_name(p);
     gov.check_name("spec.name", &name)?;
     if let Some((field, msg)) =
-        allowed_actions_matching(&p.spec.document, "spec.document", &gov.deny_actions)
+        allowed_actions_matching(&doc.document, &doc.field, &gov.deny_actions)
     {
         return Err(Error::stalled(
             Reason::GuardrailViolation,
@@ -240,7 +249,12 @@ async fn apply_writes(
     let mut version = None;
     for w in writes {
         let made = io::write(&ctx.aws, d, w).await;
-        version = changes.record(made, || w.note()).await?.or(version);
+        // A document from a ConfigMap that changed is an update, not drift.
+        let followed = *w == Write::Document && d.source.is_some();
+        version = changes
+            .record(made, followed, || w.note(d))
+            .await?
+            .or(version);
     }
     changes.publish().await;
     Ok(version)

@@ -18,6 +18,8 @@ pub struct Desired {
     pub path: String,
     pub arn: String,
     pub document: Value,
+    /// `ConfigMap "x" key "y"` when the document comes from one (`spec.documentFrom`).
+    pub source: Option<String>,
     pub description: Option<String>,
     pub tags: BTreeMap<String, String>,
 }
@@ -50,11 +52,14 @@ impl Write {
         }
     }
 
-    pub fn note(&self) -> String {
-        match self {
-            Write::Untag(keys) => format!("removed tags {keys:?}"),
-            Write::Tag(tags) => format!("set tags {:?}", tags.keys().collect::<Vec<_>>()),
-            Write::Document => "made the spec's document the default version".into(),
+    pub fn note(&self, d: &Desired) -> String {
+        match (self, &d.source) {
+            (Write::Untag(keys), _) => format!("removed tags {keys:?}"),
+            (Write::Tag(tags), _) => format!("set tags {:?}", tags.keys().collect::<Vec<_>>()),
+            (Write::Document, None) => "made the spec's document the default version".into(),
+            (Write::Document, Some(source)) => {
+                format!("made the document from {source} the default version")
+            }
         }
     }
 }
@@ -135,6 +140,7 @@ mod tests {
             path: "/".into(),
             arn: "arn:aws:iam::1:policy/ns-p".into(),
             document: doc("s3:GetObject"),
+            source: None,
             description: None,
             tags: BTreeMap::from([("team".into(), "a".into())]),
         }

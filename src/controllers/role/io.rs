@@ -322,6 +322,7 @@ mod tests {
                 json!({"Version": "2012-10-17",
                 "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}),
             )]),
+            inline_from: Default::default(),
             instance_profile: true,
         }
     }

@@ -17,10 +17,13 @@ use kube::ResourceExt;
 
 use super::changes::{Changes, in_sync};
 use super::claim::{Claim, claim};
+use super::documents;
 use super::reconciler::{Applied, Guarded, reconcile, run_controller, scoped_api};
 use super::refs::{names, own_policy_arns, referencing, resolve_policy_refs};
 use super::{Context, Error, Shutdown, key_of, observe, watch_config};
-use crate::api::{DeletionPolicy, IamPolicy, IamRole, IamRoleStatus, ManagementPolicy};
+use crate::api::{
+    DeletionPolicy, IamPolicy, IamRole, IamRoleSpec, IamRoleStatus, ManagementPolicy,
+};
 use crate::aws::{AwsErrorKind, Ownership};
 use crate::reason::Reason;
 use crate::trust::eks::{self, Account};
@@ -31,17 +34,19 @@ use spec::Desired;
 /// becomes Ready, its ARN changes) re-triggers the roles that reference it.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let client = ctx.client.clone();
+    let watched = ctx.clone();
     run_controller::<IamRole, _, _>(
         ctx,
         shutdown,
         |obj, ctx| reconcile(obj, ctx, apply, cleanup),
         move |c, scope| {
             let store = c.store();
-            c.watches(
+            let c = c.watches(
                 scoped_api::<Guarded<IamPolicy>>(&client, scope),
                 watch_config(),
                 move |p| referencing(&store, &p, |r: &IamRole| names(&r.spec.policy_refs)),
-            )
+            );
+            documents::watch_config_maps(c, watched.clone(), scope, documents::role_config_maps)
         },
     )
     .await;
@@ -50,15 +55,24 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
 /// Reconcile one role; errors become conditions. Unknown actions are reported
 /// (condition + warning event), never held back.
 async fn apply(r: Arc<IamRole>, ctx: Arc<Context>) -> Applied<IamRoleStatus> {
-    let spec = serde_json::to_value(&r.spec).unwrap_or_default();
-    let recognized = crate::policy::actions_recognized_in_spec("IamRole", &spec);
-    Applied::from(sync(&r, &ctx).await).with_extra(recognized)
+    // The documents as AWS gets them: from their ConfigMaps, variables replaced.
+    let spec = match documents::role_spec(&ctx, &r).await {
+        Ok(spec) => spec,
+        Err(e) => return Applied::failed(None, e),
+    };
+    let recognized = crate::policy::actions_recognized(documents::role_documents(&spec));
+    Applied::from(sync(&r, &spec, &ctx).await).with_extra(recognized)
 }
 
-async fn sync(r: &IamRole, ctx: &Context) -> Result<Applied<IamRoleStatus>, Error> {
+/// `spec`: the object's spec with its documents resolved (`documents::role_spec`).
+async fn sync(
+    r: &IamRole,
+    spec: &IamRoleSpec,
+    ctx: &Context,
+) -> Result<Applied<IamRoleStatus>, Error> {
     let observe_only = r.spec.management_policy == ManagementPolicy::Observe;
-    let (refs, account) = resolve(r, ctx).await?;
-    let mut d = build(r, ctx, &refs, account.as_ref()).await?;
+    let (refs, account) = resolve(r, spec, ctx).await?;
+    let mut d = build(r, spec, ctx, &refs, account.as_ref()).await?;
     let Some(Found { mut seen, created }) = observe_role(r, ctx, &d, observe_only).await? else {
         return Err(observe::not_found(&format!("role {}", d.name)));
     };
@@ -85,14 +99,18 @@ async fn sync(r: &IamRole, ctx: &Context) -> Result<Applied<IamRoleStatus>, Erro
 /// Resolve: the `policyRefs` to ARNs (waiting for each IamPolicy to be Ready), the
 /// governance's list of attachable managed policies, and the account when a generated
 /// trust statement names it (IRSA).
-async fn resolve(r: &IamRole, ctx: &Context) -> Result<(Vec<String>, Option<Account>), Error> {
+async fn resolve(
+    r: &IamRole,
+    spec: &IamRoleSpec,
+    ctx: &Context,
+) -> Result<(Vec<String>, Option<Account>), Error> {
     let ns = r.namespace().unwrap_or_default();
     let refs =
         resolve_policy_refs(&ctx.client, &ns, "spec.policyRefs", &r.spec.policy_refs).await?;
     let gov = crate::trust::current();
     let own = own_policy_arns(&ctx.client, &ns, &gov).await?;
     gov.check_managed_arns("spec.managedPolicyArns", &r.spec.managed_policy_arns, &own)?;
-    let account = eks::account_if_needed(&r.spec, ctx).await?;
+    let account = eks::account_if_needed(spec, ctx).await?;
     Ok((refs, account))
 }
 
@@ -100,11 +118,12 @@ async fn resolve(r: &IamRole, ctx: &Context) -> Result<(Vec<String>, Option<Acco
 /// managed policies it attaches (their documents are read, and cached).
 async fn build(
     r: &IamRole,
+    spec: &IamRoleSpec,
     ctx: &Context,
     refs: &[String],
     account: Option<&Account>,
 ) -> Result<Desired, Error> {
-    let d = spec::desired(r, ctx, refs, account)?;
+    let d = spec::desired(r, spec, ctx, refs, account)?;
     let gov = crate::trust::current();
     ctx.managed_policies
         .check(
@@ -260,7 +279,9 @@ async fn apply_writes(
     let mut profile = profile_arn(seen);
     for w in writes {
         let made = io::write(&ctx.aws, d, w).await;
-        match (changes.record(made, || w.note(d)).await?, w) {
+        // An inline policy from a ConfigMap that changed is an update, not drift.
+        let followed = matches!(w, Write::PutInline(n) if d.inline_from.contains(n));
+        match (changes.record(made, followed, || w.note(d)).await?, w) {
             (Some(arn), _) => profile = Some(arn),
             (None, Write::DeleteProfile) => profile = None,
             _ => {}

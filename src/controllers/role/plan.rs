@@ -107,6 +107,9 @@ impl Write {
             Write::DeleteBoundary(arn) => format!("removed the permissions boundary {arn}"),
             Write::Attach(arn) => format!("attached policy {arn}"),
             Write::Detach(arn) => format!("detached policy {arn}"),
+            Write::PutInline(name) if d.inline_from.contains(name) => {
+                format!("put inline policy {name} from its ConfigMap")
+            }
             Write::PutInline(name) => format!("put inline policy {name}"),
             Write::DeleteInline(name) => format!("deleted inline policy {name}"),
             Write::CreateProfile => format!("created instance profile {}", d.name),
@@ -253,6 +256,7 @@ mod tests {
                 json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
                     "Action": "s3:GetObject", "Resource": "*"}]}),
             )]),
+            inline_from: Default::default(),
             instance_profile: false,
         }
     }

@@ -1,7 +1,7 @@
 //! Build: the role as its spec wants it, validated and held to the guardrails, without
 //! any I/O (so `iamwright validate` runs the same checks offline).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kube::ResourceExt;
 use serde_json::Value;
@@ -36,23 +36,27 @@ pub struct Desired {
     /// Managed policies to attach: `managedPolicyArns`, then the resolved `policyRefs`.
     pub attached: Vec<String>,
     pub inline: BTreeMap<String, Value>,
+    /// The inline policies that come from ConfigMaps (their changes are updates).
+    pub inline_from: BTreeSet<String>,
     /// Keep an instance profile of the role's name holding the role.
     pub instance_profile: bool,
 }
 
 /// Validate the spec and apply the guardrails of the namespace's governance: a failure
-/// is Stalled, before any AWS write. `refs` are the resolved `policyRefs` ARNs;
+/// is Stalled, before any AWS write. `spec` has its documents resolved
+/// (`documents::role_spec`); `refs` are the resolved `policyRefs` ARNs;
 /// `account` the role's account, when its trust names it (trust::eks).
 pub fn desired(
     r: &IamRole,
+    spec: &IamRoleSpec,
     ctx: &Context,
     refs: &[String],
     account: Option<&Account>,
 ) -> Result<Desired, Error> {
     let gov = crate::trust::current();
     let ns = r.namespace().unwrap_or_default();
-    let trust = eks::trust_document(&r.spec, &ns, &ctx.settings.trust.eks, account)?;
-    let boundary = validate(&r.spec, &trust, &gov.settings(&ctx.settings))?;
+    let trust = eks::trust_document(spec, &ns, &ctx.settings.trust.eks, account)?;
+    let boundary = validate(spec, &trust, &gov.settings(&ctx.settings))?;
     let name = role_name(r);
     gov.check_name("spec.name", &name)?;
     eks::check_namespaces(&r.spec, &gov)?;
@@ -71,7 +75,8 @@ pub fn desired(
         boundary,
         tags: ctx.owner(r).desired_tags(&r.spec.tags),
         attached,
-        inline: r.spec.inline_policies.clone(),
+        inline: spec.inline_policies.clone(),
+        inline_from: spec.inline_policies_from.keys().cloned().collect(),
         instance_profile: r.spec.instance_profile,
     })
 }
@@ -101,7 +106,7 @@ pub fn validate(
         ));
     }
     for (name, doc) in &spec.inline_policies {
-        let root = format!("spec.inlinePolicies.{name}");
+        let root = crate::controllers::documents::inline_field(spec, name);
         check_policy_name(name)
             .map_err(|m| Error::stalled(Reason::InvalidSpec, format!("{root}: {m}")))?;
         validate_document(doc, &root, DocKind::Inline).map_err(invalid_doc)?;
