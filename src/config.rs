@@ -182,6 +182,11 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub watch_namespaces: Vec<String>,
+    /// A label selector (Kubernetes syntax, e.g. `shard=a` or `team in (x,y)`): only
+    /// objects it selects are reconciled, so replicas can share the objects as shards,
+    /// each with its own leader-election Lease (docs/sharding.md).
+    #[arg(long, env = "IAMWRIGHT_OBJECT_SELECTOR")]
+    pub object_selector: Option<String>,
     /// Address of the /metrics endpoint.
     #[arg(long, env = "IAMWRIGHT_METRICS_BIND_ADDRESS", default_value = ":8080", value_parser = parse_addr)]
     pub metrics_bind_address: SocketAddr,
@@ -195,11 +200,12 @@ pub struct RunArgs {
     #[arg(long, env = "IAMWRIGHT_LEADER_ELECTION_NAMESPACE")]
     pub leader_election_namespace: Option<String>,
     /// Name of the leader-election Lease: operators sharded by namespace or selector
-    /// each elect their own leader under their own name.
+    /// each elect their own leader under their own name. With `--object-selector` and
+    /// this left at its default, the name gets a suffix derived from the selector.
     #[arg(
         long,
         env = "IAMWRIGHT_LEADER_ELECTION_LEASE_NAME",
-        default_value = "iamwright-leader"
+        default_value = crate::leader::DEFAULT_LEASE_NAME
     )]
     pub leader_election_lease_name: String,
     /// Permissions boundary set on every role and user the operator creates.
@@ -280,6 +286,33 @@ mod tests {
         assert_eq!(r.deny_actions, vec!["iam:*", "s3:Delete*"]);
         assert_eq!(r.watch_namespaces, vec!["a", "b"]);
         assert_eq!(r.metrics_bind_address, "0.0.0.0:8080".parse().unwrap());
+    }
+
+    #[test]
+    fn each_shard_elects_its_own_leader() {
+        let run = |extra: &[&str]| {
+            let mut argv = vec!["iamwright", "run", "--cluster-name", "c1"];
+            argv.extend(extra);
+            match Cli::try_parse_from(argv).unwrap().command {
+                Command::Run(r) => crate::leader::lease_name(&r),
+                _ => panic!("run"),
+            }
+        };
+        assert_eq!(run(&[]), "iamwright-leader");
+        let (a, b) = (
+            run(&["--object-selector", "shard=a"]),
+            run(&["--object-selector", "shard=b"]),
+        );
+        assert!(a.starts_with("iamwright-leader-") && a.len() == "iamwright-leader-".len() + 8);
+        assert_ne!(a, b);
+        // A name given explicitly is used as it is.
+        let named = [
+            "--object-selector",
+            "shard=a",
+            "--leader-election-lease-name",
+            "x",
+        ];
+        assert_eq!(run(&named), "x");
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub async fn acquire(
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
-    let lease_name = args.leader_election_lease_name.clone();
+    let lease_name = lease_name(args);
     let manager = LeaseManagerBuilder::new(client.clone(), &lease_name)
         .with_namespace(&namespace)
         .with_identity(&identity)
@@ -192,3 +192,22 @@ async fn confirm_loop(
         }
     }
 }
+
+/// The Lease's name: as given, except that a shard (`--object-selector`) left at the
+/// default name gets its own (`iamwright-leader-<8 hex of the selector's SHA-256>`), so
+/// two shards never wait for each other's leader.
+pub fn lease_name(args: &RunArgs) -> String {
+    let name = &args.leader_election_lease_name;
+    match &args.object_selector {
+        Some(selector) if name == DEFAULT_LEASE_NAME => {
+            use sha2::{Digest, Sha256};
+            let hash = Sha256::digest(selector.as_bytes());
+            let hex: String = hash.iter().take(4).map(|b| format!("{b:02x}")).collect();
+            format!("{name}-{hex}")
+        }
+        _ => name.clone(),
+    }
+}
+
+/// The default Lease name (`--leader-election-lease-name`).
+pub const DEFAULT_LEASE_NAME: &str = "iamwright-leader";

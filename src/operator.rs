@@ -46,12 +46,16 @@ pub async fn run(args: RunArgs) -> anyhow_free::Result<()> {
         r = wait_for_crds(&client) => r?,
         _ = shutdown.wait() => return Ok(()),
     }
+    if let Some(selector) = &args.object_selector {
+        check_selector(&client, selector).await?;
+    }
     let settings = Settings {
         cluster_name: args.cluster_name.clone(),
         resync: args.resync_interval,
         instance_resync: args.instance_resync_interval,
         concurrency: args.concurrency,
         namespaces: args.watch_namespaces.clone(),
+        object_selector: args.object_selector.clone(),
         required_permissions_boundary: args.required_permissions_boundary.clone(),
         deny_actions: args.deny_actions.clone(),
         trust: args.trust.clone(),
@@ -140,4 +144,19 @@ async fn wait_for_signal() {
 /// A small boxed error for the binary's top level.
 pub mod anyhow_free {
     pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// Refuse to start with a label selector the API server does not accept (its own
+/// parser is the judge): a shard that silently watched nothing would look healthy.
+async fn check_selector(client: &Client, selector: &str) -> anyhow_free::Result<()> {
+    let api: kube::Api<crate::api::IamPolicy> = kube::Api::all(client.clone());
+    let params = kube::api::ListParams::default().labels(selector).limit(1);
+    match api.list_metadata(&params).await {
+        Err(kube::Error::Api(e)) if e.code == 400 => Err(format!(
+            "--object-selector {selector:?}: not a valid label selector: {}",
+            e.message
+        )
+        .into()),
+        _ => Ok(()),
+    }
 }

@@ -71,6 +71,7 @@ impl Guardrails {
             instance_resync: std::time::Duration::from_secs(60),
             concurrency: 1,
             namespaces: vec![],
+            object_selector: None,
             required_permissions_boundary: self.required_permissions_boundary.clone(),
             deny_actions: self.deny_actions.clone(),
             trust: self.trust.clone(),

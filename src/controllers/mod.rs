@@ -45,6 +45,8 @@ pub struct Settings {
     pub instance_resync: Duration,
     pub concurrency: u16,
     pub namespaces: Vec<String>,
+    /// `--object-selector`: the shard of the objects this operator reconciles.
+    pub object_selector: Option<String>,
     pub required_permissions_boundary: Option<String>,
     pub deny_actions: Vec<String>,
     /// The cluster-wide trust grants (`--allow-*`).
@@ -424,6 +426,16 @@ impl Shutdown {
 /// Watcher settings shared by every controller.
 pub fn watch_config() -> watcher::Config {
     watcher::Config::default().any_semantic()
+}
+
+/// The watch of a controller's own kind: only the objects of its shard
+/// (`--object-selector`). Referenced objects (IamPolicies, Secrets) are watched whole,
+/// so a reference across shards is still followed.
+pub fn primary_watch_config(settings: &Settings) -> watcher::Config {
+    match &settings.object_selector {
+        Some(selector) => watch_config().labels(selector),
+        None => watch_config(),
+    }
 }
 
 #[cfg(test)]

@@ -412,10 +412,13 @@ pub async fn run_controller<K, R, RF>(
     let controllers = scopes.into_iter().map(|scope| {
         let api = scoped_api::<Guarded<K>>(&ctx.client, scope);
         let (reader, writer) = reflector::store();
-        let trigger = reflector(writer, watcher(api, super::watch_config()))
-            .default_backoff()
-            .applied_objects()
-            .predicate_filter(trigger_hash, PredicateConfig::default());
+        let trigger = reflector(
+            writer,
+            watcher(api, super::primary_watch_config(&ctx.settings)),
+        )
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(trigger_hash, PredicateConfig::default());
         let c = kube::runtime::Controller::for_stream(trigger, reader)
             .graceful_shutdown_on(shutdown.wait());
         let c = governance_watches(c, &ctx, scope);

@@ -391,6 +391,7 @@ mod tests {
             instance_resync: std::time::Duration::from_secs(60),
             concurrency: 1,
             namespaces: vec![],
+            object_selector: None,
             required_permissions_boundary: Some("arn:aws:iam::1:policy/flag".into()),
             deny_actions: vec!["iam:*".into()],
             trust: Default::default(),

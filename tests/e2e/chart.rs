@@ -134,6 +134,7 @@ async fn the_chart_renders_objects_the_apiserver_accepts() {
         "--allow-service-account-namespace={namespace}-jobs",
         "--oidc-issuer=https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE",
         "--pod-identity",
+        "--object-selector=shard in (a,b)",
     ] {
         assert!(
             rendered.contains(kind),

@@ -17,4 +17,5 @@ mod observe;
 mod policy;
 mod rbac;
 mod role;
+mod sharding;
 mod trust;

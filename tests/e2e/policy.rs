@@ -95,7 +95,7 @@ async fn default_document(arn: &str) -> (String, Value) {
     (v, decode_aws_document(&d).unwrap())
 }
 
-async fn policy_exists(arn: &str) -> bool {
+pub(crate) async fn policy_exists(arn: &str) -> bool {
     match iam().await.get_policy().policy_arn(arn).send().await {
         Ok(_) => true,
         Err(e)
