@@ -1,11 +1,13 @@
 //! The EC2 side of an InstanceProfileBinding: which instances the spec targets, which
 //! instance profile each one carries, and the association writes.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::Client as Ec2;
-use aws_sdk_ec2::types::{Filter, IamInstanceProfileSpecification};
+use aws_sdk_ec2::types::IamInstanceProfileSpecification;
+use tokio::sync::Mutex;
 
 use crate::api::InstanceProfileBindingSpec;
 use crate::aws::{Aws, AwsError};
@@ -13,8 +15,6 @@ use crate::aws::{Aws, AwsError};
 /// Instance states a binding acts on: an instance in any other state (shutting-down,
 /// terminated) cannot carry a profile any more.
 pub const TARGET_STATES: &[&str] = &["pending", "running", "stopping", "stopped"];
-/// DescribeInstances takes at most 200 values per filter.
-const IDS_PER_CALL: usize = 100;
 
 /// The instances a spec targets, as EC2 sees them now.
 #[derive(Debug, Default)]
@@ -28,39 +28,97 @@ pub struct Targets {
     pub not_permitted: BTreeMap<String, String>,
 }
 
+/// One region's instances and associations, read once per `--instance-resync-interval`
+/// and shared by every binding of that region: the EC2 reads per tick do not grow
+/// with the number of bindings.
+#[derive(Debug, Default)]
+pub struct RegionView {
+    /// Every instance of the region: id → (state name, tags).
+    pub instances: BTreeMap<String, (String, BTreeMap<String, String>)>,
+    /// Every association not already over, by instance.
+    pub associations: BTreeMap<String, Association>,
+}
+
+/// The regions' views, each refreshed by one reader while the others wait.
+#[derive(Default)]
+pub struct Views {
+    regions: std::sync::Mutex<HashMap<String, Arc<Mutex<Option<(Instant, Arc<RegionView>)>>>>>,
+}
+
+impl Views {
+    /// The region's view, read anew when older than `max_age`.
+    pub async fn get(
+        &self,
+        aws: &Aws,
+        ec2: &Ec2,
+        region: &str,
+        max_age: Duration,
+    ) -> Result<Arc<RegionView>, AwsError> {
+        let slot = self.slot(region);
+        let mut current = slot.lock().await;
+        if let Some((at, view)) = current.as_ref()
+            && at.elapsed() < max_age
+        {
+            return Ok(view.clone());
+        }
+        let view = Arc::new(RegionView {
+            instances: describe_all(aws, ec2).await?,
+            associations: associations(aws, ec2).await?,
+        });
+        *current = Some((Instant::now(), view.clone()));
+        Ok(view)
+    }
+
+    /// After a binding's own association writes it re-reads the associations; the
+    /// view takes them, so the next binding sees that change without a read of its own.
+    pub async fn update_associations(
+        &self,
+        region: &str,
+        associations: BTreeMap<String, Association>,
+    ) {
+        let slot = self.slot(region);
+        let mut current = slot.lock().await;
+        if let Some((at, view)) = current.as_ref() {
+            let instances = view.instances.clone();
+            *current = Some((
+                *at,
+                Arc::new(RegionView {
+                    instances,
+                    associations,
+                }),
+            ));
+        }
+    }
+
+    fn slot(&self, region: &str) -> Arc<Mutex<Option<(Instant, Arc<RegionView>)>>> {
+        let mut regions = self.regions.lock().expect("ec2 views lock");
+        regions.entry(region.to_string()).or_default().clone()
+    }
+}
+
 /// Keep only the targets that carry every one of `required` (an IamScope's
 /// instanceTags). A listed id that lacks them is reported as not permitted; an instance
 /// only the selector found is simply not targeted (the selector means "matching
 /// instances this namespace may bind", and other tenants' instances stay unnamed).
-pub async fn restrict(
-    aws: &Aws,
-    ec2: &Ec2,
+pub fn restrict(
+    view: &RegionView,
     spec: &InstanceProfileBindingSpec,
     t: &mut Targets,
     required: &BTreeMap<String, String>,
-) -> Result<(), AwsError> {
-    if required.is_empty() || t.live.is_empty() {
-        return Ok(());
-    }
-    let live: Vec<String> = t.live.iter().cloned().collect();
-    let mut permitted = BTreeSet::new();
-    for chunk in live.chunks(IDS_PER_CALL) {
-        let mut filters: Vec<Filter> = required
-            .iter()
-            .map(|(k, v)| Filter::builder().name(format!("tag:{k}")).values(v).build())
-            .collect();
-        filters.push(
-            Filter::builder()
-                .name("instance-id")
-                .set_values(Some(chunk.to_vec()))
-                .build(),
-        );
-        permitted.extend(describe(aws, ec2, filters).await?.into_keys());
+) {
+    if required.is_empty() {
+        return;
     }
     let tags: Vec<String> = required.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    for id in live.iter().filter(|id| !permitted.contains(*id)) {
-        t.live.remove(id);
-        if spec.instance_ids.contains(id) {
+    let permitted = |id: &String| {
+        view.instances
+            .get(id)
+            .is_some_and(|(_, have)| carries(have, required))
+    };
+    let refused: Vec<String> = t.live.iter().filter(|id| !permitted(id)).cloned().collect();
+    for id in refused {
+        t.live.remove(&id);
+        if spec.instance_ids.contains(&id) {
             t.not_permitted.insert(
                 id.clone(),
                 format!(
@@ -70,103 +128,78 @@ pub async fn restrict(
             );
         }
     }
-    Ok(())
 }
 
-/// Look up `spec.instanceIds` and `spec.instanceSelector`. Ids are looked up with an
-/// `instance-id` filter rather than `InstanceIds`, because EC2 fails the whole call
-/// with InvalidInstanceID.NotFound when one id is unknown; the filter just omits it.
-pub async fn targets(
-    aws: &Aws,
-    ec2: &Ec2,
-    spec: &InstanceProfileBindingSpec,
-    region: &str,
-) -> Result<Targets, AwsError> {
+fn carries(have: &BTreeMap<String, String>, want: &BTreeMap<String, String>) -> bool {
+    want.iter().all(|(k, v)| have.get(k) == Some(v))
+}
+
+/// The instances `spec.instanceIds` and `spec.instanceSelector` target in the view.
+/// Pure: every case is a unit test.
+pub fn targets(view: &RegionView, spec: &InstanceProfileBindingSpec, region: &str) -> Targets {
     let mut t = Targets::default();
-    let wanted: BTreeSet<&String> = spec.instance_ids.iter().collect();
-    let wanted: Vec<&String> = wanted.into_iter().collect();
-    for chunk in wanted.chunks(IDS_PER_CALL) {
-        let filter = Filter::builder()
-            .name("instance-id")
-            .set_values(Some(chunk.iter().map(|s| s.to_string()).collect()))
-            .build();
-        let found = describe(aws, ec2, vec![filter]).await?;
-        for id in chunk {
-            match found.get(*id) {
-                Some(state) if TARGET_STATES.contains(&state.as_str()) => {
-                    t.live.insert(id.to_string());
-                }
-                Some(state) => {
-                    t.not_found.insert(
-                        id.to_string(),
-                        format!("instance {id} is {state} and cannot carry an instance profile"),
-                    );
-                }
-                None => {
-                    t.not_found.insert(
-                        id.to_string(),
-                        format!("instance {id} does not exist in {region}"),
-                    );
-                }
+    for id in &spec.instance_ids {
+        match view.instances.get(id) {
+            Some((state, _)) if TARGET_STATES.contains(&state.as_str()) => {
+                t.live.insert(id.clone());
+            }
+            Some((state, _)) => {
+                t.not_found.insert(
+                    id.clone(),
+                    format!("instance {id} is {state} and cannot carry an instance profile"),
+                );
+            }
+            None => {
+                t.not_found.insert(
+                    id.clone(),
+                    format!("instance {id} does not exist in {region}"),
+                );
             }
         }
     }
     if let Some(sel) = &spec.instance_selector {
-        let mut filters: Vec<Filter> = sel
-            .tags
-            .iter()
-            .map(|(k, v)| Filter::builder().name(format!("tag:{k}")).values(v).build())
-            .collect();
-        filters.push(
-            Filter::builder()
-                .name("instance-state-name")
-                .set_values(Some(TARGET_STATES.iter().map(|s| s.to_string()).collect()))
-                .build(),
-        );
-        for (id, state) in describe(aws, ec2, filters).await? {
-            // The filter already says so; checked again in case an emulator ignores it.
-            if TARGET_STATES.contains(&state.as_str()) {
-                t.live.insert(id);
+        for (id, (state, tags)) in &view.instances {
+            if TARGET_STATES.contains(&state.as_str()) && carries(tags, &sel.tags) {
+                t.live.insert(id.clone());
             }
         }
     }
-    Ok(t)
+    t
 }
 
-/// instance id → state name of every instance matching `filters`.
-async fn describe(
+/// Every instance of the region: id → (state name, tags), through the SDK's paginator.
+async fn describe_all(
     aws: &Aws,
     ec2: &Ec2,
-    filters: Vec<Filter>,
-) -> Result<BTreeMap<String, String>, AwsError> {
+) -> Result<BTreeMap<String, (String, BTreeMap<String, String>)>, AwsError> {
+    let pages = ec2
+        .describe_instances()
+        .max_results(1000)
+        .into_paginator()
+        .send();
+    let pages = aws.pages("ec2", "DescribeInstances", pages).await?;
     let mut found = BTreeMap::new();
-    let mut token = None;
-    loop {
-        let out = aws
-            .call(
-                "ec2",
-                "DescribeInstances",
-                ec2.describe_instances()
-                    .set_filters(Some(filters.clone()))
-                    .set_next_token(token.clone())
-                    .send(),
-            )
-            .await?;
-        for i in out.reservations().iter().flat_map(|r| r.instances()) {
-            if let Some(id) = i.instance_id() {
-                let state = i
-                    .state()
-                    .and_then(|s| s.name())
-                    .map(|n| n.as_str().to_string())
-                    .unwrap_or_default();
-                found.insert(id.to_string(), state);
-            }
-        }
-        match out.next_token {
-            Some(t) if !t.is_empty() => token = Some(t),
-            _ => return Ok(found),
-        }
+    for i in pages
+        .iter()
+        .flat_map(|p| p.reservations())
+        .flat_map(|r| r.instances())
+    {
+        let Some(id) = i.instance_id() else {
+            continue;
+        };
+        let state = i
+            .state()
+            .and_then(|s| s.name())
+            .map(|n| n.as_str().to_string())
+            .unwrap_or_default();
+        let tags = i
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+            .collect();
+        found.insert(id.to_string(), (state, tags));
     }
+    Ok(found)
 }
 
 /// One instance's association with an instance profile.
@@ -190,55 +223,50 @@ impl Association {
 /// filter by profile, and finding the instances that carry our profile without being
 /// targeted any more needs them all.
 pub async fn associations(aws: &Aws, ec2: &Ec2) -> Result<BTreeMap<String, Association>, AwsError> {
+    let pages = ec2
+        .describe_iam_instance_profile_associations()
+        .max_results(1000)
+        .into_paginator()
+        .send();
+    let pages = aws
+        .pages("ec2", "DescribeIamInstanceProfileAssociations", pages)
+        .await?;
     let mut all = BTreeMap::new();
-    let mut token = None;
-    loop {
-        let out = aws
-            .call(
-                "ec2",
-                "DescribeIamInstanceProfileAssociations",
-                ec2.describe_iam_instance_profile_associations()
-                    .set_next_token(token.clone())
-                    .send(),
-            )
-            .await?;
-        for a in out.iam_instance_profile_associations() {
-            let state = a
-                .state
-                .as_ref()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default();
-            let (Some(id), Some(instance)) = (a.association_id.clone(), a.instance_id.clone())
-            else {
-                continue;
-            };
-            if state == "disassociated" {
-                continue;
-            }
-            let assoc = Association {
-                id,
-                instance_id: instance.clone(),
-                profile_arn: a
-                    .iam_instance_profile
-                    .as_ref()
-                    .and_then(|p| p.arn.clone())
-                    .unwrap_or_default(),
-                state,
-            };
-            // An instance being moved from one profile to another can show both
-            // associations for a moment: the active one is what counts.
-            match all.get(&instance) {
-                Some(existing) if Association::is_active(existing) => {}
-                _ => {
-                    all.insert(instance, assoc);
-                }
-            }
+    for a in pages
+        .iter()
+        .flat_map(|p| p.iam_instance_profile_associations())
+    {
+        let state = a
+            .state
+            .as_ref()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default();
+        let (Some(id), Some(instance)) = (a.association_id.clone(), a.instance_id.clone()) else {
+            continue;
+        };
+        if state == "disassociated" {
+            continue;
         }
-        match out.next_token {
-            Some(t) if !t.is_empty() => token = Some(t),
-            _ => return Ok(all),
+        let assoc = Association {
+            id,
+            instance_id: instance.clone(),
+            profile_arn: a
+                .iam_instance_profile
+                .as_ref()
+                .and_then(|p| p.arn.clone())
+                .unwrap_or_default(),
+            state,
+        };
+        // An instance being moved from one profile to another can show both
+        // associations for a moment: the active one is what counts.
+        match all.get(&instance) {
+            Some(existing) if Association::is_active(existing) => {}
+            _ => {
+                all.insert(instance, assoc);
+            }
         }
     }
+    Ok(all)
 }
 
 fn profile_spec(arn: &str) -> IamInstanceProfileSpecification {
@@ -333,6 +361,53 @@ mod tests {
             code: code.into(),
             message: message.into(),
         }
+    }
+
+    fn view() -> RegionView {
+        let tags = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        RegionView {
+            instances: BTreeMap::from([
+                (
+                    "i-1".into(),
+                    ("running".into(), tags(&[("app", "web"), ("team", "a")])),
+                ),
+                ("i-2".into(), ("terminated".into(), tags(&[("app", "web")]))),
+                ("i-3".into(), ("stopped".into(), tags(&[("app", "web")]))),
+                ("i-4".into(), ("running".into(), tags(&[("app", "db")]))),
+            ]),
+            associations: BTreeMap::new(),
+        }
+    }
+
+    fn spec(v: serde_json::Value) -> InstanceProfileBindingSpec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn targets_come_from_the_shared_view() {
+        let s = spec(
+            serde_json::json!({"roleName": "r", "instanceIds": ["i-2", "i-9", "i-4"],
+            "instanceSelector": {"tags": {"app": "web"}}}),
+        );
+        let t = targets(&view(), &s, "eu-west-1");
+        assert_eq!(
+            t.live,
+            BTreeSet::from(["i-1".into(), "i-3".into(), "i-4".into()])
+        );
+        assert!(t.not_found["i-2"].contains("is terminated"));
+        assert!(t.not_found["i-9"].contains("does not exist in eu-west-1"));
+        // A scope's instance tags: a listed id without them is NotPermitted, an
+        // instance only the selector found is simply left out.
+        let mut t = t;
+        let required = BTreeMap::from([("team".to_string(), "a".to_string())]);
+        restrict(&view(), &s, &mut t, &required);
+        assert_eq!(t.live, BTreeSet::from(["i-1".into()]));
+        assert_eq!(t.not_permitted.keys().collect::<Vec<_>>(), vec!["i-4"]);
     }
 
     #[test]

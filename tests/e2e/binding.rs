@@ -674,3 +674,77 @@ async fn an_existing_profile_is_adopted_only_when_asked_and_another_owner_is_lef
     let events = events_for(&ns.name, "legacy").await;
     assert!(events.iter().any(|(r, _)| r == "Adopted"), "{events:?}");
 }
+
+/// `iamwright_reconcile_total` of one kind and result.
+async fn reconciles(op: &Operator, kind: &str) -> u64 {
+    let metrics = op.metrics().await;
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("iamwright_reconcile_total{")
+                && l.contains(&format!("kind=\"{kind}\""))
+                && l.contains("result=\"success\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[tokio::test]
+async fn ec2_reads_per_tick_do_not_grow_with_the_number_of_bindings() {
+    const BINDINGS: usize = 6;
+    let ns = Namespace::new("ipb-view").await;
+    let op = Operator::start(
+        &ns.name,
+        &["--allow-existing-role", &format!("{}-*", ns.name)],
+    )
+    .await;
+    let role = format!("{}-role", ns.name);
+    aws_role(&role).await;
+    for g in 0..BINDINGS {
+        let group = format!("{}-g{g}", ns.name);
+        for _ in 0..2 {
+            launch(&[("group", &group)]).await;
+        }
+        apply(
+            &ns.name,
+            &manifest(
+                &format!("b{g}"),
+                json!({"roleName": role, "instanceSelector": {"tags": {"group": group}}}),
+            ),
+        );
+    }
+    for g in 0..BINDINGS {
+        let b: InstanceProfileBinding = ready(&ns.name, &format!("b{g}")).await;
+        assert_eq!(b.status.unwrap().bound_count, Some(2));
+    }
+    // Three instance-resync ticks of every binding (5s each): one shared view per
+    // tick, not one EC2 listing per binding (which would be 3 × 6 = 18 of each).
+    let describe = |o: &str| o == "DescribeInstances";
+    let listing = |o: &str| o == "DescribeIamInstanceProfileAssociations";
+    let (d0, l0) = (
+        op.aws_requests(|o, _| describe(o)).await,
+        op.aws_requests(|o, _| listing(o)).await,
+    );
+    let r0 = reconciles(&op, "InstanceProfileBinding").await;
+    eventually(
+        Duration::from_secs(60),
+        "three ticks of every binding",
+        || async {
+            (reconciles(&op, "InstanceProfileBinding").await >= r0 + 3 * BINDINGS as u64)
+                .then_some(())
+        },
+    )
+    .await;
+    let (d, l) = (
+        op.aws_requests(|o, _| describe(o)).await - d0,
+        op.aws_requests(|o, _| listing(o)).await - l0,
+    );
+    assert!(
+        d <= 5,
+        "{d} DescribeInstances over 3 ticks of {BINDINGS} bindings"
+    );
+    assert!(
+        l <= 5,
+        "{l} association listings over 3 ticks of {BINDINGS} bindings"
+    );
+}

@@ -42,6 +42,8 @@ struct State {
     recheck: Mutex<HashMap<String, Duration>>,
     /// One EC2 client per region (`None`: the operator's region).
     ec2: Mutex<HashMap<Option<String>, aws_sdk_ec2::Client>>,
+    /// Each region's instances and associations, shared by every binding.
+    views: instances::Views,
 }
 
 impl State {
@@ -146,7 +148,7 @@ async fn sync(
     };
     let aws = &ctx.aws;
     let ec2 = state.ec2(aws, b.spec.region.as_deref());
-    let (targets, mut assocs) = observe_instances(aws, &ec2, b).await?;
+    let (region, targets, mut assocs) = observe_instances(ctx, state, &ec2, b).await?;
     let to_check = plan::profiles_to_check(&profile.arn, &targets, &assocs, d.replace_existing);
     let owners = other_owners(aws, ctx, b, &to_check).await?;
 
@@ -175,6 +177,10 @@ async fn sync(
     if bound.wrote {
         // Report what EC2 says now, not what we asked for.
         assocs = instances::associations(aws, &ec2).await?;
+        state
+            .views
+            .update_associations(&region, assocs.clone())
+            .await;
     }
     let mut r = plan::report(&profile.arn, &d.role, &targets, &assocs, &bound.pending);
     // An AWS error on one instance is reported as such (and retried with backoff).
@@ -348,23 +354,34 @@ async fn observe_profile(
     }))
 }
 
-/// Observe EC2: the targeted instances (ids and selector, held to the governance's
-/// instance tags) and every association of the region.
+/// Observe EC2: the region's shared view (read at most once per instance resync for
+/// all bindings), the targeted instances in it (ids and selector, held to the
+/// governance's instance tags) and the region's associations. The first reconcile of
+/// a new generation (a new or edited binding) reads the view anew, so instances
+/// launched just before it are seen at once; resync ticks share the view.
 async fn observe_instances(
-    aws: &Aws,
+    ctx: &Context,
+    state: &State,
     ec2: &aws_sdk_ec2::Client,
     b: &InstanceProfileBinding,
-) -> Result<(Targets, BTreeMap<String, Association>), Error> {
+) -> Result<(String, Targets, BTreeMap<String, Association>), Error> {
     let region = ec2
         .config()
         .region()
         .map(|r| r.to_string())
         .unwrap_or_default();
+    let new_generation =
+        b.status.as_ref().and_then(|s| s.observed_generation) != b.metadata.generation;
+    let max_age = if new_generation {
+        Duration::ZERO
+    } else {
+        ctx.settings.instance_resync
+    };
+    let view = state.views.get(&ctx.aws, ec2, &region, max_age).await?;
     let gov = crate::trust::current();
-    let mut targets = instances::targets(aws, ec2, &b.spec, &region).await?;
-    instances::restrict(aws, ec2, &b.spec, &mut targets, &gov.instance_tags).await?;
-    let assocs = instances::associations(aws, ec2).await?;
-    Ok((targets, assocs))
+    let mut targets = instances::targets(&view, &b.spec, &region);
+    instances::restrict(&view, &b.spec, &mut targets, &gov.instance_tags);
+    Ok((region, targets, view.associations.clone()))
 }
 
 /// The iamwright owners (another object's) of the profiles `arns`.
