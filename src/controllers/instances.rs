@@ -39,10 +39,13 @@ pub struct RegionView {
     pub associations: BTreeMap<String, Association>,
 }
 
+/// A region's view and when it was read; locked while it is read anew.
+type Slot = Arc<Mutex<Option<(Instant, Arc<RegionView>)>>>;
+
 /// The regions' views, each refreshed by one reader while the others wait.
 #[derive(Default)]
 pub struct Views {
-    regions: std::sync::Mutex<HashMap<String, Arc<Mutex<Option<(Instant, Arc<RegionView>)>>>>>,
+    regions: std::sync::Mutex<HashMap<String, Slot>>,
 }
 
 impl Views {
@@ -90,7 +93,7 @@ impl Views {
         }
     }
 
-    fn slot(&self, region: &str) -> Arc<Mutex<Option<(Instant, Arc<RegionView>)>>> {
+    fn slot(&self, region: &str) -> Slot {
         let mut regions = self.regions.lock().expect("ec2 views lock");
         regions.entry(region.to_string()).or_default().clone()
     }
