@@ -126,13 +126,15 @@ def ready_count(ns):
     return n
 
 
-def manifests(n):
+def manifests(n, shards):
     docs = []
     for i in range(n):
+        # A pair lives in one shard (label shard=s<i mod shards>).
+        labels = {"shard": f"s{i % shards}"} if shards > 1 else {}
         docs.append({"apiVersion": "iamwright.dev/v1alpha1", "kind": "IamPolicy",
-                     "metadata": {"name": f"p{i}"}, "spec": {"document": DOC}})
+                     "metadata": {"name": f"p{i}", "labels": labels}, "spec": {"document": DOC}})
         docs.append({"apiVersion": "iamwright.dev/v1alpha1", "kind": "IamRole",
-                     "metadata": {"name": f"r{i}"},
+                     "metadata": {"name": f"r{i}", "labels": labels},
                      "spec": {"assumeRolePolicy": TRUST, "policyRefs": [{"name": f"p{i}"}]}})
     return "\n---\n".join(json.dumps(d) for d in docs)
 
@@ -144,6 +146,8 @@ def main():
     p.add_argument("--resync", type=int, default=30, help="resync interval, seconds")
     p.add_argument("--steady-resyncs", type=int, default=2)
     p.add_argument("--timeout", type=int, default=1800)
+    p.add_argument("--shards", type=int, default=1,
+                   help="operator processes, each with --object-selector shard=s<i>")
     a = p.parse_args()
     n, run = a.n, f"{random.getrandbits(32):08x}"
     ns = f"bench-{run}"
@@ -153,29 +157,40 @@ def main():
     floor_s = floor(n, run)
 
     kubectl("create", "namespace", ns)
-    mport, hport = free_port(), free_port()
-    log = open(os.path.join(bed, "logs", f"operator-{ns}.log"), "w")
-    op = subprocess.Popen(
-        [a.binary, "run", "--cluster-name", "bench", "--watch-namespace", ns,
-         "--resync-interval", f"{a.resync}s", "--metrics-bind-address", f"127.0.0.1:{mport}",
-         "--health-probe-bind-address", f"127.0.0.1:{hport}"],
-        stdout=log, stderr=log, env={**os.environ, "RUST_LOG": "warn",
-                                     "KUBECONFIG": os.environ["IAMWRIGHT_OPERATOR_KUBECONFIG"]})
-    metrics = f"http://127.0.0.1:{mport}/metrics"
-    try:
-        for _ in range(300):
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{hport}/readyz", timeout=2).status == 200:
-                    break
-            except Exception:
-                time.sleep(0.2)
-        procs = {"moto": bed_pid("moto"), "kube-apiserver": bed_pid("kube-apiserver"), "operator": op.pid}
-        cpu0 = {k: cpu_seconds(v) for k, v in procs.items()}
-        aws0, kube0 = aws_calls(metrics), kube_writes()
+    ops = []
+    for shard in range(a.shards):
+        mport, hport = free_port(), free_port()
+        log = open(os.path.join(bed, "logs", f"operator-{ns}-s{shard}.log"), "w")
+        extra = ["--object-selector", f"shard=s{shard}"] if a.shards > 1 else []
+        proc = subprocess.Popen(
+            [a.binary, "run", "--cluster-name", "bench", "--watch-namespace", ns,
+             "--resync-interval", f"{a.resync}s", "--metrics-bind-address", f"127.0.0.1:{mport}",
+             "--health-probe-bind-address", f"127.0.0.1:{hport}", *extra],
+            stdout=log, stderr=log, env={**os.environ, "RUST_LOG": "warn",
+                                         "KUBECONFIG": os.environ["IAMWRIGHT_OPERATOR_KUBECONFIG"]})
+        ops.append((proc, f"http://127.0.0.1:{mport}/metrics", hport))
 
-        print(f"== converge: {n} pairs through the operator", flush=True)
+    def all_calls():
+        """Per shard {operation: count}."""
+        return [aws_calls(m) for _, m, _ in ops]
+
+    try:
+        for _, _, hport in ops:
+            for _ in range(300):
+                try:
+                    if urllib.request.urlopen(f"http://127.0.0.1:{hport}/readyz", timeout=2).status == 200:
+                        break
+                except Exception:
+                    time.sleep(0.2)
+        procs = {"moto": bed_pid("moto"), "kube-apiserver": bed_pid("kube-apiserver")}
+        for shard, (proc, _, _) in enumerate(ops):
+            procs["operator" if a.shards == 1 else f"operator s{shard}"] = proc.pid
+        cpu0 = {k: cpu_seconds(v) for k, v in procs.items()}
+        aws0, kube0 = all_calls(), kube_writes()
+
+        print(f"== converge: {n} pairs through {a.shards} operator process(es)", flush=True)
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-            f.write(manifests(n))
+            f.write(manifests(n, a.shards))
         t0 = time.monotonic()
         subprocess.run(["kubectl", "apply", "--server-side", "-n", ns, "-f", f.name],
                        check=True, capture_output=True)
@@ -185,18 +200,39 @@ def main():
             time.sleep(0.5)
         converge_s = time.monotonic() - t0
         cpu1 = {k: cpu_seconds(v) for k, v in procs.items()}
-        aws1, kube1 = aws_calls(metrics), kube_writes()
+        aws1, kube1 = all_calls(), kube_writes()
 
         print(f"== steady state: {a.steady_resyncs} resyncs of {a.resync}s", flush=True)
         time.sleep(3)
-        aws2, kube2 = aws_calls(metrics), kube_writes()
+        aws2, kube2 = all_calls(), kube_writes()
         time.sleep(a.resync * a.steady_resyncs)
-        aws3, kube3 = aws_calls(metrics), kube_writes()
-        rss = peak_rss_mib(op.pid)
+        aws3, kube3 = all_calls(), kube_writes()
+        rss = max(peak_rss_mib(proc.pid) for proc, _, _ in ops)
     finally:
-        op.terminate()
-        op.wait(timeout=30)
+        for proc, _, _ in ops:
+            proc.terminate()
+        for proc, _, _ in ops:
+            proc.wait(timeout=30)
 
+    def total(per_shard):
+        out = {}
+        for calls in per_shard:
+            for k, v in calls.items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    shard_rows = []
+    if a.shards > 1:
+        for shard in range(a.shards):
+            pairs = len([i for i in range(n) if i % a.shards == shard])
+            c = delta(aws1[shard], aws0[shard])
+            st = delta(aws3[shard], aws2[shard])
+            c_reads = sum(v for k, v in c.items() if READ.match(k))
+            c_writes = sum(v for k, v in c.items() if not READ.match(k))
+            s_r = sum(v for k, v in st.items() if READ.match(k))
+            shard_rows.append((shard, pairs, c_reads / pairs, c_writes / pairs,
+                               s_r / (2 * pairs * a.steady_resyncs)))
+    aws0, aws1, aws2, aws3 = total(aws0), total(aws1), total(aws2), total(aws3)
     conv = delta(aws1, aws0)
     reads = sum(v for k, v in conv.items() if READ.match(k))
     writes = sum(v for k, v in conv.items() if not READ.match(k))
@@ -210,7 +246,7 @@ def main():
     per_resync = 2 * n * a.steady_resyncs
 
     print()
-    print(f"pairs                          {n}")
+    print(f"pairs                          {n}" + (f" in {a.shards} shards" if a.shards > 1 else ""))
     print(f"all Ready after                {converge_s:.1f} s")
     print(f"floor (same moto, 4 threads)   {floor_s:.1f} s")
     print(f"ratio                          {converge_s / floor_s:.2f}x")
@@ -224,7 +260,10 @@ def main():
           f"{s_writes / per_resync:.2f} AWS writes, {s_kube / per_resync:.2f} Kubernetes writes")
     for k in sorted(steady, key=lambda k: -steady[k]):
         print(f"  {k:28} {steady[k] / per_resync:.2f}")
-    print(f"operator peak RSS              {rss:.1f} MiB")
+    for shard, pairs, c_reads, c_writes, s_reads_obj in shard_rows:
+        print(f"shard s{shard}: {pairs} pairs; per pair {c_reads:.2f} reads, {c_writes:.2f} writes "
+              f"converging; steady {s_reads_obj:.2f} AWS reads per object per resync")
+    print(f"operator peak RSS              {rss:.1f} MiB" + (" (the largest shard)" if a.shards > 1 else ""))
     print("CPU seconds while converging   " + ", ".join(f"{k} {cpu1[k] - cpu0[k]:.1f}" for k in procs))
     kubectl("delete", "namespace", ns, "--wait=false")
 
