@@ -138,6 +138,10 @@ pub struct IamUserAccessKeyStatus {
     /// The IamScope that governs the object's namespace, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// The AWS account the object's resources live in (from their ARN): the
+    /// operator's own, or its IamScope's `spec.account`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
     /// The user ARN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_arn: Option<String>,

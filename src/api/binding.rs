@@ -122,6 +122,10 @@ pub struct InstanceProfileBindingStatus {
     /// The IamScope that governs the object's namespace, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// The AWS account the object's resources live in (from their ARN): the
+    /// operator's own, or its IamScope's `spec.account`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
     /// The instance profile ARN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_profile_arn: Option<String>,

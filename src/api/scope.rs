@@ -84,6 +84,30 @@ pub struct IamScopeSpec {
     /// allowed in values).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub instance_tags: BTreeMap<String, String>,
+    /// The AWS account of these namespaces: the operator assumes this role (from its own
+    /// credentials, through STS; credentials cached and refreshed before they expire)
+    /// for every AWS call made for their objects. `status.accountId` of each object
+    /// shows where it lives. Unset: the operator's own account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<ScopeAccount>,
+}
+
+/// The role the operator assumes to act in another AWS account.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScopeAccount {
+    /// ARN of the role to assume, e.g. `arn:aws:iam::111122223333:role/iamwright`. Its
+    /// trust policy must let the operator's own role assume it.
+    #[schemars(regex(pattern = r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$"))]
+    pub role_arn: String,
+    /// The external id the role's trust policy requires, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 1224))]
+    pub external_id: Option<String>,
+    /// The session name (default `iamwright`), seen in the account's CloudTrail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[\w+=,.@-]{2,64}$"))]
+    pub session_name: Option<String>,
 }
 
 /// The observed state of an IamScope.

@@ -75,6 +75,37 @@ impl Aws {
         }
     }
 
+    /// Clients acting in another account through `account`'s role, assumed from this
+    /// one's credentials with the SDK's own AssumeRoleProvider (it caches the session
+    /// and refreshes it before it expires). The rate budget, metrics and leader fence
+    /// are shared; the identity and the account snapshot are the new account's own.
+    pub async fn assume(&self, account: &crate::api::ScopeAccount) -> Aws {
+        let mut provider = aws_config::sts::AssumeRoleProvider::builder(&account.role_arn)
+            .session_name(account.session_name.as_deref().unwrap_or("iamwright"))
+            .configure(&self.config);
+        if let Some(id) = &account.external_id {
+            provider = provider.external_id(id);
+        }
+        let provider = provider.build().await;
+        let config = self
+            .config
+            .to_builder()
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+            )
+            .build();
+        Aws {
+            iam: aws_sdk_iam::Client::new(&config),
+            sts: aws_sdk_sts::Client::new(&config),
+            config,
+            identity: Default::default(),
+            fence: self.fence.clone(),
+            budget: self.budget.clone(),
+            metrics: self.metrics.clone(),
+            snapshot: Default::default(),
+        }
+    }
+
     /// An EC2 client for `region` (default: the operator's region).
     pub fn ec2(&self, region: Option<&str>) -> aws_sdk_ec2::Client {
         let mut b = aws_sdk_ec2::config::Builder::from(&self.config);

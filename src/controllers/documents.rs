@@ -31,9 +31,9 @@ use crate::reason::Reason;
 /// another account (an IamScope's) can be pointed at theirs.
 pub async fn variables(ctx: &Context) -> Result<Variables, Error> {
     Ok(Variables {
-        account_id: ctx.aws.account_id().await?,
-        partition: ctx.aws.partition().await?,
-        region: ctx.aws.region(),
+        account_id: ctx.aws().await.account_id().await?,
+        partition: ctx.aws().await.partition().await?,
+        region: ctx.aws().await.region(),
     })
 }
 

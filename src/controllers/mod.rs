@@ -56,7 +56,10 @@ pub struct Settings {
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
-    pub aws: Aws,
+    /// The operator's own account; [`Context::aws`] picks the account of the object.
+    base_aws: Aws,
+    /// One set of clients per other account (IamScope `spec.account`), built once.
+    accounts: tokio::sync::Mutex<HashMap<crate::api::ScopeAccount, Aws>>,
     pub settings: Settings,
     pub metrics: Metrics,
     /// Managed policy documents read for the deny-action guardrail.
@@ -83,12 +86,35 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            aws,
+            base_aws: aws,
+            accounts: Default::default(),
             settings,
             metrics,
             managed_policies: Default::default(),
             failures: Default::default(),
         }
+    }
+
+    /// The AWS clients of the object being reconciled: its namespace's IamScope
+    /// account (the role assumed once, its session refreshed by the SDK), else the
+    /// operator's own. Ownership is per account: resources of one account are never
+    /// looked for in another.
+    pub async fn aws(&self) -> Aws {
+        let Some(account) = crate::trust::current().account.clone() else {
+            return self.base_aws.clone();
+        };
+        let mut accounts = self.accounts.lock().await;
+        if let Some(aws) = accounts.get(&account) {
+            return aws.clone();
+        }
+        let aws = self.base_aws.assume(&account).await;
+        accounts.insert(account, aws.clone());
+        aws
+    }
+
+    /// The operator's own account's clients (leader fence, startup checks).
+    pub fn base_aws(&self) -> &Aws {
+        &self.base_aws
     }
 
     /// The ownership tags' owner for an object.

@@ -52,10 +52,12 @@ pub trait StatusFields: Default + Clone + PartialEq + Serialize + Send + Sync {
     fn set_common(&mut self, observed_generation: Option<i64>, conditions: Vec<Condition>);
     /// `status.scope`: the IamScope governing the object's namespace.
     fn set_scope(&mut self, scope: Option<String>);
+    /// `status.accountId`, from the account field of the ARN the status holds.
+    fn fill_account(&mut self);
 }
 
 macro_rules! managed {
-    ($kind:ty, $status:ty) => {
+    ($kind:ty, $status:ty, $arn:ident) => {
         impl Managed for $kind {
             const KIND: &'static str = stringify!($kind);
             type Status = $status;
@@ -74,15 +76,24 @@ macro_rules! managed {
             fn set_scope(&mut self, scope: Option<String>) {
                 self.scope = scope;
             }
+            fn fill_account(&mut self) {
+                // arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE
+                let account = self.$arn.as_deref().and_then(|a| a.split(':').nth(4));
+                self.account_id = account.filter(|a| !a.is_empty()).map(str::to_string);
+            }
         }
     };
 }
 
 use crate::api::*;
-managed!(IamPolicy, IamPolicyStatus);
-managed!(IamRole, IamRoleStatus);
-managed!(InstanceProfileBinding, InstanceProfileBindingStatus);
-managed!(IamUserAccessKey, IamUserAccessKeyStatus);
+managed!(IamPolicy, IamPolicyStatus, arn);
+managed!(IamRole, IamRoleStatus, arn);
+managed!(
+    InstanceProfileBinding,
+    InstanceProfileBindingStatus,
+    instance_profile_arn
+);
+managed!(IamUserAccessKey, IamUserAccessKeyStatus, user_arn);
 
 /// The result of one apply: the identity fields to report (None keeps the current
 /// ones) and either the Ready message or why it is not ready.
@@ -283,6 +294,7 @@ async fn report<K: Managed>(
     let mut next = applied.status.clone().unwrap_or_else(|| current.clone());
     // None: the scope could not be resolved (a conflict); the field shows none then.
     next.set_scope(scope.flatten());
+    next.fill_account();
     let mut conditions = status::conditions(current.conditions(), generation, &outcome);
     conditions.extend(status::extra_conditions(
         current.conditions(),

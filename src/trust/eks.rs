@@ -56,8 +56,8 @@ impl Account {
 /// that roles in other accounts (per IamScope) redirect only this.
 pub async fn account(ctx: &Context) -> Result<Account, Error> {
     Ok(Account {
-        id: ctx.aws.account_id().await?,
-        partition: ctx.aws.partition().await?,
+        id: ctx.aws().await.account_id().await?,
+        partition: ctx.aws().await.partition().await?,
     })
 }
 

@@ -53,6 +53,9 @@ pub struct Governance {
     /// EC2 tags (with `{namespace}` replaced) an instance must carry to be bound.
     pub instance_tags: BTreeMap<String, String>,
     pub allow_public_trust: bool,
+    /// The account the namespace's objects live in (the scope's `spec.account`); None:
+    /// the operator's own.
+    pub account: Option<crate::api::ScopeAccount>,
 }
 
 fn subst(s: &str, namespace: &str) -> String {
@@ -81,6 +84,7 @@ impl Governance {
                 .collect(),
             instance_tags: BTreeMap::new(),
             allow_public_trust: t.allow_public_trust,
+            account: None,
         };
         if let Some(s) = scope {
             let spec = &s.spec;
@@ -107,6 +111,7 @@ impl Governance {
                     .iter()
                     .map(|g| subst(g, namespace)),
             );
+            g.account = spec.account.clone();
             g.instance_tags = spec
                 .instance_tags
                 .iter()

@@ -163,6 +163,15 @@ pub fn policy(scopes: &[IamScope], trust: &TrustArgs) -> Value {
         allow("InstanceProfiles", PROFILE_ACTIONS, all("instance-profile")),
         allow("UsersAndKeys", USER_ACTIONS, all("user")),
     ];
+    // Scopes in other accounts: the operator's role may assume exactly their roles
+    // (the same policy then belongs on each of those roles, in its account).
+    let assumed: Vec<String> = scopes
+        .iter()
+        .filter_map(|s| s.spec.account.as_ref().map(|a| a.role_arn.clone()))
+        .collect();
+    if !assumed.is_empty() {
+        statements.push(allow("AssumeScopeAccounts", &["sts:AssumeRole"], assumed));
+    }
     // Creating a role or user, or setting its boundary, only with the scope's boundary.
     for (i, s) in scopes.iter().enumerate() {
         let cond = s
@@ -326,6 +335,34 @@ mod tests {
             "arn:aws:iam::123456789012:policy/tenant-boundary"
         );
         assert_eq!(policy(&[], &TrustArgs::default()), unscoped);
+    }
+
+    /// A scope in another account adds exactly the right to assume its role.
+    #[test]
+    fn a_scope_in_another_account_adds_only_assuming_its_role() {
+        let mut other = scope();
+        other.spec.account = Some(crate::api::ScopeAccount {
+            role_arn: "arn:aws:iam::111122223333:role/iamwright".into(),
+            external_id: None,
+            session_name: None,
+        });
+        let doc = policy(&[other], &TrustArgs::default());
+        let assume: Vec<&Value> = doc["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["Action"].to_string().contains("sts:AssumeRole"))
+            .collect();
+        assert_eq!(assume.len(), 1);
+        assert_eq!(
+            assume[0]["Resource"],
+            "arn:aws:iam::111122223333:role/iamwright"
+        );
+        assert!(
+            !policy(&[scope()], &TrustArgs::default())
+                .to_string()
+                .contains("sts:AssumeRole")
+        );
     }
 
     /// Every ARN of the printed policy is in the partition asked for.

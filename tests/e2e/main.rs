@@ -2,6 +2,7 @@
 //! garbage collector) and moto for AWS. Run them with `hack/test.sh`.
 
 mod access_key;
+mod accounts;
 mod binding;
 mod catalog;
 mod chart;

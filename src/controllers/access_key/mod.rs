@@ -234,7 +234,7 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
     let user = user::ensure(ctx, k, &want).await?;
 
     // observe, then plan and apply one step at a time (decide.rs) until in sync.
-    let mut keys = keys::list(&ctx.aws, run.user()).await?;
+    let mut keys = keys::list(&ctx.aws().await, run.user()).await?;
     for _ in 0..MAX_STEPS {
         let step = decide(&View {
             recorded: &run.recorded,
@@ -316,7 +316,7 @@ async fn key_hygiene(run: &Run<'_>, st: &mut IamUserAccessKeyStatus) -> Result<(
     if !due {
         return Ok(());
     }
-    let used = keys::last_used(&run.ctx.aws, &id).await?;
+    let used = keys::last_used(&run.ctx.aws().await, &id).await?;
     st.last_used_at = used.as_ref().map(|(at, _)| rfc3339(*at));
     st.last_used_service = used
         .map(|(_, service)| service)
@@ -346,7 +346,7 @@ async fn take(
     match step {
         Step::DeleteOrphans(ids) => {
             for id in &ids {
-                keys::delete(&ctx.aws, run.user(), id).await?;
+                keys::delete(&ctx.aws().await, run.user(), id).await?;
                 tracing::info!(object = %key_of(k), key = %id, "deleted the orphaned key of an interrupted create");
                 ctx.event(
                     k,
@@ -431,7 +431,7 @@ async fn take(
             } else {
                 KeyStatus::Inactive
             };
-            keys::set_status(&ctx.aws, run.user(), &id, want).await?;
+            keys::set_status(&ctx.aws().await, run.user(), &id, want).await?;
             for x in keys.iter_mut().filter(|x| x.id == id) {
                 x.active = active;
             }
@@ -505,7 +505,7 @@ async fn create_and_deliver(
         if keys.len() < 2 {
             break;
         }
-        keys::delete(&ctx.aws, &user, id).await?;
+        keys::delete(&ctx.aws().await, &user, id).await?;
         keys.retain(|x| &x.id != id);
         if run.recorded.previous_access_key_id.as_ref() == Some(id) {
             let mut st = run.recorded.clone();
@@ -542,7 +542,7 @@ async fn create_and_deliver(
 
     // No SDK retry here (see keys::create): an error may still mean a key was made,
     // which status.pendingKey lets the next reconcile find and delete.
-    let (key, created) = keys::create(&ctx.aws, &user).await?;
+    let (key, created) = keys::create(&ctx.aws().await, &user).await?;
     tracing::debug!(object = %key_of(k), key = %key.id, "created access key");
     crash_point("after-create-access-key");
     // Name the new key in the record at once, so recovery deletes exactly it. If this
@@ -577,7 +577,7 @@ async fn create_and_deliver(
         if !delivered {
             // Nobody can ever read this key's secret again: delete it now. If that
             // fails too, status.pendingKey stays and the next reconcile deletes it.
-            keys::delete(&ctx.aws, &user, &key.id).await?;
+            keys::delete(&ctx.aws().await, &user, &key.id).await?;
             let mut st = run.recorded.clone();
             st.pending_key = None;
             run.record(st).await?;
@@ -635,9 +635,9 @@ async fn retire(run: &mut Run<'_>, keys: &mut Vec<KeyInfo>) -> Result<(), Error>
     let user = run.user().to_string();
     if let Some(info) = keys.iter().find(|x| x.id == prev) {
         if info.active {
-            keys::set_status(&run.ctx.aws, &user, &prev, KeyStatus::Inactive).await?;
+            keys::set_status(&run.ctx.aws().await, &user, &prev, KeyStatus::Inactive).await?;
         }
-        keys::delete(&run.ctx.aws, &user, &prev).await?;
+        keys::delete(&run.ctx.aws().await, &user, &prev).await?;
         run.ctx
             .event(
                 run.k,
@@ -676,7 +676,7 @@ async fn cleanup(k: Arc<IamUserAccessKey>, ctx: Arc<Context>) -> Result<(), Erro
         tracing::info!(object = %key_of(&*k), "observe-only: nothing deleted in AWS");
         return Ok(());
     }
-    let aws = &ctx.aws;
+    let aws = &ctx.aws().await;
     let ns = k.namespace().unwrap_or_default();
     let api: Api<IamUserAccessKey> = Api::namespaced(ctx.client.clone(), &ns);
     let recorded = match api.get_opt(&k.name_any()).await? {

@@ -59,7 +59,7 @@ pub fn drifted(
 
 pub async fn reconcile(run: &Run<'_>) -> Result<Applied<IamUserAccessKeyStatus>, Error> {
     let (k, ctx) = (run.k, run.ctx);
-    let aws = &ctx.aws;
+    let aws = &ctx.aws().await;
     let name = run.user();
     let what = format!("IAM user {name}");
     // resolve

@@ -39,7 +39,7 @@ pub async fn ensure(
     k: &IamUserAccessKey,
     want: &DesiredUser,
 ) -> Result<User, Error> {
-    let aws = &ctx.aws;
+    let aws = &ctx.aws().await;
     let name = &k.spec.user_name;
     let gov = crate::trust::current();
     let path = check_spec(ctx, k, &gov).await?;
@@ -148,7 +148,7 @@ async fn check_spec(
     gov.check_managed_arns(field, &k.spec.managed_policy_arns, &own)?;
     ctx.managed_policies
         .check(
-            &ctx.aws,
+            &ctx.aws().await,
             field,
             &k.spec.managed_policy_arns,
             &gov.deny_actions,
@@ -186,7 +186,7 @@ async fn sync_owned(
     tags: &BTreeMap<String, String>,
     boundary: Option<String>,
 ) -> Result<(), Error> {
-    let aws = &ctx.aws;
+    let aws = &ctx.aws().await;
     let name = &k.spec.user_name;
     let mut changed = vec![];
     let keys = sync_tags(

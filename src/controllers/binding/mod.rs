@@ -146,7 +146,7 @@ async fn sync(
     else {
         return Err(observe::not_found(&format!("instance profile {}", d.name)));
     };
-    let aws = &ctx.aws;
+    let aws = &ctx.aws().await;
     let ec2 = state.ec2(aws, b.spec.region.as_deref());
     let (region, targets, mut assocs) = observe_instances(ctx, state, &ec2, b).await?;
     let to_check = plan::profiles_to_check(&profile.arn, &targets, &assocs, d.replace_existing);
@@ -279,7 +279,7 @@ async fn check_role_name(
     if gov.role_granted(name) {
         return Ok(());
     }
-    let Some(tags) = io::role_tags(&ctx.aws, name).await? else {
+    let Some(tags) = io::role_tags(&ctx.aws().await, name).await? else {
         return Ok(());
     };
     let ns = b.namespace().unwrap_or_default();
@@ -310,7 +310,7 @@ async fn observe_profile(
     d: &Desired,
     observe_only: bool,
 ) -> Result<Option<Found>, Error> {
-    let aws = &ctx.aws;
+    let aws = &ctx.aws().await;
     let profile = match io::get_profile(aws, &d.name).await? {
         Some(p) => p,
         None if observe_only => return Ok(None),
@@ -377,7 +377,10 @@ async fn observe_instances(
     } else {
         ctx.settings.instance_resync
     };
-    let view = state.views.get(&ctx.aws, ec2, &region, max_age).await?;
+    let view = state
+        .views
+        .get(&ctx.aws().await, ec2, &region, max_age)
+        .await?;
     let gov = crate::trust::current();
     let mut targets = instances::targets(&view, &b.spec, &region);
     instances::restrict(&view, &b.spec, &mut targets, &gov.instance_tags);
@@ -420,7 +423,7 @@ async fn apply_profile(
         Changes::new(ctx, b)
     };
     for w in writes {
-        let made = match io::write(&ctx.aws, d, w).await {
+        let made = match io::write(&ctx.aws().await, d, w).await {
             Err(e) if *w == ProfileWrite::AddRole && e.is_not_found() => Err(Error::Waiting {
                 reason: Reason::DependencyNotReady,
                 message: format!("{}: role {:?} does not exist in AWS", d.role_field, d.role),
@@ -558,7 +561,7 @@ async fn cleanup(
     ctx: Arc<Context>,
     state: Arc<State>,
 ) -> Result<(), Error> {
-    let aws = &ctx.aws;
+    let aws = &ctx.aws().await;
     let name = profile_name(&b);
     if b.spec.management_policy == ManagementPolicy::Observe {
         tracing::info!(object = %key_of(&*b), profile = %name, "observe-only: nothing deleted in AWS");

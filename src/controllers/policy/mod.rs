@@ -109,7 +109,7 @@ async fn sync(
 
 /// Resolve: the ARN the policy has in the account the operator works in.
 async fn resolve(p: &IamPolicy, ctx: &Context) -> Result<String, Error> {
-    let aws = &ctx.aws;
+    let aws = &ctx.aws().await;
     Ok(policy_arn(
         &aws.partition().await?,
         &aws.account_id().await?,
@@ -145,7 +145,7 @@ async fn observe_policy(
     d: &Desired,
     observe_only: bool,
 ) -> Result<Option<Observed>, Error> {
-    let aws = &ctx.aws;
+    let aws = &ctx.aws().await;
     if let Some(seen) = snapshot_view(p, ctx, d).await? {
         return Ok(Some(seen));
     }
@@ -214,7 +214,12 @@ async fn snapshot_view(
     if !in_sync(p) {
         return Ok(None);
     }
-    let snap = ctx.aws.snapshot.get(&ctx.aws, ctx.settings.resync).await?;
+    let snap = ctx
+        .aws()
+        .await
+        .snapshot
+        .get(&ctx.aws().await, ctx.settings.resync)
+        .await?;
     let Some(detail) = snap.policies.get(&d.arn) else {
         return Ok(None);
     };
@@ -231,7 +236,7 @@ async fn snapshot_view(
             .clone()
             .or_else(|| p.status.as_ref().and_then(|s| s.policy_id.clone())),
         default_version_id: detail.default_version_id.clone(),
-        tags: io::list_tags(&ctx.aws, &d.arn).await?,
+        tags: io::list_tags(&ctx.aws().await, &d.arn).await?,
         document,
     };
     Ok(plan::plan(d, &seen).is_empty().then_some(seen))
@@ -248,7 +253,7 @@ async fn apply_writes(
     let mut changes = Changes::new(ctx, p);
     let mut version = None;
     for w in writes {
-        let made = io::write(&ctx.aws, d, w).await;
+        let made = io::write(&ctx.aws().await, d, w).await;
         // A document from a ConfigMap that changed is an update, not drift.
         let followed = *w == Write::Document && d.source.is_some();
         version = changes
@@ -274,7 +279,7 @@ fn status_of(seen: &Observed) -> IamPolicyStatus {
 /// and group, delete its non-default versions, then the policy. A policy this object
 /// does not own is left alone.
 async fn cleanup(p: Arc<IamPolicy>, ctx: Arc<Context>) -> Result<(), Error> {
-    let aws = &ctx.aws;
+    let aws = &ctx.aws().await;
     let arn = match p.status.as_ref().and_then(|s| s.arn.clone()) {
         Some(a) => a,
         None => resolve(&p, &ctx).await?,

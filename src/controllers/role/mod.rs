@@ -127,7 +127,7 @@ async fn build(
     let gov = crate::trust::current();
     ctx.managed_policies
         .check(
-            &ctx.aws,
+            &ctx.aws().await,
             "spec.managedPolicyArns",
             &r.spec.managed_policy_arns,
             &gov.deny_actions,
@@ -152,7 +152,7 @@ async fn observe_role(
     d: &Desired,
     observe_only: bool,
 ) -> Result<Option<Found>, Error> {
-    let aws = &ctx.aws;
+    let aws = &ctx.aws().await;
     if let Some(seen) = snapshot_view(r, ctx, d).await? {
         return Ok(Some(Found {
             seen,
@@ -227,7 +227,12 @@ async fn snapshot_view(r: &IamRole, ctx: &Context, d: &Desired) -> Result<Option
     if !in_sync(r) || (had_profile && !d.instance_profile) {
         return Ok(None);
     }
-    let snap = ctx.aws.snapshot.get(&ctx.aws, ctx.settings.resync).await?;
+    let snap = ctx
+        .aws()
+        .await
+        .snapshot
+        .get(&ctx.aws().await, ctx.settings.resync)
+        .await?;
     let seen = snap
         .roles
         .get(&d.name)
@@ -278,7 +283,7 @@ async fn apply_writes(
     };
     let mut profile = profile_arn(seen);
     for w in writes {
-        let made = io::write(&ctx.aws, d, w).await;
+        let made = io::write(&ctx.aws().await, d, w).await;
         // An inline policy from a ConfigMap that changed is an update, not drift.
         let followed = matches!(w, Write::PutInline(n) if d.inline_from.contains(n));
         match (changes.record(made, followed, || w.note(d)).await?, w) {
@@ -310,7 +315,7 @@ fn status_of(seen: &Observed, attached: Vec<String>, profile: Option<String>) ->
 /// take it out of every other profile, detach its policies, delete its inline policies,
 /// then the role. A role or profile this object does not own is left.
 async fn cleanup(r: Arc<IamRole>, ctx: Arc<Context>) -> Result<(), Error> {
-    let aws = &ctx.aws;
+    let aws = &ctx.aws().await;
     let name = role_name(&r);
     if r.spec.management_policy == ManagementPolicy::Observe {
         tracing::info!(object = %key_of(&*r), role = %name, "observe-only: nothing deleted in AWS");
