@@ -10,6 +10,7 @@ use iamwright::policy::decode_aws_document;
 use serde_json::{Value, json};
 
 use crate::harness::*;
+use crate::policy::{default_document, policy_exists};
 use crate::role::{T, ready, ready_reason};
 
 const ACCOUNT: &str = "123456789012";
@@ -51,42 +52,6 @@ fn policy_from(name: &str, cm: &str, key: &str) -> String {
 
 fn policy_arn(ns: &str, name: &str) -> String {
     format!("arn:aws:iam::{ACCOUNT}:policy/{ns}-{name}")
-}
-
-/// The default version of a policy in moto: (version id, document).
-async fn default_document(arn: &str) -> (String, Value) {
-    let iam = iam().await;
-    let p = iam
-        .get_policy()
-        .policy_arn(arn)
-        .send()
-        .await
-        .unwrap()
-        .policy
-        .unwrap();
-    let v = p.default_version_id.unwrap();
-    let d = iam
-        .get_policy_version()
-        .policy_arn(arn)
-        .version_id(&v)
-        .send()
-        .await
-        .unwrap()
-        .policy_version
-        .unwrap()
-        .document
-        .unwrap();
-    (v, decode_aws_document(&d).unwrap())
-}
-
-async fn policy_exists(arn: &str) -> bool {
-    iam()
-        .await
-        .get_policy()
-        .policy_arn(arn)
-        .send()
-        .await
-        .is_ok()
 }
 
 #[tokio::test]

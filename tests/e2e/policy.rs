@@ -70,7 +70,8 @@ async fn aws_tags(arn: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-async fn default_document(arn: &str) -> (String, Value) {
+/// The default version of a policy in moto: (version id, document).
+pub(crate) async fn default_document(arn: &str) -> (String, Value) {
     let iam = iam().await;
     let p = iam
         .get_policy()
