@@ -333,8 +333,8 @@ pub fn watch_config_maps<K: Managed>(
     reads: for<'a> fn(&'a K) -> Vec<&'a str>,
 ) -> Controller<Guarded<K>> {
     let store = c.store();
-    // An Api of PartialObjectMeta makes metadata-only list and watch requests.
-    let api = scoped_api::<PartialObjectMeta<ConfigMap>>(&ctx.client, scope);
+    // kube-runtime's metadata watcher makes metadata-only list and watch requests.
+    let api = scoped_api::<ConfigMap>(&ctx.client, scope);
     c.watches_stream(changes(api), move |cm: PartialObjectMeta<ConfigMap>| {
         let objects: Vec<ObjectRef<Guarded<K>>> = super::refs::referencing(&store, &cm, reads);
         for o in &objects {
@@ -352,11 +352,16 @@ pub fn watch_config_maps<K: Managed>(
 /// a lost watch re-delivers every ConfigMap unchanged; those are dropped, so only real
 /// changes reconcile.
 fn changes(
-    api: Api<PartialObjectMeta<ConfigMap>>,
+    api: Api<ConfigMap>,
 ) -> impl futures::Stream<Item = Result<PartialObjectMeta<ConfigMap>, watcher::Error>> + Send + 'static
 {
     let mut seen: HashMap<String, String> = HashMap::new();
-    watcher(api, watch_config())
+    // kube-runtime's own metadata watcher, not `watcher(Api<PartialObjectMeta<_>>)`
+    // (which it now recommends instead): with the latter, the controller's watches did
+    // not recover from an API server restart within 90 s (tests/e2e/ha.rs
+    // `the_operator_rides_out_an_api_server_restart` fails with it, passes with this).
+    #[allow(deprecated)]
+    kube::runtime::metadata_watcher(api, watch_config())
         .default_backoff()
         .filter_map(move |event| {
             let uid = |o: &PartialObjectMeta<ConfigMap>| o.meta().uid.clone().unwrap_or_default();

@@ -22,8 +22,7 @@ use crate::trust::{namespace_labels, selects};
 /// Run the IamScope status controller until shutdown.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let scopes: Api<IamScope> = Api::all(ctx.client.clone());
-    let c = Controller::new(scopes, watcher::Config::default().any_semantic())
-        .graceful_shutdown_on(shutdown.wait());
+    let c = Controller::new(scopes, super::watch_config()).graceful_shutdown_on(shutdown.wait());
     let store = c.store();
     let c = c.watches(
         Api::<Namespace>::all(ctx.client.clone()),

@@ -22,7 +22,6 @@ use chrono::Utc;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
-use kube::runtime::watcher;
 
 use super::reconciler::{Applied, Guarded, reconcile, run_controller, scoped_api};
 use super::refs::{names, referencing, resolve_policy_refs};
@@ -52,7 +51,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
             let managed = format!("{}={}", secret::MANAGED_BY.0, secret::MANAGED_BY.1);
             c.owns(
                 scoped_api::<Secret>(&client, scope),
-                watcher::Config::default().labels(&managed).any_semantic(),
+                super::watch_config().labels(&managed),
             )
             .watches(
                 scoped_api::<Guarded<IamPolicy>>(&client, scope),
