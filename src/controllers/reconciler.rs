@@ -424,10 +424,11 @@ pub async fn run_controller<K, R, RF>(
     let controllers = scopes.into_iter().map(|scope| {
         let api = scoped_api::<Guarded<K>>(&ctx.client, scope);
         let (reader, writer) = reflector::store();
-        let trigger = reflector(
-            writer,
-            watcher(api, super::primary_watch_config(&ctx.settings)),
-        )
+        // managedFields are dropped before the object is stored: nothing reads them
+        // here, and with server-side apply they can outweigh the object itself.
+        let watch = watcher(api, super::primary_watch_config(&ctx.settings))
+            .modify(|o| o.meta_mut().managed_fields = None);
+        let trigger = reflector(writer, watch)
         .default_backoff()
         .applied_objects()
         .predicate_filter(trigger_hash, PredicateConfig::default());
