@@ -66,6 +66,10 @@ pub struct Context {
     pub managed_policies: crate::trust::managed::ManagedPolicyCache,
     recorder: Recorder,
     failures: Mutex<HashMap<String, Failures>>,
+    /// Objects (by key) whose AWS resource this process created: a reconcile that runs
+    /// before the status carrying its ARN reached the watch cache reads it instead of
+    /// creating it again (a duplicate create costs a refused write and three reads).
+    created: Mutex<std::collections::HashSet<String>>,
 }
 
 /// An object's run of failures: how many in a row, and until when (for which
@@ -92,7 +96,27 @@ impl Context {
             metrics,
             managed_policies: Default::default(),
             failures: Default::default(),
+            created: Default::default(),
         }
+    }
+
+    /// Whether the object's resource still has to be created: no ARN in the status
+    /// (`arn_recorded`) and not created by this process since.
+    pub fn never_created<K: Resource>(&self, obj: &K, arn_recorded: bool) -> bool {
+        let key = key_of(obj);
+        let mut created = self.created.lock().expect("created lock");
+        if arn_recorded {
+            // The status caught up: nothing to remember any more.
+            created.remove(&key);
+            return false;
+        }
+        !created.contains(&key)
+    }
+
+    /// Remember that the object's resource was just created (see `never_created`).
+    pub fn created<K: Resource>(&self, obj: &K) {
+        let mut created = self.created.lock().expect("created lock");
+        created.insert(key_of(obj));
     }
 
     /// The AWS clients of the object being reconciled: its namespace's IamScope

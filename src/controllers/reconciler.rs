@@ -429,9 +429,9 @@ pub async fn run_controller<K, R, RF>(
         let watch = watcher(api, super::primary_watch_config(&ctx.settings))
             .modify(|o| o.meta_mut().managed_fields = None);
         let trigger = reflector(writer, watch)
-        .default_backoff()
-        .applied_objects()
-        .predicate_filter(trigger_hash, PredicateConfig::default());
+            .default_backoff()
+            .applied_objects()
+            .predicate_filter(trigger_hash, PredicateConfig::default());
         let c = kube::runtime::Controller::for_stream(trigger, reader)
             .graceful_shutdown_on(shutdown.wait());
         let c = governance_watches(c, &ctx, scope);

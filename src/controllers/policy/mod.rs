@@ -152,7 +152,8 @@ async fn observe_policy(
     // No ARN recorded: this object never saw its resource (it may have waited for a
     // dependency). A create interrupted before its status write meets
     // EntityAlreadyExists and the claim, which finds it ours.
-    let never_created = p.status.as_ref().is_none_or(|s| s.arn.is_none());
+    let recorded = p.status.as_ref().is_some_and(|s| s.arn.is_some());
+    let never_created = ctx.never_created(p, recorded);
     let existing = if never_created && !observe_only {
         None
     } else {
@@ -167,6 +168,7 @@ async fn observe_policy(
                     .as_ref()
                     .and_then(|c| c.arn.clone())
                     .unwrap_or(d.arn.clone());
+                ctx.created(p);
                 ctx.event(p, false, "Created", format!("created policy {arn}"))
                     .await;
                 let seen = Observed {

@@ -162,7 +162,8 @@ async fn observe_role(
     // No ARN recorded: this object never saw its resource (it may have waited for a
     // dependency). A create interrupted before its status write meets
     // EntityAlreadyExists and the claim, which finds it ours.
-    let never_created = r.status.as_ref().is_none_or(|s| s.arn.is_none());
+    let recorded = r.status.as_ref().is_some_and(|s| s.arn.is_some());
+    let never_created = ctx.never_created(r, recorded);
     let existing = if never_created && !observe_only {
         None
     } else {
@@ -176,6 +177,7 @@ async fn observe_role(
         None if observe_only => return Ok(None),
         None => match io::create_role(aws, d).await {
             Ok(Some(role)) => {
+                ctx.created(r);
                 ctx.event(r, false, "Created", format!("created role {}", role.arn))
                     .await;
                 (Observed::created(d, role.arn, role.role_id), true)
