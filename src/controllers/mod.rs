@@ -64,6 +64,13 @@ pub struct Context {
     pub metrics: Metrics,
     /// Managed policy documents read for the deny-action guardrail.
     pub managed_policies: crate::trust::managed::ManagedPolicyCache,
+    /// The IamPolicies `policyRefs` resolve to, as the IamRole and the
+    /// IamUserAccessKey controllers' policy watches see them (one index each: each is
+    /// current for the reconciles its own watch triggers).
+    pub role_policies: refs::PolicyIndex,
+    pub key_policies: refs::PolicyIndex,
+    /// The IamScopes and namespace labels governance is resolved from.
+    pub governance: crate::trust::GovernanceCache,
     recorder: Recorder,
     failures: Mutex<HashMap<String, Failures>>,
     /// Objects (by key) whose AWS resource this process created: a reconcile that runs
@@ -95,6 +102,9 @@ impl Context {
             settings,
             metrics,
             managed_policies: Default::default(),
+            governance: Default::default(),
+            role_policies: Default::default(),
+            key_policies: Default::default(),
             failures: Default::default(),
             created: Default::default(),
         }
@@ -151,7 +161,7 @@ impl Context {
         }
     }
 
-    /// Publish an event on `obj`. Event failures are logged, never fatal.
+    /// Publish an event on `obj`, without waiting for it. Failures are logged, never fatal.
     pub async fn event<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
@@ -170,9 +180,18 @@ impl Context {
             action: "Reconcile".into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
-            tracing::warn!(error = %e, reason, "failed to publish event");
-        }
+        // Published in the background: a reconcile (and the next object in the queue)
+        // never waits for the API server to store an event.
+        let (recorder, reference, reason) = (
+            self.recorder.clone(),
+            obj.object_ref(&()),
+            reason.to_string(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = recorder.publish(&ev, &reference).await {
+                tracing::warn!(error = %e, reason, "failed to publish event");
+            }
+        });
     }
 
     /// The next resync: the configured interval with ±10% jitter, so objects created

@@ -26,7 +26,7 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Context, Error, FINALIZER, key_of};
+use super::{Context, Error, FINALIZER, key_of, refs};
 use crate::api::Condition;
 use crate::status::{self, Outcome};
 
@@ -194,6 +194,9 @@ where
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let started = Instant::now();
+    let obj = with_finalizer(&api, obj)
+        .await
+        .map_err(finalizer::Error::AddFinalizer)?;
     let label = Mutex::new("error");
     let result: Result<Action, finalizer::Error<Error>> =
         finalizer::finalizer(&api, FINALIZER, obj, |event| async {
@@ -203,6 +206,7 @@ where
                     // ScopeConflict, and the object is not touched).
                     let ns = o.namespace().unwrap_or_default();
                     let (applied, scope) = match Box::pin(crate::trust::resolve(
+                        &ctx.governance,
                         &ctx.client,
                         &ctx.settings,
                         &ns,
@@ -233,11 +237,12 @@ where
                     // Cleanup never waits for a valid scope: names and paths come from
                     // the object's status, else its governance, else no scope.
                     let ns = o.namespace().unwrap_or_default();
-                    let gov = crate::trust::resolve(&ctx.client, &ctx.settings, &ns)
-                        .await
-                        .unwrap_or_else(|_| {
-                            crate::trust::Governance::new(&ctx.settings, &ns, None)
-                        });
+                    let gov =
+                        crate::trust::resolve(&ctx.governance, &ctx.client, &ctx.settings, &ns)
+                            .await
+                            .unwrap_or_else(|_| {
+                                crate::trust::Governance::new(&ctx.settings, &ns, None)
+                            });
                     let fut = crate::trust::with(Arc::new(gov), Box::pin(cleanup(o, ctx.clone())));
                     unwind_safe(K::KIND, fut, Err).await?;
                     ctx.succeeded(&key);
@@ -254,6 +259,31 @@ where
     };
     ctx.metrics.reconciled(K::KIND, label, started.elapsed());
     result
+}
+
+/// The finalizer is added by the reconcile that finds it missing, which then goes on
+/// with the patched object: kube's `finalizer()` would stop there and wait for the
+/// watch to deliver the patch, a second pass through the queue for every new object.
+/// The patch is conditional on the resourceVersion the reconcile read (409 otherwise),
+/// so a finalizer another client added meanwhile is never dropped.
+async fn with_finalizer<K: Managed>(api: &Api<K>, obj: Arc<K>) -> kube::Result<Arc<K>> {
+    if obj.meta().deletion_timestamp.is_some() || obj.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(obj);
+    }
+    let mut finalizers = obj.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_string());
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}
+    });
+    let mut patched = api
+        .patch(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    patched.meta_mut().managed_fields = None;
+    Ok(Arc::new(patched))
 }
 
 /// Failed cleanups and finalizer patches back off per object.
@@ -330,9 +360,14 @@ async fn report<K: Managed>(
             (action, "success")
         }
         Err(e) => {
-            // One warning event per new problem, not one per retry.
+            // One warning event per new problem, not one per retry. Waiting for a
+            // referenced policy on its way to Ready (applied together with the role) is
+            // no problem: the condition says it, and a warning per such wait was a
+            // fifth of all events while many objects converged.
             let was = status::ready_of(current.conditions());
-            if was != Some((outcome.reason.as_str(), outcome.message.as_str())) {
+            if !refs::is_dependency_in_progress(&e)
+                && was != Some((outcome.reason.as_str(), outcome.message.as_str()))
+            {
                 ctx.event(obj, true, outcome.reason.as_str(), outcome.message.clone())
                     .await;
             }
@@ -380,13 +415,14 @@ async fn report_invalid<K: Managed>(
     Action::await_change()
 }
 
-/// Which watch events start a reconcile: a new generation (spec), finalizers and
-/// deletion. Status-only writes (the operator's own reports) do not.
+/// Which watch events start a reconcile: a new generation (spec) and deletion. The
+/// operator's own writes do not: its status reports, and its finalizer, which the
+/// reconcile adds and goes on from ([`with_finalizer`]). A finalizer someone removes
+/// by hand is added back by the next resync.
 fn trigger_hash<K: Resource>(obj: &K) -> Option<u64> {
     let m = obj.meta();
     let mut h = std::collections::hash_map::DefaultHasher::new();
     m.generation.hash(&mut h);
-    m.finalizers.hash(&mut h);
     m.deletion_timestamp.is_some().hash(&mut h);
     m.uid.hash(&mut h);
     Some(h.finish())
@@ -526,16 +562,20 @@ fn governance_watches<K: Managed>(
             h.finish()
         },
     );
-    c.watches_stream(scopes, move |_| release(&ctx1, store1.state()))
-        .watches_stream(namespaces, move |ns: Namespace| {
-            let name = ns.name_any();
-            let objects = store
-                .state()
-                .into_iter()
-                .filter(|g| g.meta().namespace.as_deref() == Some(name.as_str()))
-                .collect();
-            release(&ctx2, objects)
-        })
+    c.watches_stream(scopes, move |_| {
+        ctx1.governance.invalidate();
+        release(&ctx1, store1.state())
+    })
+    .watches_stream(namespaces, move |ns: Namespace| {
+        ctx2.governance.invalidate();
+        let name = ns.name_any();
+        let objects = store
+            .state()
+            .into_iter()
+            .filter(|g| g.meta().namespace.as_deref() == Some(name.as_str()))
+            .collect();
+        release(&ctx2, objects)
+    })
 }
 
 /// The objects of a watch whose `fingerprint` changed, and every deleted one (a

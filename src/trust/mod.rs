@@ -320,21 +320,92 @@ pub fn governing<'a>(
     }
 }
 
-/// Read the namespace's labels and the IamScopes, and merge the one that governs it.
+/// Read the namespace's labels and the IamScopes (from `cache` when it holds them),
+/// and merge the one that governs it.
 pub async fn resolve(
+    cache: &GovernanceCache,
     client: &Client,
     settings: &Settings,
     namespace: &str,
 ) -> Result<Governance, Error> {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let labels = match namespaces.get_opt(namespace).await? {
-        Some(ns) => namespace_labels(&ns),
-        None => BTreeMap::from([(NAMESPACE_NAME_LABEL.to_string(), namespace.to_string())]),
+    let (epoch, scopes, labels) = cache.lookup(namespace);
+    let labels = match labels {
+        Some(labels) => labels,
+        None => {
+            let namespaces: Api<Namespace> = Api::all(client.clone());
+            match namespaces.get_opt(namespace).await? {
+                Some(ns) => namespace_labels(&ns),
+                None => BTreeMap::from([(NAMESPACE_NAME_LABEL.to_string(), namespace.to_string())]),
+            }
+        }
     };
-    let scopes: Api<IamScope> = Api::all(client.clone());
-    let scopes = scopes.list(&Default::default()).await?.items;
+    let scopes = match scopes {
+        Some(scopes) => scopes,
+        None => {
+            let api: Api<IamScope> = Api::all(client.clone());
+            Arc::new(api.list(&Default::default()).await?.items)
+        }
+    };
+    cache.keep(epoch, namespace, &labels, &scopes);
     let scope = governing(&scopes, namespace, &labels)?;
     Ok(Governance::new(settings, namespace, scope))
+}
+
+/// What [`resolve`] reads — every IamScope, and each namespace's labels — kept between
+/// reconciles: without it every reconcile cost a GET and a LIST on the API server.
+/// The governance watches (the ones that re-evaluate a namespace's objects when a
+/// scope or its labels change) [`invalidate`](Self::invalidate) it before they
+/// trigger anything, so a reconcile they start reads afresh; an epoch keeps a read
+/// that began before the change from being kept after it.
+#[derive(Default)]
+pub struct GovernanceCache {
+    state: std::sync::Mutex<CacheState>,
+}
+
+#[derive(Default)]
+struct CacheState {
+    epoch: u64,
+    scopes: Option<Arc<Vec<IamScope>>>,
+    labels: std::collections::HashMap<String, BTreeMap<String, String>>,
+}
+
+type Cached = (
+    u64,
+    Option<Arc<Vec<IamScope>>>,
+    Option<BTreeMap<String, String>>,
+);
+
+impl GovernanceCache {
+    fn lookup(&self, namespace: &str) -> Cached {
+        let st = self.state.lock().expect("governance cache lock");
+        (
+            st.epoch,
+            st.scopes.clone(),
+            st.labels.get(namespace).cloned(),
+        )
+    }
+
+    fn keep(
+        &self,
+        epoch: u64,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        scopes: &Arc<Vec<IamScope>>,
+    ) {
+        let mut st = self.state.lock().expect("governance cache lock");
+        if st.epoch == epoch {
+            st.scopes = Some(scopes.clone());
+            st.labels.insert(namespace.to_string(), labels.clone());
+        }
+    }
+
+    /// A scope or a namespace's labels changed: the next resolve reads them again.
+    pub fn invalidate(&self) {
+        let mut st = self.state.lock().expect("governance cache lock");
+        st.epoch += 1;
+        st.scopes = None;
+        st.labels.clear();
+    }
 }
 
 tokio::task_local! {

@@ -314,8 +314,17 @@ async fn rotation_keeps_the_old_key_for_the_grace_period_then_deletes_it() {
         (aws_keys(&user).await == vec![(second.clone(), true)]).then_some(())
     })
     .await;
-    let k = ready(&ns.name, "rot").await;
-    assert!(k.status.unwrap().previous_access_key_id.is_none());
+    // The status follows the deletion (written after it), so it is waited for too.
+    eventually(T, "status without the old key", || async {
+        let k: IamUserAccessKey = get(&ns.name, "rot").await?;
+        k.status
+            .as_ref()?
+            .previous_access_key_id
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    ready(&ns.name, "rot").await;
     let events = events_for(&ns.name, "rot").await;
     assert!(events.iter().any(|(r, _)| r == "Rotating"), "{events:?}");
     assert!(

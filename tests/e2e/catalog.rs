@@ -8,7 +8,6 @@ use iamwright::api::{Condition, IamPolicy, IamRole};
 use iamwright::controllers::reconciler::{Managed, StatusFields};
 use k8s_openapi::NamespaceResourceScope;
 use kube::Resource;
-use kube::api::Api;
 use serde_json::json;
 
 use crate::harness::*;
@@ -46,16 +45,7 @@ where
 
 /// Warning events for an object, as (reason, note).
 async fn warnings(ns: &str, name: &str) -> Vec<(String, String)> {
-    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(kube().await, ns);
-    api.list(&Default::default())
-        .await
-        .expect("list events")
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .filter(|e| e.type_.as_deref() == Some("Warning"))
-        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
-        .collect()
+    events_of(ns, name, true).await
 }
 
 #[tokio::test]

@@ -428,16 +428,36 @@ pub fn condition(
 }
 
 /// Events recorded for an object (events.k8s.io), as (reason, note).
+/// The operator publishes events in the background, after the status write a test
+/// usually waits for: the list is read until two reads half a second apart agree.
 pub async fn events_for(ns: &str, name: &str) -> Vec<(String, String)> {
+    events_of(ns, name, false).await
+}
+
+/// [`events_for`], only the warnings with `warnings_only`.
+pub async fn events_of(ns: &str, name: &str, warnings_only: bool) -> Vec<(String, String)> {
     let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(kube().await, ns);
-    api.list(&Default::default())
-        .await
-        .expect("list events")
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
-        .collect()
+    let read = || async {
+        api.list(&Default::default())
+            .await
+            .expect("list events")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .filter(|e| !warnings_only || e.type_.as_deref() == Some("Warning"))
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect::<Vec<_>>()
+    };
+    let mut last = read().await;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = read().await;
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
 }
 
 impl Operator {

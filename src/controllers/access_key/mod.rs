@@ -15,6 +15,7 @@ mod secret;
 mod user;
 
 use crate::reason::Reason;
+use kube::runtime::WatchStreamExt;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -42,6 +43,7 @@ pub const KIND: &str = "IamUserAccessKey";
 /// deleted or edited Secret is healed at once, and IamPolicies so policyRefs follow.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let client = ctx.client.clone();
+    let keys_ctx = ctx.clone();
     run_controller::<IamUserAccessKey, _, _>(
         ctx,
         shutdown,
@@ -53,9 +55,14 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
                 scoped_api::<Secret>(&client, scope),
                 super::watch_config().labels(&managed),
             )
-            .watches(
-                scoped_api::<Guarded<IamPolicy>>(&client, scope),
-                watch_config(),
+            .watches_stream(
+                keys_ctx.key_policies.track(
+                    kube::runtime::watcher(
+                        scoped_api::<Guarded<IamPolicy>>(&client, scope),
+                        watch_config(),
+                    )
+                    .default_backoff(),
+                ),
                 move |p| {
                     referencing(&store, &p, |k: &IamUserAccessKey| {
                         names(&k.spec.policy_refs)
@@ -217,8 +224,14 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
         _ => None,
     };
     let ns = k.namespace().unwrap_or_default();
-    let refs =
-        resolve_policy_refs(&ctx.client, &ns, "spec.policyRefs", &k.spec.policy_refs).await?;
+    let refs = resolve_policy_refs(
+        &ctx.key_policies,
+        &ctx.client,
+        &ns,
+        "spec.policyRefs",
+        &k.spec.policy_refs,
+    )
+    .await?;
     let want = user::DesiredUser {
         tags: ctx.owner(k).desired_tags(&k.spec.tags),
         boundary: k.spec.permissions_boundary.clone().or(required),

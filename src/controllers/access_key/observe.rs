@@ -64,8 +64,14 @@ pub async fn reconcile(run: &Run<'_>) -> Result<Applied<IamUserAccessKeyStatus>,
     let what = format!("IAM user {name}");
     // resolve
     let ns = k.namespace().unwrap_or_default();
-    let refs =
-        resolve_policy_refs(&ctx.client, &ns, "spec.policyRefs", &k.spec.policy_refs).await?;
+    let refs = resolve_policy_refs(
+        &ctx.key_policies,
+        &ctx.client,
+        &ns,
+        "spec.policyRefs",
+        &k.spec.policy_refs,
+    )
+    .await?;
     let want_policies: BTreeSet<String> = k
         .spec
         .managed_policy_arns

@@ -11,6 +11,7 @@ mod spec;
 
 pub use spec::{role_name, validate};
 
+use kube::runtime::WatchStreamExt;
 use std::sync::Arc;
 
 use kube::ResourceExt;
@@ -41,11 +42,14 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         |obj, ctx| reconcile(obj, ctx, apply, cleanup),
         move |c, scope| {
             let store = c.store();
-            let c = c.watches(
+            let policies = kube::runtime::watcher(
                 scoped_api::<Guarded<IamPolicy>>(&client, scope),
                 watch_config(),
-                move |p| referencing(&store, &p, |r: &IamRole| names(&r.spec.policy_refs)),
-            );
+            )
+            .default_backoff();
+            let c = c.watches_stream(watched.role_policies.track(policies), move |p| {
+                referencing(&store, &p, |r: &IamRole| names(&r.spec.policy_refs))
+            });
             documents::watch_config_maps(c, watched.clone(), scope, documents::role_config_maps)
         },
     )
@@ -105,8 +109,14 @@ async fn resolve(
     ctx: &Context,
 ) -> Result<(Vec<String>, Option<Account>), Error> {
     let ns = r.namespace().unwrap_or_default();
-    let refs =
-        resolve_policy_refs(&ctx.client, &ns, "spec.policyRefs", &r.spec.policy_refs).await?;
+    let refs = resolve_policy_refs(
+        &ctx.role_policies,
+        &ctx.client,
+        &ns,
+        "spec.policyRefs",
+        &r.spec.policy_refs,
+    )
+    .await?;
     let gov = crate::trust::current();
     let own = own_policy_arns(&ctx.client, &ns, &gov).await?;
     gov.check_managed_arns("spec.managedPolicyArns", &r.spec.managed_policy_arns, &own)?;
