@@ -231,8 +231,11 @@ def main():
     ns = f"bench-{run}"
     bed = os.environ["IAMWRIGHT_TESTBED_DIR"]
 
-    print(f"== floor: {n} pairs straight to moto, 4 threads", flush=True)
-    floor_s = floor(n, run)
+    print(f"== floor: {n} pairs straight to moto, 4 threads, twice", flush=True)
+    # The better of two runs: the first on a fresh bed varies by a factor of up to two
+    # (moto and the API server still settling), and a slow floor flatters the ratio.
+    floors = [floor(n, f"{run}-{i}") for i in range(2)]
+    floor_s = min(floors)
 
     kubectl("create", "namespace", ns)
     ops = []
@@ -327,7 +330,7 @@ def main():
     print(f"pairs                          {n}" + (f" in {a.shards} shards" if a.shards > 1 else ""))
     print(f"all applied after              {applied_s:.1f} s (4 kubectl apply processes)")
     print(f"all Ready after                {converge_s:.1f} s")
-    print(f"floor (same moto, 4 threads)   {floor_s:.1f} s")
+    print(f"floor (same moto, 4 threads)   {floor_s:.1f} s (best of {' and '.join(f'{f:.1f}' for f in floors)})")
     print(f"ratio                          {converge_s / floor_s:.2f}x")
     print(f"AWS calls per pair             {(reads + writes) / n:.2f} ({reads / n:.2f} reads, {writes / n:.2f} writes)")
     for k in sorted(conv, key=lambda k: -conv[k]):

@@ -975,9 +975,11 @@ mod operator_policy_tests {
 mod operator_policy_coverage {
     use std::collections::BTreeSet;
 
-    /// Every AWS operation the code calls (all go through `Aws::call` or `Aws::pages`).
+    /// Every AWS operation the code calls (all go through `Aws::call`, `Aws::pages` or
+    /// `Aws::each_page`).
     fn called_operations() -> BTreeSet<String> {
-        let re = regex::Regex::new(r#"(?:call|pages)\(\s*"(iam|ec2|sts)",\s*"(\w+)""#).unwrap();
+        let re = regex::Regex::new(r#"(?:call|pages|each_page)\(\s*"(iam|ec2|sts)",\s*"(\w+)""#)
+            .unwrap();
         let mut ops = BTreeSet::new();
         let mut dirs = vec![std::path::PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),

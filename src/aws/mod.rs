@@ -187,18 +187,36 @@ impl Aws {
         &self,
         service: &'static str,
         operation: &'static str,
-        mut pages: PaginationStream<Result<T, SdkError<E, R>>>,
+        pages: PaginationStream<Result<T, SdkError<E, R>>>,
     ) -> Result<Vec<T>, AwsError>
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
         R: std::fmt::Debug,
     {
         let mut out = vec![];
+        self.each_page(service, operation, pages, |page| out.push(page))
+            .await?;
+        Ok(out)
+    }
+
+    /// [`Aws::pages`], each page handed to `f` as it arrives rather than all kept:
+    /// a large read (the account snapshot) then holds one page at a time.
+    pub async fn each_page<T, E, R>(
+        &self,
+        service: &'static str,
+        operation: &'static str,
+        mut pages: PaginationStream<Result<T, SdkError<E, R>>>,
+        mut f: impl FnMut(T),
+    ) -> Result<(), AwsError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug,
+    {
         loop {
             self.before(service, operation).await?;
             match pages.next().await {
-                Some(page) => out.push(self.after(service, operation, page)?),
-                None => return Ok(out),
+                Some(page) => f(self.after(service, operation, page)?),
+                None => return Ok(()),
             }
         }
     }

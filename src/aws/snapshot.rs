@@ -63,51 +63,159 @@ impl Cache {
 const PAGE: i32 = 200;
 
 async fn take(aws: &Aws) -> Result<Snapshot, AwsError> {
+    // ListRoles first: its few fields per role are kept until the details arrive.
+    let mut settings: HashMap<String, (Option<String>, Option<i32>)> = HashMap::new();
+    let listed = aws.iam.list_roles().max_items(PAGE);
+    aws.each_page("iam", "ListRoles", listed.into_paginator().send(), |page| {
+        for role in page.roles {
+            settings.insert(
+                role.role_name,
+                (role.description, role.max_session_duration),
+            );
+        }
+    })
+    .await?;
     let details = aws
         .iam
         .get_account_authorization_details()
         .filter(EntityType::Role)
         .filter(EntityType::LocalManagedPolicy)
         .max_items(PAGE);
-    let pages = aws
-        .pages(
-            "iam",
-            "GetAccountAuthorizationDetails",
-            details.into_paginator().send(),
-        )
-        .await?;
-    let listed = aws.iam.list_roles().max_items(PAGE);
-    let listed = aws
-        .pages("iam", "ListRoles", listed.into_paginator().send())
-        .await?;
-    let mut settings: HashMap<String, (Option<String>, Option<i32>)> = HashMap::new();
-    for role in listed.iter().flat_map(|p| p.roles()) {
-        settings.insert(
-            role.role_name.clone(),
-            (role.description.clone(), role.max_session_duration),
-        );
-    }
     let mut snap = Snapshot::default();
-    for page in pages {
-        for detail in page.role_detail_list.unwrap_or_default() {
-            let Some(name) = detail.role_name.clone() else {
-                continue;
-            };
-            let (description, max_session) = settings.remove(&name).unwrap_or_default();
-            snap.roles.insert(
-                name,
-                RoleEntry {
-                    detail,
-                    description,
-                    max_session,
-                },
-            );
-        }
-        for policy in page.policies.unwrap_or_default() {
-            if let Some(arn) = policy.arn.clone() {
-                snap.policies.insert(arn, policy);
+    aws.each_page(
+        "iam",
+        "GetAccountAuthorizationDetails",
+        details.into_paginator().send(),
+        |page| {
+            for detail in page.role_detail_list.unwrap_or_default() {
+                let Some(name) = detail.role_name.clone() else {
+                    continue;
+                };
+                let (description, max_session) = settings.remove(&name).unwrap_or_default();
+                let detail = compact_role(detail);
+                snap.roles.insert(
+                    name,
+                    RoleEntry {
+                        detail,
+                        description,
+                        max_session,
+                    },
+                );
+            }
+            for policy in page.policies.unwrap_or_default() {
+                if let Some(arn) = policy.arn.clone() {
+                    snap.policies.insert(arn, compact_policy(policy));
+                }
+            }
+        },
+    )
+    .await?;
+    Ok(snap)
+}
+
+/// Only what the plans compare is kept (the snapshot is held for a whole resync
+/// period, for every role of the account): the role's own instance profile (named as
+/// the role) with its roles' names, not their documents; no dates or last use.
+fn compact_role(mut r: RoleDetail) -> RoleDetail {
+    let name = r.role_name.clone();
+    if let Some(profiles) = r.instance_profile_list.as_mut() {
+        profiles.retain(|p| Some(&p.instance_profile_name) == name.as_ref());
+        for p in profiles.iter_mut() {
+            for role in p.roles.iter_mut() {
+                role.assume_role_policy_document = None;
+                role.description = None;
+                role.tags = None;
+                role.role_last_used = None;
+                role.permissions_boundary = None;
             }
         }
     }
-    Ok(snap)
+    r.role_last_used = None;
+    r.create_date = None;
+    r.path = None;
+    r
+}
+
+/// Only the default version's document is compared; the other versions (up to four
+/// more documents) are dropped.
+fn compact_policy(mut p: ManagedPolicyDetail) -> ManagedPolicyDetail {
+    if let Some(versions) = p.policy_version_list.as_mut() {
+        versions.retain(|v| v.is_default_version);
+    }
+    p.description = None;
+    p.create_date = None;
+    p.update_date = None;
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_iam::types::{InstanceProfile, PolicyVersion, Role};
+    use aws_smithy_types::DateTime;
+
+    fn role(name: &str) -> Role {
+        Role::builder()
+            .path("/")
+            .role_name(name)
+            .role_id("AROA")
+            .arn(format!("arn:aws:iam::123456789012:role/{name}"))
+            .create_date(DateTime::from_secs(0))
+            .assume_role_policy_document("%7B%7D")
+            .build()
+            .expect("role")
+    }
+
+    fn profile(name: &str) -> InstanceProfile {
+        InstanceProfile::builder()
+            .path("/")
+            .instance_profile_name(name)
+            .instance_profile_id("AIPA")
+            .arn(format!("arn:aws:iam::123456789012:instance-profile/{name}"))
+            .create_date(DateTime::from_secs(0))
+            .roles(role("app"))
+            .build()
+            .expect("profile")
+    }
+
+    #[test]
+    fn compaction_keeps_what_the_plans_compare() {
+        let detail = RoleDetail::builder()
+            .role_name("app")
+            .arn("arn:aws:iam::123456789012:role/app")
+            .assume_role_policy_document("%7B%7D")
+            .instance_profile_list(profile("app"))
+            .instance_profile_list(profile("someone-elses"))
+            .build();
+        let r = compact_role(detail);
+        // The role's own profile stays, with its roles' names and not their documents.
+        assert_eq!(r.instance_profile_list().len(), 1);
+        let own = &r.instance_profile_list()[0];
+        assert_eq!(own.instance_profile_name, "app");
+        assert_eq!(own.roles[0].role_name, "app");
+        assert_eq!(own.roles[0].assume_role_policy_document, None);
+        assert_eq!(r.assume_role_policy_document.as_deref(), Some("%7B%7D"));
+
+        let version = |id: &str, default| {
+            PolicyVersion::builder()
+                .version_id(id)
+                .is_default_version(default)
+                .document("%7B%7D")
+                .build()
+        };
+        let p = compact_policy(
+            ManagedPolicyDetail::builder()
+                .arn("arn:aws:iam::123456789012:policy/p")
+                .default_version_id("v2")
+                .policy_version_list(version("v1", false))
+                .policy_version_list(version("v2", true))
+                .build(),
+        );
+        let kept: Vec<_> = p
+            .policy_version_list()
+            .iter()
+            .map(|v| v.version_id())
+            .collect();
+        assert_eq!(kept, vec![Some("v2")]);
+    }
 }

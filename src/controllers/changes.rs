@@ -2,9 +2,9 @@
 //! when the object was already in sync for its generation (someone changed AWS behind
 //! the operator's back), which also counts in the drift metric.
 //!
-//! One event per reconcile, listing every change, rather than one per write: the event
-//! recorder folds events of the same reason into a series that keeps only the first
-//! note, so separate events would lose all but the first change.
+//! One event per reconcile, listing every change, rather than one per write: a user
+//! reads one line per reconcile in `kubectl describe`, and the API server stores one
+//! object rather than several.
 
 use super::Context;
 use super::reconciler::{Managed, StatusFields};

@@ -7,6 +7,7 @@ pub mod binding;
 pub mod changes;
 pub mod claim;
 pub mod documents;
+pub mod events;
 pub mod instances;
 pub mod observe;
 pub mod policy;
@@ -22,7 +23,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{Controller, watcher};
 use kube::{Client, Resource, ResourceExt};
 use rand::Rng;
@@ -71,7 +71,7 @@ pub struct Context {
     pub key_policies: refs::PolicyIndex,
     /// The IamScopes and namespace labels governance is resolved from.
     pub governance: crate::trust::GovernanceCache,
-    recorder: Recorder,
+    events: events::Publisher,
     failures: Mutex<HashMap<String, Failures>>,
     /// Objects (by key) whose AWS resource this process created: a reconcile that runs
     /// before the status carrying its ARN reached the watch cache reads it instead of
@@ -90,12 +90,12 @@ struct Failures {
 
 impl Context {
     pub fn new(client: Client, aws: Aws, settings: Settings, metrics: Metrics) -> Self {
-        let reporter = Reporter {
-            controller: "iamwright".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: events::Publisher::new(
+                client.clone(),
+                "iamwright",
+                std::env::var("POD_NAME").ok(),
+            ),
             client,
             base_aws: aws,
             accounts: Default::default(),
@@ -169,26 +169,12 @@ impl Context {
         reason: &str,
         note: String,
     ) {
-        let ev = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.to_string(),
-            note: Some(note),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
         // Published in the background: a reconcile (and the next object in the queue)
         // never waits for the API server to store an event.
-        let (recorder, reference, reason) = (
-            self.recorder.clone(),
-            obj.object_ref(&()),
-            reason.to_string(),
-        );
+        let (events, reference, reason) =
+            (self.events.clone(), obj.object_ref(&()), reason.to_string());
         tokio::spawn(async move {
-            if let Err(e) = recorder.publish(&ev, &reference).await {
+            if let Err(e) = events.publish(reference, warning, &reason, &note).await {
                 tracing::warn!(error = %e, reason, "failed to publish event");
             }
         });

@@ -74,6 +74,22 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     .await;
 }
 
+/// The ARNs of the key's `policyRefs` (waiting while one is missing or not Ready).
+pub(crate) async fn policy_arns(
+    ctx: &Context,
+    k: &IamUserAccessKey,
+    ns: &str,
+) -> Result<Vec<String>, Error> {
+    resolve_policy_refs(
+        &ctx.key_policies,
+        &ctx.client,
+        ns,
+        "spec.policyRefs",
+        &k.spec.policy_refs,
+    )
+    .await
+}
+
 /// Test-only failpoints: `IAMWRIGHT_FAILPOINT=<name>` makes the process exit (code 3)
 /// at a step — `after-create-access-key` (between CreateAccessKey and the Secret
 /// write), `after-secret-write` (between the Secret write and the status record) — or
@@ -224,14 +240,7 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
         _ => None,
     };
     let ns = k.namespace().unwrap_or_default();
-    let refs = resolve_policy_refs(
-        &ctx.key_policies,
-        &ctx.client,
-        &ns,
-        "spec.policyRefs",
-        &k.spec.policy_refs,
-    )
-    .await?;
+    let refs = policy_arns(ctx, k, &ns).await?;
     let want = user::DesiredUser {
         tags: ctx.owner(k).desired_tags(&k.spec.tags),
         boundary: k.spec.permissions_boundary.clone().or(required),

@@ -8,12 +8,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use kube::ResourceExt;
 
 use super::keys::{self, KeyInfo};
+use super::policy_arns;
 use super::{Run, key_hygiene, secret, user};
 use crate::api::{IamUserAccessKey, IamUserAccessKeyStatus, KeyStatus};
 use crate::aws::{Found, tag_diff};
 use crate::controllers::claim::claim;
 use crate::controllers::reconciler::Applied;
-use crate::controllers::refs::resolve_policy_refs;
 use crate::controllers::{Error, observe};
 
 /// The user as AWS holds it.
@@ -64,14 +64,7 @@ pub async fn reconcile(run: &Run<'_>) -> Result<Applied<IamUserAccessKeyStatus>,
     let what = format!("IAM user {name}");
     // resolve
     let ns = k.namespace().unwrap_or_default();
-    let refs = resolve_policy_refs(
-        &ctx.key_policies,
-        &ctx.client,
-        &ns,
-        "spec.policyRefs",
-        &k.spec.policy_refs,
-    )
-    .await?;
+    let refs = policy_arns(ctx, k, &ns).await?;
     let want_policies: BTreeSet<String> = k
         .spec
         .managed_policy_arns
