@@ -127,6 +127,16 @@ impl PolicyIndex {
         })
     }
 
+    /// Watch the IamPolicies of `api` into the index: the trigger stream for the
+    /// referrers' mapper ([`PolicyIndex::track`]).
+    pub fn watch(
+        &self,
+        api: Api<Guarded<IamPolicy>>,
+    ) -> impl Stream<Item = Result<Guarded<IamPolicy>, watcher::Error>> + Send + 'static {
+        use kube::runtime::WatchStreamExt;
+        self.track(watcher::watcher(api, super::watch_config()).default_backoff())
+    }
+
     /// Keep the index from a policy watch; yields every policy the watch touched
     /// (applied or deleted), after the index has it, for the referrers' mapper.
     pub fn track(

@@ -15,7 +15,6 @@ mod secret;
 mod user;
 
 use crate::reason::Reason;
-use kube::runtime::WatchStreamExt;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -26,7 +25,7 @@ use kube::api::Api;
 
 use super::reconciler::{Applied, Guarded, reconcile, run_controller, scoped_api};
 use super::refs::{names, referencing, resolve_policy_refs};
-use super::{Context, Error, Shutdown, key_of, watch_config};
+use super::{Context, Error, Shutdown, key_of};
 use crate::api::{
     DeletionPolicy, IamPolicy, IamUserAccessKey, IamUserAccessKeyStatus, KeyStatus, PendingKey,
 };
@@ -56,13 +55,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
                 super::watch_config().labels(&managed),
             )
             .watches_stream(
-                keys_ctx.key_policies.track(
-                    kube::runtime::watcher(
-                        scoped_api::<Guarded<IamPolicy>>(&client, scope),
-                        watch_config(),
-                    )
-                    .default_backoff(),
-                ),
+                keys_ctx
+                    .key_policies
+                    .watch(scoped_api::<Guarded<IamPolicy>>(&client, scope)),
                 move |p| {
                     referencing(&store, &p, |k: &IamUserAccessKey| {
                         names(&k.spec.policy_refs)

@@ -11,7 +11,6 @@ mod spec;
 
 pub use spec::{role_name, validate};
 
-use kube::runtime::WatchStreamExt;
 use std::sync::Arc;
 
 use kube::ResourceExt;
@@ -21,7 +20,7 @@ use super::claim::{Claim, claim};
 use super::documents;
 use super::reconciler::{Applied, Guarded, reconcile, run_controller, scoped_api};
 use super::refs::{names, own_policy_arns, referencing, resolve_policy_refs};
-use super::{Context, Error, Shutdown, key_of, observe, watch_config};
+use super::{Context, Error, Shutdown, key_of, observe};
 use crate::api::{
     DeletionPolicy, IamPolicy, IamRole, IamRoleSpec, IamRoleStatus, ManagementPolicy,
 };
@@ -42,12 +41,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         |obj, ctx| reconcile(obj, ctx, apply, cleanup),
         move |c, scope| {
             let store = c.store();
-            let policies = kube::runtime::watcher(
-                scoped_api::<Guarded<IamPolicy>>(&client, scope),
-                watch_config(),
-            )
-            .default_backoff();
-            let c = c.watches_stream(watched.role_policies.track(policies), move |p| {
+            let policies = watched
+                .role_policies
+                .watch(scoped_api::<Guarded<IamPolicy>>(&client, scope));
+            let c = c.watches_stream(policies, move |p| {
                 referencing(&store, &p, |r: &IamRole| names(&r.spec.policy_refs))
             });
             documents::watch_config_maps(c, watched.clone(), scope, documents::role_config_maps)
