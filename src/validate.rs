@@ -511,9 +511,12 @@ fn semantic_checks(
         "IamRole" => {
             // The controller's own checks, so the offline answer is the operator's answer.
             if let Ok(mut role) = serde_json::from_value::<crate::api::IamRoleSpec>(spec.clone()) {
-                role.assume_role_policy = role.assume_role_policy.as_ref().map(placeholders);
+                role.assume_role_policy = role
+                    .assume_role_policy
+                    .as_ref()
+                    .map(|d| placeholders(&d.value()).into());
                 for doc in role.inline_policies.values_mut() {
-                    *doc = placeholders(doc);
+                    *doc = placeholders(&doc.value()).into();
                 }
                 let sources = std::mem::take(&mut role.inline_policies_from);
                 for (name, source) in &sources {
@@ -536,7 +539,7 @@ fn semantic_checks(
                                         ),
                                     ));
                                 } else {
-                                    role.inline_policies.insert(name.clone(), doc);
+                                    role.inline_policies.insert(name.clone(), doc.into());
                                     role.inline_policies_from
                                         .insert(name.clone(), source.clone());
                                 }

@@ -55,7 +55,7 @@ pub struct IamPolicySpec {
     /// and `documentFrom`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::crds::free_form_object")]
-    pub document: Option<serde_json::Value>,
+    pub document: Option<Document>,
     /// The policy document from a ConfigMap key in the object's namespace (JSON or
     /// YAML, e.g. a file a vendor ships), followed when the ConfigMap changes. Exactly
     /// one of `document` and `documentFrom`.

@@ -65,7 +65,7 @@ pub struct IamRoleSpec {
     /// region the role lives in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::crds::free_form_object")]
-    pub assume_role_policy: Option<serde_json::Value>,
+    pub assume_role_policy: Option<Document>,
     /// Kubernetes service accounts whose pods may assume the role on EKS: the trust
     /// statements for IRSA (operator flag `--oidc-issuer`) and/or EKS Pod Identity
     /// (`--pod-identity`) are generated and merged into `assumeRolePolicy` (docs/eks.md).
@@ -81,7 +81,7 @@ pub struct IamRoleSpec {
     /// Variables are replaced as in `assumeRolePolicy`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "crate::crds::map_of_free_form_objects")]
-    pub inline_policies: BTreeMap<String, serde_json::Value>,
+    pub inline_policies: BTreeMap<String, Document>,
     /// Inline policies by name whose documents come from ConfigMap keys in the
     /// object's namespace (JSON or YAML), followed when a ConfigMap changes. A name is
     /// in `inlinePolicies` or here, not both.

@@ -75,41 +75,45 @@ async fn take(aws: &Aws) -> Result<Snapshot, AwsError> {
         }
     })
     .await?;
-    let details = aws
-        .iam
-        .get_account_authorization_details()
-        .filter(EntityType::Role)
-        .filter(EntityType::LocalManagedPolicy)
-        .max_items(PAGE);
     let mut snap = Snapshot::default();
-    aws.each_page(
-        "iam",
-        "GetAccountAuthorizationDetails",
-        details.into_paginator().send(),
-        |page| {
-            for detail in page.role_detail_list.unwrap_or_default() {
-                let Some(name) = detail.role_name.clone() else {
-                    continue;
-                };
-                let (description, max_session) = settings.remove(&name).unwrap_or_default();
-                let detail = compact_role(detail);
-                snap.roles.insert(
-                    name,
-                    RoleEntry {
-                        detail,
-                        description,
-                        max_session,
-                    },
-                );
-            }
-            for policy in page.policies.unwrap_or_default() {
-                if let Some(arn) = policy.arn.clone() {
-                    snap.policies.insert(arn, compact_policy(policy));
+    // One entity type per listing: where pages are not kept small (moto answers the
+    // whole account in one page whatever MaxItems says) half as much XML is held and
+    // parsed at once; against AWS it costs one page more per resync period.
+    for entity in [EntityType::Role, EntityType::LocalManagedPolicy] {
+        let details = aws
+            .iam
+            .get_account_authorization_details()
+            .filter(entity)
+            .max_items(PAGE);
+        aws.each_page(
+            "iam",
+            "GetAccountAuthorizationDetails",
+            details.into_paginator().send(),
+            |page| {
+                for detail in page.role_detail_list.unwrap_or_default() {
+                    let Some(name) = detail.role_name.clone() else {
+                        continue;
+                    };
+                    let (description, max_session) = settings.remove(&name).unwrap_or_default();
+                    let detail = compact_role(detail);
+                    snap.roles.insert(
+                        name,
+                        RoleEntry {
+                            detail,
+                            description,
+                            max_session,
+                        },
+                    );
                 }
-            }
-        },
-    )
-    .await?;
+                for policy in page.policies.unwrap_or_default() {
+                    if let Some(arn) = policy.arn.clone() {
+                        snap.policies.insert(arn, compact_policy(policy));
+                    }
+                }
+            },
+        )
+        .await?;
+    }
     Ok(snap)
 }
 

@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use super::reconciler::{Guarded, Managed, scoped_api};
 use super::{Context, Error, watch_config};
-use crate::api::{DocumentSource, IamPolicy, IamRole, IamRoleSpec};
+use crate::api::{Document, DocumentSource, IamPolicy, IamRole, IamRoleSpec};
 use crate::policy::{DocKind, Variables, substitute, uses_variables, validate_document};
 use crate::reason::Reason;
 
@@ -55,7 +55,7 @@ pub struct Resolved {
 pub async fn policy_document(ctx: &Context, p: &IamPolicy) -> Result<Resolved, Error> {
     let ns = p.namespace().unwrap_or_default();
     let (field, document, origin) = match (&p.spec.document, &p.spec.document_from) {
-        (Some(doc), None) => ("spec.document".to_string(), doc.clone(), None),
+        (Some(doc), None) => ("spec.document".to_string(), doc.value(), None),
         (None, Some(source)) => {
             let field = "spec.documentFrom".to_string();
             let maps = fetch(ctx, &ns, [source]).await?;
@@ -115,20 +115,25 @@ pub async fn role_spec(ctx: &Context, r: &IamRole) -> Result<IamRoleSpec, Error>
         let field = format!("spec.inlinePoliciesFrom.{name}");
         from.insert(name.clone(), read_source(&field, &ns, source, &maps)?);
     }
+    let trust = spec.assume_role_policy.as_ref().map(Document::value);
+    let inline: BTreeMap<String, Value> = spec
+        .inline_policies
+        .iter()
+        .map(|(name, doc)| (name.clone(), doc.value()))
+        .collect();
     let vars = variables_if_used(
         ctx,
-        spec.assume_role_policy
-            .iter()
-            .chain(spec.inline_policies.values())
-            .chain(from.values()),
+        trust.iter().chain(inline.values()).chain(from.values()),
     )
     .await?;
     let vars = vars.as_ref();
-    if let Some(trust) = &spec.assume_role_policy {
-        spec.assume_role_policy = Some(substitute_field("spec.assumeRolePolicy", trust, vars)?);
+    if let Some(trust) = &trust {
+        spec.assume_role_policy =
+            Some(substitute_field("spec.assumeRolePolicy", trust, vars)?.into());
     }
-    for (name, doc) in spec.inline_policies.iter_mut() {
-        *doc = substitute_field(&format!("spec.inlinePolicies.{name}"), doc, vars)?;
+    for (name, doc) in inline {
+        let doc = substitute_field(&format!("spec.inlinePolicies.{name}"), &doc, vars)?;
+        spec.inline_policies.insert(name, doc.into());
     }
     for (name, doc) in from {
         let field = format!("spec.inlinePoliciesFrom.{name}");
@@ -139,7 +144,7 @@ pub async fn role_spec(ctx: &Context, r: &IamRole) -> Result<IamRoleSpec, Error>
                 from_source(&spec.inline_policies_from[&name])
             ))
         })?;
-        spec.inline_policies.insert(name, doc);
+        spec.inline_policies.insert(name, doc.into());
     }
     Ok(spec)
 }
@@ -155,14 +160,14 @@ pub fn inline_field(spec: &IamRoleSpec, name: &str) -> String {
 
 /// Every document of a (resolved) role spec, with its field: the trust policy (when
 /// written), then the inline policies.
-pub fn role_documents(spec: &IamRoleSpec) -> Vec<(String, &Value)> {
+pub fn role_documents(spec: &IamRoleSpec) -> Vec<(String, Value)> {
     spec.assume_role_policy
         .iter()
-        .map(|trust| ("spec.assumeRolePolicy".to_string(), trust))
+        .map(|trust| ("spec.assumeRolePolicy".to_string(), trust.value()))
         .chain(
             spec.inline_policies
                 .iter()
-                .map(|(name, doc)| (inline_field(spec, name), doc)),
+                .map(|(name, doc)| (inline_field(spec, name), doc.value())),
         )
         .collect()
 }

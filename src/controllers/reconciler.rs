@@ -313,6 +313,17 @@ async fn report<K: Managed>(
 ) -> (Action, &'static str) {
     let key = key_of(obj);
     let generation = obj.meta().generation;
+    if let Err(e) = &applied.result
+        && first_wait_unreported(
+            e,
+            obj.meta().creation_timestamp.as_ref().map(|t| t.0.into()),
+            obj.status().is_some(),
+            std::time::SystemTime::now(),
+        )
+    {
+        ctx.metrics.set_ready(K::KIND, key, Some(false));
+        return (Action::requeue(FIRST_WAIT_UNREPORTED), e.metric_label());
+    }
     let (fresh_rv, current) = match applied.fresh.clone() {
         Some((rv, st)) => (Some(rv), st),
         None => (None, obj.status().cloned().unwrap_or_default()),
@@ -375,6 +386,28 @@ async fn report<K: Managed>(
             (e.retry(ctx, &key, generation), e.metric_label())
         }
     }
+}
+
+/// How long a new object waiting for a referenced policy on its way to Ready goes
+/// without a status.
+const FIRST_WAIT_UNREPORTED: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A new object (no status yet, created moments ago) whose only problem is a referenced
+/// IamPolicy on its way to Ready, as when both come in one `kubectl apply`, is not
+/// reported: the policy's Ready re-triggers it within seconds, and a "waiting" status
+/// would be replaced at once (it was a sixth of the API-server writes while many
+/// objects converged). A wait that lasts reaches the status at the next look.
+fn first_wait_unreported(
+    e: &Error,
+    created: Option<std::time::SystemTime>,
+    has_status: bool,
+    now: std::time::SystemTime,
+) -> bool {
+    let young = created.is_some_and(|c| {
+        now.duration_since(c)
+            .is_ok_and(|age| age < FIRST_WAIT_UNREPORTED)
+    });
+    refs::is_dependency_in_progress(e) && young && !has_status
 }
 
 /// An object that does not deserialize (e.g. written before a schema change, or with
@@ -618,5 +651,41 @@ where
     match scope {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reason::Reason;
+    use std::time::{Duration, SystemTime};
+
+    fn waiting(why: &str) -> Error {
+        Error::Waiting {
+            reason: Reason::DependencyNotReady,
+            message: format!("spec.policyRefs[0]: IamPolicy \"p\" {why}"),
+        }
+    }
+
+    #[test]
+    fn only_a_new_objects_first_wait_for_a_policy_on_its_way_goes_unreported() {
+        let now = SystemTime::now();
+        let new = Some(now - Duration::from_secs(2));
+        let on_its_way = waiting("is not Ready yet");
+        assert!(first_wait_unreported(&on_its_way, new, false, now));
+        // Reported: a missing policy, an object that already has a status, an object
+        // waiting longer than the grace, and any other problem.
+        assert!(!first_wait_unreported(
+            &waiting("does not exist"),
+            new,
+            false,
+            now
+        ));
+        assert!(!first_wait_unreported(&on_its_way, new, true, now));
+        let old = Some(now - FIRST_WAIT_UNREPORTED - Duration::from_secs(1));
+        assert!(!first_wait_unreported(&on_its_way, old, false, now));
+        assert!(!first_wait_unreported(&on_its_way, None, false, now));
+        let other = Error::stalled(Reason::InvalidSpec, "spec: bad");
+        assert!(!first_wait_unreported(&other, new, false, now));
     }
 }

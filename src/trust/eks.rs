@@ -228,8 +228,11 @@ pub fn trust_document(
             Reason::InvalidSpec,
             format!("spec: {REQUIRE_ONE}"),
         )),
-        (Some(doc), true) => Ok(doc.clone()),
-        (user, false) => Ok(merge(user.as_ref(), statements(&sas, eks, account)?)),
+        (Some(doc), true) => Ok(doc.value()),
+        (user, false) => Ok(merge(
+            user.as_ref().map(|d| d.value()).as_ref(),
+            statements(&sas, eks, account)?,
+        )),
     }
 }
 

@@ -93,7 +93,7 @@ async fn irsa_trust_is_generated_merged_and_left_alone_once_in_sync() {
     // Two resyncs (one account snapshot each): the stored trust compares equal,
     // nothing is written.
     assert_eq!(
-        op.writes_across_resyncs("GetAccountAuthorizationDetails", 2)
+        op.writes_across_resyncs("GetAccountAuthorizationDetails", 4)
             .await,
         0,
         "a role with generated trust in sync caused AWS writes"

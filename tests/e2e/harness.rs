@@ -493,8 +493,10 @@ impl Operator {
 }
 
 impl Operator {
-    /// Wait until `read_op` (an AWS read made once per reconcile) was called `resyncs`
-    /// more times, and return how many AWS writes the operator made meanwhile.
+    /// Wait until `read_op` (an AWS read made once per reconcile, or per snapshot) was
+    /// called `resyncs` more times, and return how many AWS writes the operator made
+    /// meanwhile. A snapshot makes two GetAccountAuthorizationDetails listings (roles,
+    /// then policies; moto answers each in one page): two resyncs are 4 of them.
     pub async fn writes_across_resyncs(&self, read_op: &str, resyncs: u64) -> u64 {
         let writes = self.aws_writes().await;
         let reads = self.aws_requests(|o, _| o == read_op).await;

@@ -610,7 +610,7 @@ async fn a_role_in_sync_costs_reads_only() {
     let own_reads = |o: &str, _: &str| o.contains("Role") && is_read(o) && o != "ListRoles";
     let reads_before = op.aws_requests(own_reads).await;
     assert_eq!(
-        op.writes_across_resyncs("GetAccountAuthorizationDetails", 2)
+        op.writes_across_resyncs("GetAccountAuthorizationDetails", 4)
             .await,
         0,
         "a role in sync caused AWS writes"
@@ -734,7 +734,7 @@ async fn a_role_keeps_its_own_instance_profile_for_launch_templates() {
     );
     // In sync: the resyncs read and never write.
     assert_eq!(
-        op.writes_across_resyncs("GetAccountAuthorizationDetails", 2)
+        op.writes_across_resyncs("GetAccountAuthorizationDetails", 4)
             .await,
         0
     );

@@ -61,7 +61,9 @@ async fn apply(r: Arc<IamRole>, ctx: Arc<Context>) -> Applied<IamRoleStatus> {
         Ok(spec) => spec,
         Err(e) => return Applied::failed(None, e),
     };
-    let recognized = crate::policy::actions_recognized(documents::role_documents(&spec));
+    let docs = documents::role_documents(&spec);
+    let recognized =
+        crate::policy::actions_recognized(docs.iter().map(|(field, doc)| (field.clone(), doc)));
     Applied::from(sync(&r, &spec, &ctx).await).with_extra(recognized)
 }
 

@@ -75,7 +75,11 @@ pub fn desired(
         boundary,
         tags: ctx.owner(r).desired_tags(&r.spec.tags),
         attached,
-        inline: spec.inline_policies.clone(),
+        inline: spec
+            .inline_policies
+            .iter()
+            .map(|(name, doc)| (name.clone(), doc.value()))
+            .collect(),
         inline_from: spec.inline_policies_from.keys().cloned().collect(),
         instance_profile: r.spec.instance_profile,
     })
@@ -105,7 +109,12 @@ pub fn validate(
             ),
         ));
     }
-    for (name, doc) in &spec.inline_policies {
+    let inline: Vec<(&str, Value)> = spec
+        .inline_policies
+        .iter()
+        .map(|(name, doc)| (name.as_str(), doc.value()))
+        .collect();
+    for (name, doc) in &inline {
         let root = crate::controllers::documents::inline_field(spec, name);
         check_policy_name(name)
             .map_err(|m| Error::stalled(Reason::InvalidSpec, format!("{root}: {m}")))?;
@@ -117,11 +126,7 @@ pub fn validate(
             ));
         }
     }
-    let inline: Vec<(&str, &Value)> = spec
-        .inline_policies
-        .iter()
-        .map(|(name, doc)| (name.as_str(), doc))
-        .collect();
+    let inline: Vec<(&str, &Value)> = inline.iter().map(|(name, doc)| (*name, doc)).collect();
     check_inline_aggregate(&inline, "spec.inlinePolicies").map_err(invalid_doc)?;
     for (i, arn) in spec.managed_policy_arns.iter().enumerate() {
         check_policy_arn(arn).map_err(|m| {
