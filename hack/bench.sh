@@ -3,10 +3,11 @@
 # and prints convergence time beside the floor measured in the same run, AWS calls per
 # object, Kubernetes writes, steady-state reads per resync, peak RSS and CPU.
 #
-# usage: hack/bench.sh [N] [--debug] [--resync SECONDS] [--shards K]
+# usage: hack/bench.sh [N] [--debug] [--resync SECONDS] [--steady-resyncs R] [--shards K] [--applier A]
 #   N         IamPolicy + IamRole pairs (default 200)
 #   --debug   use the debug build (CI's smoke run; figures are not representative)
 #   --shards  K operator processes, each with --object-selector shard=s<i> (pairs spread)
+#   --applier direct (default: 4 API clients) or kubectl (4 `kubectl apply` processes)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
@@ -18,6 +19,7 @@ while [ $# -gt 0 ]; do
     --resync) extra+=(--resync "$2"); shift ;;
     --steady-resyncs) extra+=(--steady-resyncs "$2"); shift ;;
     --shards) extra+=(--shards "$2"); shift ;;
+    --applier) extra+=(--applier "$2"); shift ;;
     *) n="$1" ;;
   esac
   shift

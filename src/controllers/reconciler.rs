@@ -265,8 +265,24 @@ where
 /// with the patched object: kube's `finalizer()` would stop there and wait for the
 /// watch to deliver the patch, a second pass through the queue for every new object.
 /// The patch is conditional on the resourceVersion the reconcile read (409 otherwise),
-/// so a finalizer another client added meanwhile is never dropped.
+/// so a finalizer another client added meanwhile is never dropped. A conflict is most
+/// often a watch cache behind the operator's own earlier patch (a loaded API server
+/// delivers it seconds late): the object is read once and the reconcile goes on with it,
+/// instead of failing into a backoff.
 async fn with_finalizer<K: Managed>(api: &Api<K>, obj: Arc<K>) -> kube::Result<Arc<K>> {
+    let name = obj.name_any();
+    match add_finalizer(api, obj).await {
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            let Some(fresh) = api.get_opt(&name).await? else {
+                return Err(kube::Error::Api(s));
+            };
+            add_finalizer(api, Arc::new(fresh)).await
+        }
+        other => other,
+    }
+}
+
+async fn add_finalizer<K: Managed>(api: &Api<K>, obj: Arc<K>) -> kube::Result<Arc<K>> {
     if obj.meta().deletion_timestamp.is_some() || obj.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(obj);
     }

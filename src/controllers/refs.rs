@@ -137,8 +137,9 @@ impl PolicyIndex {
         self.track(watcher::watcher(api, super::watch_config()).default_backoff())
     }
 
-    /// Keep the index from a policy watch; yields every policy the watch touched
-    /// (applied or deleted), after the index has it, for the referrers' mapper.
+    /// Keep the index from a policy watch; yields every policy whose state for a
+    /// reference changed (and every deleted one), after the index has it, for the
+    /// referrers' mapper.
     pub fn track(
         &self,
         events: impl Stream<Item = Result<Event<Guarded<IamPolicy>>, watcher::Error>> + Send + 'static,
@@ -166,8 +167,8 @@ impl PolicyIndex {
                 if let Some(buffer) = st.relisting.as_mut() {
                     buffer.insert(k.clone(), v.clone());
                 }
-                st.policies.insert(k, v);
-                Some(p)
+                let was = st.policies.insert(k, v.clone());
+                (was != Some(v)).then_some(p)
             }
             Event::InitDone => {
                 if let Some(buffer) = st.relisting.take() {
@@ -176,9 +177,14 @@ impl PolicyIndex {
                 st.listed = true;
                 None
             }
+            // Only a change of what a reference sees (missing, not Ready, Ready with an
+            // ARN) re-triggers the referrers: a policy's own finalizer and status writes
+            // that leave it as it was would start a reconcile of every referring role,
+            // which, once Ready, takes an account snapshot in the middle of a converge.
             Event::Apply(p) => {
-                st.policies.insert(key(&p), state(&p));
-                Some(p)
+                let v = state(&p);
+                let was = st.policies.insert(key(&p), v.clone());
+                (was != Some(v)).then_some(p)
             }
             Event::Delete(p) => {
                 st.policies.remove(&key(&p));
@@ -290,5 +296,23 @@ mod tests {
         assert_eq!(index.lookup("team", "gone"), Some(PolicyState::Missing));
         let _ = index.apply(Event::Delete(policy("a", false)));
         assert_eq!(index.lookup("team", "a"), Some(PolicyState::Missing));
+    }
+
+    #[test]
+    fn only_a_change_a_reference_sees_re_triggers_the_referrers() {
+        let index = PolicyIndex::default();
+        let _ = index.apply(Event::Init);
+        assert!(index.apply(Event::InitApply(policy("a", false))).is_some());
+        let _ = index.apply(Event::InitDone);
+        // The same state again (the policy's finalizer, a status that is still not
+        // Ready for its generation): nothing to re-trigger.
+        assert!(index.apply(Event::Apply(policy("a", false))).is_none());
+        assert!(index.apply(Event::Apply(policy("a", true))).is_some());
+        assert!(index.apply(Event::Apply(policy("a", true))).is_none());
+        // A relist that finds it unchanged re-triggers nothing either; a delete does.
+        let _ = index.apply(Event::Init);
+        assert!(index.apply(Event::InitApply(policy("a", true))).is_none());
+        let _ = index.apply(Event::InitDone);
+        assert!(index.apply(Event::Delete(policy("a", true))).is_some());
     }
 }
