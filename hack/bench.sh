@@ -7,7 +7,7 @@
 #   N         IamPolicy + IamRole pairs (default 200)
 #   --debug   use the debug build (CI's smoke run; figures are not representative)
 #   --shards  K operator processes, each with --object-selector shard=s<i> (pairs spread)
-#   --applier direct (default: 4 API clients) or kubectl (4 `kubectl apply` processes)
+#   --applier kubectl (default: 4 `kubectl apply --server-side` processes) or direct (4 API clients)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
