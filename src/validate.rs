@@ -557,7 +557,8 @@ fn semantic_checks(
                         &g.trust.eks,
                         Some(&account),
                     )?;
-                    crate::controllers::role::validate(role, &trust, &g.settings())
+                    let inline = crate::controllers::role::inline_documents(role);
+                    crate::controllers::role::validate(role, &trust, &inline, &g.settings())
                 };
                 if let Err(e) = checked(&role) {
                     out.push(split_error(&e));

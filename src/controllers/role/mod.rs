@@ -9,7 +9,7 @@ mod io;
 mod plan;
 mod spec;
 
-pub use spec::{role_name, validate};
+pub use spec::{inline_documents, role_name, validate};
 
 use std::sync::Arc;
 

@@ -56,7 +56,8 @@ pub fn desired(
     let gov = crate::trust::current();
     let ns = r.namespace().unwrap_or_default();
     let trust = eks::trust_document(spec, &ns, &ctx.settings.trust.eks, account)?;
-    let boundary = validate(spec, &trust, &gov.settings(&ctx.settings))?;
+    let inline = inline_documents(spec);
+    let boundary = validate(spec, &trust, &inline, &gov.settings(&ctx.settings))?;
     let name = role_name(r);
     gov.check_name("spec.name", &name)?;
     eks::check_namespaces(&r.spec, &gov)?;
@@ -75,24 +76,31 @@ pub fn desired(
         boundary,
         tags: ctx.owner(r).desired_tags(&r.spec.tags),
         attached,
-        inline: spec
-            .inline_policies
-            .iter()
-            .map(|(name, doc)| (name.clone(), doc.value()))
-            .collect(),
+        inline,
         inline_from: spec.inline_policies_from.keys().cloned().collect(),
         instance_profile: r.spec.instance_profile,
     })
 }
 
+/// The inline policies of a (resolved) spec as JSON, parsed once for both the checks
+/// and the plan.
+pub fn inline_documents(spec: &IamRoleSpec) -> BTreeMap<String, Value> {
+    spec.inline_policies
+        .iter()
+        .map(|(name, doc)| (name.clone(), doc.value()))
+        .collect()
+}
+
 /// The checks a role spec must pass before any AWS call: the trust and inline policy
 /// grammar, names and ARNs, and the operator's guardrails (`--deny-action` on inline
 /// policies, `--required-permissions-boundary`). `trust` is the trust policy the role
-/// gets (see [`eks::trust_document`]). Pure, so `iamwright validate` can run it
-/// offline. Returns the permissions boundary the role gets.
+/// gets (see [`eks::trust_document`]), `inline` its inline policies
+/// ([`inline_documents`]). Pure, so `iamwright validate` can run it offline. Returns
+/// the permissions boundary the role gets.
 pub fn validate(
     spec: &IamRoleSpec,
     trust: &Value,
+    inline: &BTreeMap<String, Value>,
     settings: &Settings,
 ) -> Result<Option<String>, Error> {
     let invalid_doc = |e: crate::policy::DocumentError| {
@@ -109,12 +117,7 @@ pub fn validate(
             ),
         ));
     }
-    let inline: Vec<(&str, Value)> = spec
-        .inline_policies
-        .iter()
-        .map(|(name, doc)| (name.as_str(), doc.value()))
-        .collect();
-    for (name, doc) in &inline {
+    for (name, doc) in inline {
         let root = crate::controllers::documents::inline_field(spec, name);
         check_policy_name(name)
             .map_err(|m| Error::stalled(Reason::InvalidSpec, format!("{root}: {m}")))?;
@@ -126,7 +129,10 @@ pub fn validate(
             ));
         }
     }
-    let inline: Vec<(&str, &Value)> = inline.iter().map(|(name, doc)| (*name, doc)).collect();
+    let inline: Vec<(&str, &Value)> = inline
+        .iter()
+        .map(|(name, doc)| (name.as_str(), doc))
+        .collect();
     check_inline_aggregate(&inline, "spec.inlinePolicies").map_err(invalid_doc)?;
     for (i, arn) in spec.managed_policy_arns.iter().enumerate() {
         check_policy_arn(arn).map_err(|m| {
