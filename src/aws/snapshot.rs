@@ -30,10 +30,18 @@ pub struct Snapshot {
     pub policies: HashMap<String, ManagedPolicyDetail>,
 }
 
-/// The current snapshot, refreshed on demand by one caller while the others wait.
+/// The current snapshot, refreshed on demand by one caller while the others wait, and
+/// what this process has seen of the account since that snapshot began.
 #[derive(Default)]
 pub struct Cache {
     current: Mutex<Option<(Instant, Arc<Snapshot>)>>,
+    /// Entities (by `role/<name>` or policy ARN) this process wrote or read in sync
+    /// since the current snapshot began, with the fingerprint of the state they were
+    /// in sync with. A snapshot taken in the middle of a converge lacks the entities
+    /// created after it; this knowledge, newer than the snapshot, stands in for their
+    /// entries instead of a read of their own. Emptied of what is older than each new
+    /// snapshot, so it holds only what a converge wrote within one resync period.
+    seen: std::sync::Mutex<HashMap<String, (Instant, u64)>>,
 }
 
 impl Cache {
@@ -46,15 +54,51 @@ impl Cache {
         {
             return Ok(snap.clone());
         }
+        let began = Instant::now();
         let snap = Arc::new(take(aws).await?);
+        self.forget_seen_before(began);
         *current = Some((Instant::now(), snap.clone()));
         Ok(snap)
+    }
+
+    /// Record that `entity` was just written or read in sync with the state whose
+    /// fingerprint is `fingerprint` (see [`fingerprint`]).
+    pub fn saw_in_sync(&self, entity: &str, fingerprint: u64) {
+        self.seen_lock()
+            .insert(entity.to_string(), (Instant::now(), fingerprint));
+    }
+
+    /// Whether `entity` was seen in sync with the state of `fingerprint` since the
+    /// current snapshot began: as good as a snapshot entry that matches.
+    pub fn seen_in_sync(&self, entity: &str, fingerprint: u64) -> bool {
+        self.seen_lock()
+            .get(entity)
+            .is_some_and(|(_, f)| *f == fingerprint)
+    }
+
+    /// What was seen before a snapshot began is in it, or older than it.
+    fn forget_seen_before(&self, began: Instant) {
+        self.seen_lock().retain(|_, (at, _)| *at >= began);
+    }
+
+    fn seen_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, u64)>> {
+        self.seen.lock().expect("snapshot seen lock")
     }
 
     /// Forget the snapshot (tests; a write the operator wants seen at once).
     pub async fn clear(&self) {
         *self.current.lock().await = None;
     }
+}
+
+/// The fingerprint of a desired state (its `Debug` form: every field, documents
+/// included, in a stable order) for [`Cache::saw_in_sync`]; only ever compared within
+/// one process.
+pub fn fingerprint(desired: &impl std::fmt::Debug) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    format!("{desired:?}").hash(&mut h);
+    h.finish()
 }
 
 /// Entities per page: small pages keep the operator's peak memory low (a page of
@@ -180,6 +224,29 @@ mod tests {
             .roles(role("app"))
             .build()
             .expect("profile")
+    }
+
+    #[test]
+    fn what_was_seen_counts_for_its_own_state_until_a_newer_snapshot_begins() {
+        let cache = Cache::default();
+        let (a, b) = (fingerprint(&("role", 1)), fingerprint(&("role", 2)));
+        assert_ne!(a, b);
+        cache.saw_in_sync("role/old", a);
+        let began = Instant::now();
+        cache.saw_in_sync("role/new", a);
+        assert!(cache.seen_in_sync("role/old", a));
+        // Another desired state (a referenced policy's ARN changed): not seen in sync.
+        assert!(!cache.seen_in_sync("role/new", b));
+        assert!(!cache.seen_in_sync("role/other", a));
+        cache.forget_seen_before(began);
+        assert!(
+            !cache.seen_in_sync("role/old", a),
+            "the new snapshot has it"
+        );
+        assert!(
+            cache.seen_in_sync("role/new", a),
+            "seen during the snapshot"
+        );
     }
 
     #[test]

@@ -675,20 +675,6 @@ async fn an_existing_profile_is_adopted_only_when_asked_and_another_owner_is_lef
     assert!(events.iter().any(|(r, _)| r == "Adopted"), "{events:?}");
 }
 
-/// `iamwright_reconcile_total` of one kind and result.
-async fn reconciles(op: &Operator, kind: &str) -> u64 {
-    let metrics = op.metrics().await;
-    metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("iamwright_reconcile_total{")
-                && l.contains(&format!("kind=\"{kind}\""))
-                && l.contains("result=\"success\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
 #[tokio::test]
 async fn ec2_reads_per_tick_do_not_grow_with_the_number_of_bindings() {
     const BINDINGS: usize = 6;
@@ -725,12 +711,12 @@ async fn ec2_reads_per_tick_do_not_grow_with_the_number_of_bindings() {
         op.aws_requests(|o, _| describe(o)).await,
         op.aws_requests(|o, _| listing(o)).await,
     );
-    let r0 = reconciles(&op, "InstanceProfileBinding").await;
+    let r0 = op.reconciles("InstanceProfileBinding").await;
     eventually(
         Duration::from_secs(60),
         "three ticks of every binding",
         || async {
-            (reconciles(&op, "InstanceProfileBinding").await >= r0 + 3 * BINDINGS as u64)
+            (op.reconciles("InstanceProfileBinding").await >= r0 + 3 * BINDINGS as u64)
                 .then_some(())
         },
     )

@@ -309,6 +309,20 @@ impl Operator {
             .sum()
     }
 
+    /// Successful reconciles of `kind` (`iamwright_reconcile_total`).
+    pub async fn reconciles(&self, kind: &str) -> u64 {
+        self.metrics()
+            .await
+            .lines()
+            .filter(|l| {
+                l.starts_with("iamwright_reconcile_total{")
+                    && l.contains(&format!("kind=\"{kind}\""))
+                    && l.contains("result=\"success\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
     /// AWS writes made (calls other than Get*, List*, Describe* that succeeded). A
     /// create refused because the name exists changed nothing and is not counted.
     pub async fn aws_writes(&self) -> u64 {

@@ -628,6 +628,80 @@ async fn a_role_in_sync_costs_reads_only() {
 }
 
 #[tokio::test]
+async fn objects_created_after_the_snapshot_cost_no_read_of_their_own() {
+    let ns = Namespace::new("role-late").await;
+    // A 10-minute resync: the snapshot taken below is still the current one when the
+    // objects created after it are re-evaluated (a namespace label change does that).
+    let op = Operator::start(&ns.name, &["--resync-interval", "10m"]).await;
+    let relabel = |round: &str| {
+        let label = format!("iamwright-e2e/round={round}");
+        let (ok, _, err) = kubectl(&["label", "--overwrite", "ns", &ns.name, &label], None);
+        assert!(ok, "{err}");
+    };
+    let snapshots = || op.aws_requests(|o, _| o == "GetAccountAuthorizationDetails");
+    apply(&ns.name, &role_manifest("early", json!({})));
+    let _: IamRole = ready(&ns.name, "early").await;
+    // Re-evaluated in sync, the first role takes the account snapshot.
+    relabel("1");
+    eventually(T, "an account snapshot", || async {
+        (snapshots().await >= 2).then_some(())
+    })
+    .await;
+    let taken = snapshots().await;
+
+    // Created after the snapshot: a policy, and a role that references it, with an
+    // inline policy and an instance profile.
+    let policy = json!({"apiVersion": "iamwright.dev/v1alpha1", "kind": "IamPolicy",
+        "metadata": {"name": "late-p"}, "spec": {"document": doc(&["s3:GetObject"])}});
+    apply(&ns.name, &policy.to_string());
+    apply(
+        &ns.name,
+        &role_manifest(
+            "late",
+            json!({"policyRefs": [{"name": "late-p"}], "instanceProfile": true,
+                   "inlinePolicies": {"q": doc(&["sqs:SendMessage"])}}),
+        ),
+    );
+    let _: iamwright::api::IamPolicy = ready(&ns.name, "late-p").await;
+    let _: IamRole = ready(&ns.name, "late").await;
+
+    // Every object re-evaluated in sync against the snapshot from before the late
+    // ones: what the operator saw of them when it made them stands in for their
+    // entries. Policy tags, which no snapshot holds, are read as on every resync.
+    let own_reads = |o: &str, _: &str| {
+        is_read(o)
+            && ["Role", "Policy", "InstanceProfile"]
+                .iter()
+                .any(|k| o.contains(k))
+            && ![
+                "ListRoles",
+                "GetAccountAuthorizationDetails",
+                "ListPolicyTags",
+            ]
+            .contains(&o)
+    };
+    let reads = op.aws_requests(own_reads).await;
+    let writes = op.aws_writes().await;
+    let (roles, policies) = (
+        op.reconciles("IamRole").await,
+        op.reconciles("IamPolicy").await,
+    );
+    relabel("2");
+    eventually(T, "every object re-evaluated", || async {
+        (op.reconciles("IamRole").await >= roles + 2 && op.reconciles("IamPolicy").await > policies)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(snapshots().await, taken, "the snapshot was taken anew");
+    assert_eq!(
+        op.aws_requests(own_reads).await - reads,
+        0,
+        "an object created after the snapshot read its own state"
+    );
+    assert_eq!(op.aws_writes().await - writes, 0);
+}
+
+#[tokio::test]
 async fn an_existing_role_is_adopted_only_when_asked_and_retain_keeps_it() {
     let ns = Namespace::new("role-adopt").await;
     let n = format!("{}-legacy", ns.name);

@@ -18,6 +18,7 @@ use super::documents::{Resolved, policy_config_maps, policy_document, watch_conf
 use super::reconciler::{Applied, reconcile, run_controller};
 use super::{Context, Error, Shutdown, governed_name, key_of, observe};
 use crate::api::{DeletionPolicy, IamPolicy, IamPolicyStatus, ManagementPolicy};
+use crate::aws::snapshot::fingerprint;
 use crate::aws::{AwsErrorKind, Ownership};
 use crate::policy::allowed_actions_matching;
 use crate::reason::Reason;
@@ -86,7 +87,7 @@ async fn sync(
         description: p.spec.description.clone(),
         tags: ctx.owner(p).desired_tags(&p.spec.tags),
     };
-    let Some(mut seen) = observe_policy(p, ctx, &d, observe_only).await? else {
+    let Some((mut seen, shared)) = observe_policy(p, ctx, &d, observe_only).await? else {
         return Err(observe::not_found(&format!("policy {}", d.arn)));
     };
     if observe_only {
@@ -102,6 +103,12 @@ async fn sync(
     let version = apply_writes(p, ctx, &d, &writes).await?;
     if version.is_some() {
         seen.default_version_id = version;
+    }
+    if !shared {
+        // In sync now, as this process saw it: the next resync needs no read of its
+        // document, also when the current snapshot is older than this.
+        let aws = ctx.aws().await;
+        aws.snapshot.saw_in_sync(&d.arn, fingerprint(&d));
     }
     let message = format!("policy {} is in sync", seen.arn);
     Ok(Applied::synced(status_of(&seen), message))
@@ -139,15 +146,16 @@ fn validate(p: &IamPolicy, doc: &Resolved) -> Result<(String, String), Error> {
 /// Observe: the policy as AWS holds it, and the ownership claim on it. On its first
 /// reconcile that reaches AWS (no ARN in status) a managed policy is created at once, with no read
 /// that would only answer NotFound; a name already taken falls back to the claim.
+/// With it, whether it was seen in the shared view (the snapshot), not by its own read.
 async fn observe_policy(
     p: &IamPolicy,
     ctx: &Context,
     d: &Desired,
     observe_only: bool,
-) -> Result<Option<Observed>, Error> {
+) -> Result<Option<(Observed, bool)>, Error> {
     let aws = &ctx.aws().await;
     if let Some(seen) = snapshot_view(p, ctx, d).await? {
-        return Ok(Some(seen));
+        return Ok(Some((seen, true)));
     }
     // No ARN recorded: this object never saw its resource (it may have waited for a
     // dependency). A create interrupted before its status write meets
@@ -179,7 +187,7 @@ async fn observe_policy(
                     document: Some(d.document.clone()),
                 };
                 // Created exactly as the spec says: the plan finds nothing to write.
-                return Ok(Some(seen));
+                return Ok(Some((seen, false)));
             }
             Err(e) if e.kind == AwsErrorKind::AlreadyExists => {
                 io::get_policy(aws, &d.arn).await?.ok_or(e)?
@@ -202,12 +210,14 @@ async fn observe_policy(
             .await;
     }
     let seen = io::observe(aws, &policy, tags).await?;
-    Ok(Some(seen))
+    Ok(Some((seen, false)))
 }
 
 /// Resync at the cost of pages: a policy in sync for its generation is compared with
-/// the account snapshot (its default version's document); only its tags, which the
-/// snapshot lacks, are read. A difference falls back to the policy's own reads.
+/// the account snapshot (its default version's document), or, when this process wrote
+/// or read it in sync after the snapshot began, with what it saw then; only its tags,
+/// which the snapshot lacks, are read. A difference falls back to the policy's own
+/// reads.
 async fn snapshot_view(
     p: &IamPolicy,
     ctx: &Context,
@@ -216,32 +226,42 @@ async fn snapshot_view(
     if !in_sync(p) {
         return Ok(None);
     }
-    let snap = ctx
-        .aws()
-        .await
-        .snapshot
-        .get(&ctx.aws().await, ctx.settings.resync)
-        .await?;
-    let Some(detail) = snap.policies.get(&d.arn) else {
+    let aws = ctx.aws().await;
+    let snap = aws.snapshot.get(&aws, ctx.settings.resync).await?;
+    let status = p.status.clone().unwrap_or_default();
+    // The snapshot has no tags: they are read once the rest agrees, and compared then.
+    let in_snapshot = snap.policies.get(&d.arn).map(|detail| Observed {
+        arn: d.arn.clone(),
+        policy_id: detail.policy_id.clone().or(status.policy_id.clone()),
+        default_version_id: detail.default_version_id.clone(),
+        tags: d.tags.clone(),
+        document: detail
+            .policy_version_list()
+            .iter()
+            .find(|v| v.is_default_version)
+            .and_then(|v| v.document.as_deref())
+            .and_then(|raw| crate::policy::decode_aws_document(raw).ok()),
+    });
+    // Created or written after the snapshot began: as this process saw it then.
+    let seen_since = || {
+        let seen = aws.snapshot.seen_in_sync(&d.arn, fingerprint(d));
+        seen.then(|| Observed {
+            arn: d.arn.clone(),
+            policy_id: status.policy_id.clone(),
+            default_version_id: status.default_version_id.clone(),
+            tags: d.tags.clone(),
+            document: Some(d.document.clone()),
+        })
+    };
+    let agrees = |seen: &Observed| plan::plan(d, seen).is_empty();
+    let Some(mut seen) = in_snapshot
+        .filter(agrees)
+        .or_else(|| seen_since().filter(agrees))
+    else {
         return Ok(None);
     };
-    let document = detail
-        .policy_version_list()
-        .iter()
-        .find(|v| v.is_default_version)
-        .and_then(|v| v.document.as_deref())
-        .and_then(|raw| crate::policy::decode_aws_document(raw).ok());
-    let seen = Observed {
-        arn: d.arn.clone(),
-        policy_id: detail
-            .policy_id
-            .clone()
-            .or_else(|| p.status.as_ref().and_then(|s| s.policy_id.clone())),
-        default_version_id: detail.default_version_id.clone(),
-        tags: io::list_tags(&ctx.aws().await, &d.arn).await?,
-        document,
-    };
-    Ok(plan::plan(d, &seen).is_empty().then_some(seen))
+    seen.tags = io::list_tags(&aws, &d.arn).await?;
+    Ok(agrees(&seen).then_some(seen))
 }
 
 /// Apply: the planned writes in order, reported as one event (also when one fails).

@@ -24,6 +24,7 @@ use super::{Context, Error, Shutdown, key_of, observe};
 use crate::api::{
     DeletionPolicy, IamPolicy, IamRole, IamRoleSpec, IamRoleStatus, ManagementPolicy,
 };
+use crate::aws::snapshot::fingerprint;
 use crate::aws::{AwsErrorKind, Ownership};
 use crate::reason::Reason;
 use crate::trust::eks::{self, Account};
@@ -76,7 +77,12 @@ async fn sync(
     let observe_only = r.spec.management_policy == ManagementPolicy::Observe;
     let (refs, account) = resolve(r, spec, ctx).await?;
     let mut d = build(r, spec, ctx, &refs, account.as_ref()).await?;
-    let Some(Found { mut seen, created }) = observe_role(r, ctx, &d, observe_only).await? else {
+    let Some(Found {
+        mut seen,
+        created,
+        shared,
+    }) = observe_role(r, ctx, &d, observe_only).await?
+    else {
         return Err(observe::not_found(&format!("role {}", d.name)));
     };
     if observe_only {
@@ -94,6 +100,12 @@ async fn sync(
         ));
     }
     let profile = apply_writes(r, ctx, &d, &seen, created, &writes).await?;
+    if !shared {
+        // In sync now, as this process saw it: the next resync needs no read of it,
+        // also when the current snapshot is older than this.
+        let aws = ctx.aws().await;
+        aws.snapshot.saw_in_sync(&entity(&d), fingerprint(&d));
+    }
     let status = status_of(&seen, d.attached.clone(), profile);
     let message = format!("role {} is in sync", seen.arn);
     Ok(Applied::synced(status, message))
@@ -145,10 +157,12 @@ async fn build(
     Ok(d)
 }
 
-/// A role as observed, and whether this reconcile just created it.
+/// A role as observed, whether this reconcile just created it, and whether it was
+/// seen in the shared view (the snapshot) rather than by a read or write of its own.
 struct Found {
     seen: Observed,
     created: bool,
+    shared: bool,
 }
 
 /// Observe: the role as AWS holds it, and what this object may do with it. On its
@@ -166,6 +180,7 @@ async fn observe_role(
         return Ok(Some(Found {
             seen,
             created: false,
+            shared: true,
         }));
     }
     // No ARN recorded: this object never saw its resource (it may have waited for a
@@ -222,13 +237,19 @@ async fn observe_role(
             None => None,
         };
     }
-    Ok(Some(Found { seen, created }))
+    Ok(Some(Found {
+        seen,
+        created,
+        shared: false,
+    }))
 }
 
 /// Resync at the cost of pages: a role in sync for its generation is compared with the
 /// account snapshot (shared by every object, taken at most once per resync period) and
-/// costs no read of its own when they agree. A stale snapshot can only disagree, which
-/// falls back to the role's own reads; it never hides a write the spec needs.
+/// costs no read of its own when they agree. A role this process saw in sync after the
+/// snapshot began (it was created during a converge) is taken as it saw it. A stale
+/// snapshot can only disagree, which falls back to the role's own reads; it never
+/// hides a write the spec needs.
 async fn snapshot_view(r: &IamRole, ctx: &Context, d: &Desired) -> Result<Option<Observed>, Error> {
     // A profile being given up needs its ownership read, which the snapshot lacks.
     let had_profile = r
@@ -238,17 +259,26 @@ async fn snapshot_view(r: &IamRole, ctx: &Context, d: &Desired) -> Result<Option
     if !in_sync(r) || (had_profile && !d.instance_profile) {
         return Ok(None);
     }
-    let snap = ctx
-        .aws()
-        .await
-        .snapshot
-        .get(&ctx.aws().await, ctx.settings.resync)
-        .await?;
-    let seen = snap
+    let aws = ctx.aws().await;
+    let snap = aws.snapshot.get(&aws, ctx.settings.resync).await?;
+    let agrees = |seen: &Observed| plan::plan(d, seen).is_empty();
+    let in_snapshot = snap
         .roles
         .get(&d.name)
-        .and_then(|entry| io::from_snapshot(entry, d, d.instance_profile));
-    Ok(seen.filter(|seen| plan::plan(d, seen).is_empty()))
+        .and_then(|entry| io::from_snapshot(entry, d, d.instance_profile))
+        .filter(agrees);
+    Ok(in_snapshot.or_else(|| {
+        let status = r.status.as_ref()?;
+        let seen = aws.snapshot.seen_in_sync(&entity(d), fingerprint(d));
+        seen.then(|| Observed::in_sync(d, status))
+            .flatten()
+            .filter(agrees)
+    }))
+}
+
+/// The role's key among what the snapshot cache has seen.
+fn entity(d: &Desired) -> String {
+    format!("role/{}", d.name)
 }
 
 /// The shared ownership claim, with the `Adopted` event when it adopts.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::spec::Desired;
+use crate::api::IamRoleStatus;
 use crate::aws::tag_diff;
 use crate::policy::same_document;
 
@@ -47,6 +48,31 @@ impl Observed {
             inline: BTreeMap::new(),
             profile: None,
         }
+    }
+
+    /// The role as this process last saw it in sync with `d` (written or read since
+    /// the account snapshot began), with the identity its status recorded. None when
+    /// the status lacks an identity the role needs.
+    pub fn in_sync(d: &Desired, status: &IamRoleStatus) -> Option<Self> {
+        let profile = match (d.instance_profile, &status.instance_profile_arn) {
+            (false, _) => None,
+            (true, Some(arn)) => Some(Profile {
+                arn: arn.clone(),
+                tags: BTreeMap::new(),
+                roles: vec![d.name.clone()],
+            }),
+            (true, None) => return None,
+        };
+        Some(Self {
+            attached: d.attached.clone(),
+            inline: d
+                .inline
+                .iter()
+                .map(|(name, doc)| (name.clone(), Some(doc.clone())))
+                .collect(),
+            profile,
+            ..Self::created(d, status.arn.clone()?, status.role_id.clone()?)
+        })
     }
 
     fn partition(&self) -> &str {
@@ -261,21 +287,43 @@ mod tests {
         }
     }
 
+    fn status() -> IamRoleStatus {
+        IamRoleStatus {
+            arn: Some("arn:aws:iam::1:role/ns-app".into()),
+            role_id: Some("R".into()),
+            ..Default::default()
+        }
+    }
+
     fn in_sync(d: &Desired) -> Observed {
-        let mut seen = Observed::created(d, "arn:aws:iam::1:role/ns-app".into(), "R".into());
-        seen.attached = d.attached.clone();
-        seen.inline = d
-            .inline
-            .iter()
-            .map(|(k, v)| (k.clone(), Some(v.clone())))
-            .collect();
-        seen
+        Observed::in_sync(d, &status()).expect("identity in status")
     }
 
     #[test]
     fn in_sync_plans_nothing() {
         let d = desired();
         assert_eq!(plan(&d, &in_sync(&d)), vec![]);
+    }
+
+    #[test]
+    fn a_role_seen_in_sync_with_its_profile_plans_nothing_and_needs_its_arn() {
+        let mut d = desired();
+        d.instance_profile = true;
+        assert_eq!(Observed::in_sync(&d, &status()), None);
+        let st = IamRoleStatus {
+            instance_profile_arn: Some("arn:aws:iam::1:instance-profile/ns-app".into()),
+            ..status()
+        };
+        let seen = Observed::in_sync(&d, &st).expect("profile ARN in status");
+        assert_eq!(plan(&d, &seen), vec![]);
+        assert_eq!(seen.arn, "arn:aws:iam::1:role/ns-app");
+        // What it saw is what `d` wants: another spec plans the difference.
+        let mut other = d.clone();
+        other.attached.push("arn:aws:iam::aws:policy/B".into());
+        assert_eq!(
+            plan(&other, &seen),
+            vec![Write::Attach("arn:aws:iam::aws:policy/B".into())]
+        );
     }
 
     #[test]
@@ -341,9 +389,10 @@ mod tests {
 
     #[test]
     fn the_instance_profile_is_created_repaired_and_removed() {
+        // The role in sync, with no profile yet.
+        let mut seen = in_sync(&desired());
         let mut d = desired();
         d.instance_profile = true;
-        let mut seen = in_sync(&d);
         assert_eq!(
             plan(&d, &seen),
             vec![Write::CreateProfile, Write::AddToProfile]
