@@ -102,6 +102,23 @@ def kube_writes():
     return out
 
 
+def event_reasons(ns):
+    """{(type, reason): count} of the events in `ns` (read once, after the measures)."""
+    out = {}
+    listed = json.loads(kubectl("get", "events.events.k8s.io", "-n", ns, "-o", "json"))
+    for e in listed["items"]:
+        key = (e.get("type", ""), e.get("reason", ""))
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+def heartbeats(writes):
+    """Take out of `writes` the periodic writes no object causes: lease renewals (leader
+    election, the control plane's own) and the API server's refresh of the `kubernetes`
+    Endpoints (the operator writes no Endpoints). Returns how many there were."""
+    return sum(writes.pop(k, 0) for k in ("leases", "endpoints", "endpointslices"))
+
+
 def delta(after, before):
     return {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)
             if after.get(k, 0) - before.get(k, 0)}
@@ -358,6 +375,7 @@ def main():
         time.sleep(a.resync * a.steady_resyncs)
         aws3, kube3 = all_calls(), kube_writes()
         rss = max(peak_rss_mib(proc.pid) for proc, _, _ in ops)
+        reasons = event_reasons(ns)
     finally:
         for proc, _, _ in ops:
             proc.terminate()
@@ -388,11 +406,14 @@ def main():
     writes = sum(v for k, v in conv.items() if not READ.match(k))
     # The benchmark's own applies (one per object) are not the operator's writes.
     kw = delta(kube1, kube0)
+    kube_leases = heartbeats(kw)
     kube_total = sum(kw.values()) - 2 * n
     steady = delta(aws3, aws2)
     s_reads = sum(v for k, v in steady.items() if READ.match(k))
     s_writes = sum(v for k, v in steady.items() if not READ.match(k))
-    s_kube = sum(delta(kube3, kube2).values())
+    s_kube_by = delta(kube3, kube2)
+    s_leases = heartbeats(s_kube_by)
+    s_kube = sum(s_kube_by.values())
     per_resync = max(1, 2 * n * a.steady_resyncs)  # --steady-resyncs 0: no steady phase
 
     print()
@@ -406,12 +427,18 @@ def main():
     print(f"AWS calls per pair             {(reads + writes) / n:.2f} ({reads / n:.2f} reads, {writes / n:.2f} writes)")
     for k in sorted(conv, key=lambda k: -conv[k]):
         print(f"  {k:28} {conv[k] / n:.2f}")
-    print(f"Kubernetes writes per object   {kube_total / (2 * n):.2f}")
+    print(f"Kubernetes writes per object   {kube_total / (2 * n):.2f} (and {kube_leases:.0f} heartbeats)")
     for k in sorted(kw, key=lambda k: -kw[k]):
         if kw[k] / (2 * n) >= 0.005:  # not the floor namespace's clean-up (0.00 each)
             print(f"  {k:28} {kw[k] / (2 * n):.2f}")
+    print("events by reason               " + ", ".join(
+        f"{reason} {count}" + (f" ({kind})" if kind != "Normal" else "")
+        for (kind, reason), count in sorted(reasons.items(), key=lambda kv: -kv[1])))
     print(f"steady state per object per resync: {s_reads / per_resync:.2f} AWS reads, "
-          f"{s_writes / per_resync:.2f} AWS writes, {s_kube / per_resync:.2f} Kubernetes writes")
+          f"{s_writes / per_resync:.2f} AWS writes, {s_kube / per_resync:.2f} Kubernetes writes "
+          f"(and {s_leases:.0f} heartbeats)")
+    for k in sorted(s_kube_by, key=lambda k: -s_kube_by[k]):
+        print(f"  Kubernetes {k:17} {s_kube_by[k]:.0f}")
     for k in sorted(steady, key=lambda k: -steady[k]):
         print(f"  {k:28} {steady[k] / per_resync:.2f}")
     for shard, pairs, c_reads, c_writes, s_reads_obj in shard_rows:

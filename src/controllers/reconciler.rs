@@ -408,11 +408,13 @@ async fn report<K: Managed>(
 /// without a status.
 const FIRST_WAIT_UNREPORTED: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A new object (no status yet, created moments ago) whose only problem is a referenced
-/// IamPolicy on its way to Ready, as when both come in one `kubectl apply`, is not
-/// reported: the policy's Ready re-triggers it within seconds, and a "waiting" status
-/// would be replaced at once (it was a sixth of the API-server writes while many
-/// objects converged). A wait that lasts reaches the status at the next look.
+/// A new object (no status yet, created moments ago) whose only problem is an object
+/// it references (an IamPolicy, an IamRole) that is not there or not Ready yet, as
+/// when both come in one `kubectl apply` or GitOps sync in any order, is not reported:
+/// the referenced object's watch re-triggers it within seconds, and a "waiting" status
+/// and warning would be replaced at once (a role applied by another client than its
+/// policy wrote both: half of the API-server writes of such roles). A wait that lasts,
+/// a typo in a reference, is reported at the next look, at most 10 seconds later.
 fn first_wait_unreported(
     e: &Error,
     created: Option<std::time::SystemTime>,
@@ -423,7 +425,7 @@ fn first_wait_unreported(
         now.duration_since(c)
             .is_ok_and(|age| age < FIRST_WAIT_UNREPORTED)
     });
-    refs::is_dependency_in_progress(e) && young && !has_status
+    refs::is_reference_wait(e) && young && !has_status
 }
 
 /// An object that does not deserialize (e.g. written before a schema change, or with
@@ -684,20 +686,32 @@ mod tests {
     }
 
     #[test]
-    fn only_a_new_objects_first_wait_for_a_policy_on_its_way_goes_unreported() {
+    fn only_a_new_objects_first_wait_for_a_referenced_object_goes_unreported() {
         let now = SystemTime::now();
         let new = Some(now - Duration::from_secs(2));
         let on_its_way = waiting("is not Ready yet");
         assert!(first_wait_unreported(&on_its_way, new, false, now));
-        // Reported: a missing policy, an object that already has a status, an object
-        // waiting longer than the grace, and any other problem.
-        assert!(!first_wait_unreported(
+        // Not there yet: it may come in the same apply, by another client.
+        assert!(first_wait_unreported(
             &waiting("does not exist"),
             new,
             false,
             now
         ));
+        let role_ref = Error::Waiting {
+            reason: Reason::DependencyNotReady,
+            message: r#"spec.roleRef: IamRole "app" does not exist"#.into(),
+        };
+        assert!(first_wait_unreported(&role_ref, new, false, now));
+        // Reported: an object that already has a status, an object waiting longer than
+        // the grace, a wait for something in AWS, and any other problem.
         assert!(!first_wait_unreported(&on_its_way, new, true, now));
+        let in_aws = Error::Waiting {
+            reason: Reason::DependencyNotReady,
+            message: r#"spec.userName: IAM user "u" does not exist and spec.createUser is false"#
+                .into(),
+        };
+        assert!(!first_wait_unreported(&in_aws, new, false, now));
         let old = Some(now - FIRST_WAIT_UNREPORTED - Duration::from_secs(1));
         assert!(!first_wait_unreported(&on_its_way, old, false, now));
         assert!(!first_wait_unreported(&on_its_way, None, false, now));

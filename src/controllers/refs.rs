@@ -19,7 +19,8 @@ use crate::api::{IamPolicy, LocalObjectRef};
 
 /// The ARNs of the referenced IamPolicies, in order. A policy that is missing or not
 /// Ready for its current generation is `DependencyNotReady`, naming the field. Read
-/// from `index` (the controller's policy watch) once it has listed, else by GET.
+/// from `index` (the controller's policy watch) once it has listed; a GET decides
+/// before that, and before a policy is called missing.
 pub async fn resolve_policy_refs(
     index: &PolicyIndex,
     client: &Client,
@@ -35,28 +36,41 @@ pub async fn resolve_policy_refs(
             message: format!("{field}[{i}]: IamPolicy {:?} {why}", r.name),
         };
         let state = match index.lookup(namespace, &r.name) {
-            Some(state) => state,
-            None => match api.get_opt(&r.name).await? {
+            Some(state) if state != PolicyState::Missing => state,
+            // The watch can be a moment behind the API server (a policy applied just
+            // before the role that references it): one read, where a "does not exist"
+            // status and warning event would be two writes, both wrong.
+            _ => match api.get_opt(&r.name).await? {
                 Some(policy) => PolicyState::of(&policy),
                 None => PolicyState::Missing,
             },
         };
         match state {
             PolicyState::Ready(arn) => arns.push(arn),
-            PolicyState::Missing => return Err(waiting("does not exist")),
+            PolicyState::Missing => return Err(waiting(DOES_NOT_EXIST)),
             PolicyState::NotReady => return Err(waiting(NOT_READY_YET)),
         }
     }
     Ok(arns)
 }
 
-const NOT_READY_YET: &str = "is not Ready yet";
+/// How a reference wait ends its message: the object named exists and is not Ready.
+pub const NOT_READY_YET: &str = "is not Ready yet";
+/// How a reference wait ends its message: no object of that name in the namespace.
+pub const DOES_NOT_EXIST: &str = "does not exist";
 
 /// Waiting for a referenced IamPolicy that exists and is not Ready yet: progress, not
 /// a problem worth a warning event (a missing one is).
 pub fn is_dependency_in_progress(e: &Error) -> bool {
     matches!(e, Error::Waiting { reason: Reason::DependencyNotReady, message }
         if message.ends_with(NOT_READY_YET))
+}
+
+/// Waiting for an object of the namespace that a reference names (a `policyRefs`
+/// IamPolicy, a `roleRef` IamRole): missing, or not Ready yet.
+pub fn is_reference_wait(e: &Error) -> bool {
+    matches!(e, Error::Waiting { reason: Reason::DependencyNotReady, message }
+        if message.ends_with(NOT_READY_YET) || message.ends_with(DOES_NOT_EXIST))
 }
 
 /// What a `policyRef` needs of an IamPolicy.

@@ -418,6 +418,49 @@ async fn attachments_and_inline_policies_added_out_of_band_are_removed() {
 }
 
 #[tokio::test]
+async fn a_role_applied_just_before_its_policy_never_reports_it_missing() {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let ns = Namespace::new("role-order").await;
+    let _op = Operator::start(&ns.name, &[]).await;
+    // Every status the role ever has, from a watch opened before it exists.
+    let api: kube::Api<IamRole> = kube::Api::namespaced(kube().await, &ns.name);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let record = seen.clone();
+    let watch = tokio::spawn(
+        watcher(api, watcher::Config::default())
+            .applied_objects()
+            .for_each(move |r| {
+                if let Ok(r) = r
+                    && let Some((_, reason, message, _)) =
+                        condition(&conditions_of(&r), "Ready")
+                {
+                    record.lock().unwrap().push(format!("{reason}: {message}"));
+                }
+                futures::future::ready(())
+            }),
+    );
+    // As two GitOps clients or a sync in kind order would: the role first, its policy
+    // a moment later.
+    apply(
+        &ns.name,
+        &role_manifest("app", json!({"policyRefs": [{"name": "later"}]})),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let policy = json!({"apiVersion": "iamwright.dev/v1alpha1", "kind": "IamPolicy",
+        "metadata": {"name": "later"}, "spec": {"document": doc(&["s3:GetObject"])}});
+    apply(&ns.name, &policy.to_string());
+    let _: IamRole = ready(&ns.name, "app").await;
+    watch.abort();
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().all(|s| s.starts_with("Synced")),
+        "the role reported a wait: {seen:?}"
+    );
+    assert_eq!(events_of(&ns.name, "app", true).await, vec![]);
+}
+
+#[tokio::test]
 async fn a_role_waits_for_its_policy_refs_and_follows_them_by_watch() {
     let ns = Namespace::new("role-refs").await;
     // A 10-minute resync: only the IamPolicy watch can bring the role to Ready in time.

@@ -21,7 +21,7 @@ use super::changes::Changes;
 use super::claim::{Claim, claim};
 use super::instances::{self, Association, Targets};
 use super::reconciler::{Applied, Guarded, reconcile, run_controller, scoped_api};
-use super::refs::referencing;
+use super::refs::{self, referencing};
 use super::{Context, Error, Shutdown, governed_name, key_of, observe, watch_config};
 use crate::api::{
     DeletionPolicy, IamRole, InstanceProfileBinding, InstanceProfileBindingStatus, ManagementPolicy,
@@ -250,7 +250,7 @@ async fn resolve_role(b: &InstanceProfileBinding, ctx: &Context) -> Result<Strin
     };
     let api: Api<IamRole> = Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
     let Some(role) = api.get_opt(&r.name).await? else {
-        return Err(waiting("does not exist"));
+        return Err(waiting(refs::DOES_NOT_EXIST));
     };
     let status = role.status.as_ref();
     let ready = status.is_some_and(|s| {
@@ -263,7 +263,7 @@ async fn resolve_role(b: &InstanceProfileBinding, ctx: &Context) -> Result<Strin
         Some(arn) if ready && role.metadata.deletion_timestamp.is_none() => {
             Ok(arn.rsplit('/').next().unwrap_or_default().to_string())
         }
-        _ => Err(waiting("is not Ready yet")),
+        _ => Err(waiting(refs::NOT_READY_YET)),
     }
 }
 
