@@ -19,8 +19,7 @@ use crate::api::{IamPolicy, LocalObjectRef};
 
 /// The ARNs of the referenced IamPolicies, in order. A policy that is missing or not
 /// Ready for its current generation is `DependencyNotReady`, naming the field. Read
-/// from `index` (the controller's policy watch) once it has listed; a GET decides
-/// before that, and before a policy is called missing.
+/// from `index` (the controller's policy watch) once it has listed, else by GET.
 pub async fn resolve_policy_refs(
     index: &PolicyIndex,
     client: &Client,
@@ -36,11 +35,8 @@ pub async fn resolve_policy_refs(
             message: format!("{field}[{i}]: IamPolicy {:?} {why}", r.name),
         };
         let state = match index.lookup(namespace, &r.name) {
-            Some(state) if state != PolicyState::Missing => state,
-            // The watch can be a moment behind the API server (a policy applied just
-            // before the role that references it): one read, where a "does not exist"
-            // status and warning event would be two writes, both wrong.
-            _ => match api.get_opt(&r.name).await? {
+            Some(state) => state,
+            None => match api.get_opt(&r.name).await? {
                 Some(policy) => PolicyState::of(&policy),
                 None => PolicyState::Missing,
             },
