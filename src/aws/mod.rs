@@ -1,6 +1,7 @@
 //! Thin wrappers over the AWS SDK: error classification, ownership tags, and a
 //! metrics wrapper that every AWS call goes through.
 
+mod assumed;
 mod error;
 mod ownership;
 pub mod profiles;
@@ -76,8 +77,9 @@ impl Aws {
     }
 
     /// Clients acting in another account through `account`'s role, assumed from this
-    /// one's credentials with the SDK's own AssumeRoleProvider (it caches the session
-    /// and refreshes it before it expires). The rate budget, metrics and leader fence
+    /// one's credentials with the SDK's own AssumeRoleProvider (the client's identity
+    /// cache keeps the session and refreshes it before it expires; each AssumeRole is
+    /// counted, see `assumed`). The rate budget, metrics and leader fence
     /// are shared; the identity and the account snapshot are the new account's own.
     pub async fn assume(&self, account: &crate::api::ScopeAccount) -> Aws {
         let mut provider = aws_config::sts::AssumeRoleProvider::builder(&account.role_arn)
@@ -86,7 +88,7 @@ impl Aws {
         if let Some(id) = &account.external_id {
             provider = provider.external_id(id);
         }
-        let provider = provider.build().await;
+        let provider = assumed::Counted::new(provider.build().await, self.metrics.clone());
         let config = self
             .config
             .to_builder()

@@ -111,6 +111,13 @@ async fn two_namespaces_in_two_accounts_share_names_and_nothing_crosses() {
     }
     // Nothing in the operator's own account.
     assert_eq!(role_namespace(&iam().await, &name).await, None);
+    // Each account's role was assumed once for its session, not per call, and every
+    // AssumeRole is counted like any AWS call.
+    let assumed = op
+        .aws_requests(|o, outcome| o == "AssumeRole" && outcome == "success")
+        .await;
+    let calls = op.aws_requests(|o, _| o != "AssumeRole").await;
+    assert_eq!(assumed, 2, "AssumeRole calls, beside {calls} other calls");
 
     // Deleting in one namespace deletes in its account only.
     delete::<IamRole>(&a.name, "r").await;

@@ -432,8 +432,7 @@ async fn a_role_applied_just_before_its_policy_never_reports_it_missing() {
             .applied_objects()
             .for_each(move |r| {
                 if let Ok(r) = r
-                    && let Some((_, reason, message, _)) =
-                        condition(&conditions_of(&r), "Ready")
+                    && let Some((_, reason, message, _)) = condition(&conditions_of(&r), "Ready")
                 {
                     record.lock().unwrap().push(format!("{reason}: {message}"));
                 }
