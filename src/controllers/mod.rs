@@ -191,6 +191,13 @@ impl Context {
         self.failures.lock().expect("failures lock").remove(key);
     }
 
+    /// The object is gone (its cleanup finished): nothing kept for it is needed any
+    /// more, also not a create its status never recorded.
+    pub fn forget(&self, key: &str) {
+        self.succeeded(key);
+        self.created.lock().expect("created lock").remove(key);
+    }
+
     /// Let a held object be reconciled at once (its governance changed), keeping its
     /// count of failures, so its next failure still backs off further.
     pub fn lift_hold(&self, key: &str) {

@@ -245,7 +245,7 @@ where
                             });
                     let fut = crate::trust::with(Arc::new(gov), Box::pin(cleanup(o, ctx.clone())));
                     unwind_safe(K::KIND, fut, Err).await?;
-                    ctx.succeeded(&key);
+                    ctx.forget(&key);
                     *label.lock().expect("label lock") = "success";
                     Ok(Action::await_change())
                 }
