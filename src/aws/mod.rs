@@ -54,7 +54,7 @@ impl Aws {
             // Standard mode: 3 attempts with jittered exponential backoff, throttling
             // included. (Adaptive mode's client-side limiter collapsed to its floor
             // rate under the fault suite's random throttling and held calls past
-            // their timeout; the account-wide rate budget belongs to the scale work.)
+            // their timeout; the shared ceiling is `budget`, a plain token bucket.)
             .retry_config(RetryConfig::standard());
         if let Some(r) = region {
             loader = loader.region(aws_config::Region::new(r));
