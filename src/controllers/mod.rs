@@ -69,6 +69,8 @@ pub struct Context {
     /// current for the reconciles its own watch triggers).
     pub role_policies: refs::PolicyIndex,
     pub key_policies: refs::PolicyIndex,
+    /// The IamRoles bindings' `roleRef`s name, from the binding controller's role watch.
+    pub binding_roles: refs::RoleIndex,
     /// The IamScopes and namespace labels governance is resolved from.
     pub governance: crate::trust::GovernanceCache,
     events: events::Publisher,
@@ -105,6 +107,7 @@ impl Context {
             governance: Default::default(),
             role_policies: Default::default(),
             key_policies: Default::default(),
+            binding_roles: Default::default(),
             failures: Default::default(),
             created: Default::default(),
         }

@@ -15,7 +15,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use super::Error;
 use super::reconciler::{Guarded, Managed};
-use crate::api::{IamPolicy, LocalObjectRef};
+use crate::api::{IamPolicy, IamRole, LocalObjectRef};
 
 /// The ARNs of the referenced IamPolicies, in order. A policy that is missing or not
 /// Ready for its current generation is `DependencyNotReady`, naming the field. Read
@@ -37,14 +37,14 @@ pub async fn resolve_policy_refs(
         let state = match index.lookup(namespace, &r.name) {
             Some(state) => state,
             None => match api.get_opt(&r.name).await? {
-                Some(policy) => PolicyState::of(&policy),
-                None => PolicyState::Missing,
+                Some(policy) => policy.ref_state(),
+                None => RefState::Missing,
             },
         };
         match state {
-            PolicyState::Ready(arn) => arns.push(arn),
-            PolicyState::Missing => return Err(waiting(DOES_NOT_EXIST)),
-            PolicyState::NotReady => return Err(waiting(NOT_READY_YET)),
+            RefState::Ready(arn) => arns.push(arn),
+            RefState::Missing => return Err(waiting(DOES_NOT_EXIST)),
+            RefState::NotReady => return Err(waiting(NOT_READY_YET)),
         }
     }
     Ok(arns)
@@ -69,91 +69,128 @@ pub fn is_reference_wait(e: &Error) -> bool {
         if message.ends_with(NOT_READY_YET) || message.ends_with(DOES_NOT_EXIST))
 }
 
-/// What a `policyRef` needs of an IamPolicy.
+/// What a reference needs of the object it names.
 #[derive(Debug, Clone, PartialEq)]
-pub enum PolicyState {
+pub enum RefState {
     Missing,
     NotReady,
     /// Ready for its current generation, with its ARN.
     Ready(String),
 }
 
-impl PolicyState {
-    fn of(policy: &IamPolicy) -> Self {
-        let status = policy.status.as_ref();
-        let ready = status
-            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-            .is_some_and(|c| {
-                c.status == "True"
-                    && status.and_then(|s| s.observed_generation) == policy.metadata.generation
-            });
-        match status.and_then(|s| s.arn.clone()) {
-            Some(arn) if ready => Self::Ready(arn),
-            _ => Self::NotReady,
-        }
+/// A kind other objects reference by name: what such a reference sees of it.
+pub trait Referenced: Managed {
+    fn ref_state(&self) -> RefState;
+}
+
+/// Ready for the current generation, with the ARN the status recorded.
+fn ready_arn<K: Managed>(obj: &K, arn: Option<&String>) -> RefState {
+    use super::reconciler::StatusFields;
+    let ready = obj.status().is_some_and(|st| {
+        st.conditions().iter().any(|c| {
+            c.type_ == "Ready"
+                && c.status == "True"
+                && c.observed_generation == obj.meta().generation
+        })
+    });
+    match arn {
+        Some(arn) if ready => RefState::Ready(arn.clone()),
+        _ => RefState::NotReady,
     }
 }
 
-/// The [`PolicyState`] of every IamPolicy one controller's policy watch has seen. It is
-/// kept by the same stream that re-triggers the referrers ([`PolicyIndex::track`]), so
-/// a reconcile a policy's change starts always finds that change here: no GET per
-/// reference, and no window where a separate cache still shows the policy not Ready.
-/// A few bytes per policy (names and an ARN), not the objects.
-#[derive(Default, Clone)]
-pub struct PolicyIndex(Arc<RwLock<IndexState>>);
+impl Referenced for IamPolicy {
+    fn ref_state(&self) -> RefState {
+        ready_arn(self, self.status.as_ref().and_then(|s| s.arn.as_ref()))
+    }
+}
+
+/// A role being deleted is no longer Ready for a binding (its profile would outlive it).
+impl Referenced for IamRole {
+    fn ref_state(&self) -> RefState {
+        if self.metadata.deletion_timestamp.is_some() {
+            return RefState::NotReady;
+        }
+        ready_arn(self, self.status.as_ref().and_then(|s| s.arn.as_ref()))
+    }
+}
+
+/// The [`RefState`] of every object of kind `K` one controller's watch has seen. It is
+/// kept by the same stream that re-triggers the referrers ([`RefIndex::track`]), so a
+/// reconcile a referenced object's change starts always finds that change here: no GET
+/// per reference, and no window where a separate cache still shows it not Ready. A few
+/// bytes per object (names and an ARN), not the objects.
+pub struct RefIndex<K>(Arc<RwLock<IndexState>>, std::marker::PhantomData<fn() -> K>);
+
+/// The IamPolicies `policyRefs` name (roles, access keys).
+pub type PolicyIndex = RefIndex<IamPolicy>;
+/// The IamRoles a binding's `roleRef` names.
+pub type RoleIndex = RefIndex<IamRole>;
+
+impl<K> Default for RefIndex<K> {
+    fn default() -> Self {
+        Self(Default::default(), std::marker::PhantomData)
+    }
+}
+
+impl<K> Clone for RefIndex<K> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone(), std::marker::PhantomData)
+    }
+}
 
 #[derive(Default)]
 struct IndexState {
     /// The watch has listed once: until then a miss is not an answer.
     listed: bool,
-    policies: HashMap<(String, String), PolicyState>,
-    /// A (re)list in progress: it replaces `policies` when done, so policies deleted
-    /// while the watch was down go too (until then `policies` gets every update too).
-    relisting: Option<HashMap<(String, String), PolicyState>>,
+    objects: HashMap<(String, String), RefState>,
+    /// A (re)list in progress: it replaces `objects` when done, so objects deleted
+    /// while the watch was down go too (until then `objects` gets every update too).
+    relisting: Option<HashMap<(String, String), RefState>>,
 }
 
 type Key = (String, String);
 
-fn key(policy: &Guarded<IamPolicy>) -> Key {
-    (policy.namespace().unwrap_or_default(), policy.name_any())
+fn key<K: Resource>(obj: &K) -> Key {
+    (obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
-fn state(policy: &Guarded<IamPolicy>) -> PolicyState {
-    match &policy.0 {
-        Ok(p) => PolicyState::of(p),
-        Err(_) => PolicyState::NotReady,
+fn state<K: Referenced>(obj: &Guarded<K>) -> RefState {
+    match &obj.0 {
+        Ok(o) => o.ref_state(),
+        Err(_) => RefState::NotReady,
     }
 }
 
-impl PolicyIndex {
+impl<K: Referenced> RefIndex<K> {
     /// `None` until the watch has listed.
-    pub fn lookup(&self, namespace: &str, name: &str) -> Option<PolicyState> {
-        let st = self.0.read().expect("policy index lock");
+    pub fn lookup(&self, namespace: &str, name: &str) -> Option<RefState> {
+        let st = self.0.read().expect("index lock");
         st.listed.then(|| {
-            st.policies
+            st.objects
                 .get(&(namespace.to_string(), name.to_string()))
                 .cloned()
-                .unwrap_or(PolicyState::Missing)
+                .unwrap_or(RefState::Missing)
         })
     }
 
-    /// Watch the IamPolicies of `api` into the index: the trigger stream for the
-    /// referrers' mapper ([`PolicyIndex::track`]).
+    /// Watch the objects of `api` into the index: the trigger stream for the
+    /// referrers' mapper ([`RefIndex::track`]).
     pub fn watch(
         &self,
-        api: Api<Guarded<IamPolicy>>,
-    ) -> impl Stream<Item = Result<Guarded<IamPolicy>, watcher::Error>> + Send + 'static {
+        api: Api<Guarded<K>>,
+    ) -> impl Stream<Item = Result<Guarded<K>, watcher::Error>> + Send + 'static {
         use kube::runtime::WatchStreamExt;
         self.track(watcher::watcher(api, super::watch_config()).default_backoff())
     }
 
-    /// Keep the index from a policy watch; yields every policy whose state for a
-    /// reference changed (and every deleted one), after the index has it, for the
-    /// referrers' mapper.
+    /// Keep the index from a watch; yields every object whose state for a reference
+    /// changed (and every deleted one), after the index has it, for the referrers'
+    /// mapper.
     pub fn track(
         &self,
-        events: impl Stream<Item = Result<Event<Guarded<IamPolicy>>, watcher::Error>> + Send + 'static,
-    ) -> impl Stream<Item = Result<Guarded<IamPolicy>, watcher::Error>> + Send + 'static {
+        events: impl Stream<Item = Result<Event<Guarded<K>>, watcher::Error>> + Send + 'static,
+    ) -> impl Stream<Item = Result<Guarded<K>, watcher::Error>> + Send + 'static {
         let index = self.clone();
         events.filter_map(move |event| {
             let out = match event {
@@ -164,25 +201,25 @@ impl PolicyIndex {
         })
     }
 
-    fn apply(&self, event: Event<Guarded<IamPolicy>>) -> Option<Guarded<IamPolicy>> {
-        let mut st = self.0.write().expect("policy index lock");
+    fn apply(&self, event: Event<Guarded<K>>) -> Option<Guarded<K>> {
+        let mut st = self.0.write().expect("index lock");
         match event {
             Event::Init => {
                 st.relisting = Some(HashMap::new());
                 None
             }
-            Event::InitApply(p) => {
-                let (k, v) = (key(&p), state(&p));
+            Event::InitApply(o) => {
+                let (k, v) = (key(&o), state(&o));
                 // Into the live map too: the referrers this event triggers read it.
                 if let Some(buffer) = st.relisting.as_mut() {
                     buffer.insert(k.clone(), v.clone());
                 }
-                let was = st.policies.insert(k, v.clone());
-                (was != Some(v)).then_some(p)
+                let was = st.objects.insert(k, v.clone());
+                (was != Some(v)).then_some(o)
             }
             Event::InitDone => {
                 if let Some(buffer) = st.relisting.take() {
-                    st.policies = buffer;
+                    st.objects = buffer;
                 }
                 st.listed = true;
                 None
@@ -191,14 +228,14 @@ impl PolicyIndex {
             // ARN) re-triggers the referrers: a policy's own finalizer and status writes
             // that leave it as it was would start a reconcile of every referring role,
             // which, once Ready, takes an account snapshot in the middle of a converge.
-            Event::Apply(p) => {
-                let v = state(&p);
-                let was = st.policies.insert(key(&p), v.clone());
-                (was != Some(v)).then_some(p)
+            Event::Apply(o) => {
+                let v = state(&o);
+                let was = st.objects.insert(key(&o), v.clone());
+                (was != Some(v)).then_some(o)
             }
-            Event::Delete(p) => {
-                st.policies.remove(&key(&p));
-                Some(p)
+            Event::Delete(o) => {
+                st.objects.remove(&key(&o));
+                Some(o)
             }
         }
     }
@@ -263,6 +300,7 @@ mod tests {
                 "observedGeneration": if ready { 2 } else { 1 },
                 "arn": format!("arn:aws:iam::123456789012:policy/{name}"),
                 "conditions": [{"type": "Ready", "status": "True", "reason": "Synced",
+                                "observedGeneration": if ready { 2 } else { 1 },
                                 "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
             },
         }))
@@ -278,12 +316,38 @@ mod tests {
         assert_eq!(index.lookup("team", "a"), None);
         let _ = index.apply(Event::InitDone);
         let arn = "arn:aws:iam::123456789012:policy/a".to_string();
-        assert_eq!(index.lookup("team", "a"), Some(PolicyState::Ready(arn)));
+        assert_eq!(index.lookup("team", "a"), Some(RefState::Ready(arn)));
         // A status for an older generation is not Ready; a missing policy is Missing.
         let _ = index.apply(Event::Apply(policy("a", false)));
-        assert_eq!(index.lookup("team", "a"), Some(PolicyState::NotReady));
-        assert_eq!(index.lookup("team", "b"), Some(PolicyState::Missing));
-        assert_eq!(index.lookup("other", "a"), Some(PolicyState::Missing));
+        assert_eq!(index.lookup("team", "a"), Some(RefState::NotReady));
+        assert_eq!(index.lookup("team", "b"), Some(RefState::Missing));
+        assert_eq!(index.lookup("other", "a"), Some(RefState::Missing));
+    }
+
+    #[test]
+    fn a_role_is_ready_for_a_binding_at_its_generation_and_not_while_deleted() {
+        let role = |observed: i64, deleting: bool| -> IamRole {
+            let mut meta = serde_json::json!({"name": "app", "namespace": "team", "generation": 3});
+            if deleting {
+                meta["deletionTimestamp"] = "2026-01-01T00:00:00Z".into();
+                meta["finalizers"] = serde_json::json!(["iamwright.dev/cleanup"]);
+            }
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "iamwright.dev/v1alpha1", "kind": "IamRole", "metadata": meta,
+                "spec": {"assumeRolePolicy": {"Version": "2012-10-17", "Statement": []}},
+                "status": {
+                    "arn": "arn:aws:iam::123456789012:role/team-app",
+                    "conditions": [{"type": "Ready", "status": "True", "reason": "Synced",
+                                    "observedGeneration": observed, "message": "",
+                                    "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+                },
+            }))
+            .expect("fixture")
+        };
+        let arn = "arn:aws:iam::123456789012:role/team-app".to_string();
+        assert_eq!(role(3, false).ref_state(), RefState::Ready(arn));
+        assert_eq!(role(2, false).ref_state(), RefState::NotReady);
+        assert_eq!(role(3, true).ref_state(), RefState::NotReady);
     }
 
     #[test]
@@ -301,11 +365,11 @@ mod tests {
             let _ = index.apply(e);
         }
         // Mid-relist the change is already visible (the event triggers referrers).
-        assert_eq!(index.lookup("team", "a"), Some(PolicyState::NotReady));
+        assert_eq!(index.lookup("team", "a"), Some(RefState::NotReady));
         let _ = index.apply(Event::InitDone);
-        assert_eq!(index.lookup("team", "gone"), Some(PolicyState::Missing));
+        assert_eq!(index.lookup("team", "gone"), Some(RefState::Missing));
         let _ = index.apply(Event::Delete(policy("a", false)));
-        assert_eq!(index.lookup("team", "a"), Some(PolicyState::Missing));
+        assert_eq!(index.lookup("team", "a"), Some(RefState::Missing));
     }
 
     #[test]

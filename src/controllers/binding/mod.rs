@@ -21,8 +21,8 @@ use super::changes::Changes;
 use super::claim::{Claim, claim};
 use super::instances::{self, Association, Targets};
 use super::reconciler::{Applied, Guarded, reconcile, run_controller, scoped_api};
-use super::refs::{self, referencing};
-use super::{Context, Error, Shutdown, governed_name, key_of, observe, watch_config};
+use super::refs::{self, RefState, Referenced, referencing};
+use super::{Context, Error, Shutdown, governed_name, key_of, observe};
 use crate::api::{
     DeletionPolicy, IamRole, InstanceProfileBinding, InstanceProfileBindingStatus, ManagementPolicy,
 };
@@ -60,6 +60,7 @@ impl State {
 /// (it becomes Ready, it is deleted) re-triggers the bindings whose roleRef names it.
 pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
     let client = ctx.client.clone();
+    let roles = ctx.binding_roles.clone();
     let state = Arc::new(State::default());
     run_controller::<InstanceProfileBinding, _, _>(
         ctx,
@@ -82,15 +83,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         },
         move |c, scope| {
             let store = c.store();
-            c.watches(
-                scoped_api::<Guarded<IamRole>>(&client, scope),
-                watch_config(),
-                move |role| {
-                    referencing(&store, &role, |b: &InstanceProfileBinding| {
-                        b.spec.role_ref.iter().map(|r| r.name.as_str()).collect()
-                    })
-                },
-            )
+            let watched = roles.watch(scoped_api::<Guarded<IamRole>>(&client, scope));
+            c.watches_stream(watched, move |role| {
+                referencing(&store, &role, |b: &InstanceProfileBinding| {
+                    b.spec.role_ref.iter().map(|r| r.name.as_str()).collect()
+                })
+            })
         },
     )
     .await;
@@ -248,22 +246,21 @@ async fn resolve_role(b: &InstanceProfileBinding, ctx: &Context) -> Result<Strin
         reason: Reason::DependencyNotReady,
         message: format!("spec.roleRef: IamRole {:?} {why}", r.name),
     };
-    let api: Api<IamRole> = Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
-    let Some(role) = api.get_opt(&r.name).await? else {
-        return Err(waiting(refs::DOES_NOT_EXIST));
-    };
-    let status = role.status.as_ref();
-    let ready = status.is_some_and(|s| {
-        s.observed_generation == role.metadata.generation
-            && s.conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-    });
-    match status.and_then(|s| s.arn.as_deref()) {
-        Some(arn) if ready && role.metadata.deletion_timestamp.is_none() => {
-            Ok(arn.rsplit('/').next().unwrap_or_default().to_string())
+    // From the role watch's index (a GET until it has listed).
+    let ns = b.namespace().unwrap_or_default();
+    let state = match ctx.binding_roles.lookup(&ns, &r.name) {
+        Some(state) => state,
+        None => {
+            let api: Api<IamRole> = Api::namespaced(ctx.client.clone(), &ns);
+            api.get_opt(&r.name)
+                .await?
+                .map_or(RefState::Missing, |role| role.ref_state())
         }
-        _ => Err(waiting(refs::NOT_READY_YET)),
+    };
+    match state {
+        RefState::Ready(arn) => Ok(arn.rsplit('/').next().unwrap_or_default().to_string()),
+        RefState::Missing => Err(waiting(refs::DOES_NOT_EXIST)),
+        RefState::NotReady => Err(waiting(refs::NOT_READY_YET)),
     }
 }
 
