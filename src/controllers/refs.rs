@@ -139,14 +139,19 @@ impl<K> Clone for RefIndex<K> {
     }
 }
 
+/// A watch's scope: one namespace, or all (`None`). With several `--watch-namespace`s
+/// one index is kept by one watch per namespace, each listing on its own.
+type Scope = Option<String>;
+
 #[derive(Default)]
 struct IndexState {
-    /// The watch has listed once: until then a miss is not an answer.
-    listed: bool,
+    /// The scopes whose watch has listed once: until then a miss there is no answer.
+    listed: std::collections::HashSet<Scope>,
     objects: HashMap<(String, String), RefState>,
-    /// A (re)list in progress: it replaces `objects` when done, so objects deleted
-    /// while the watch was down go too (until then `objects` gets every update too).
-    relisting: Option<HashMap<(String, String), RefState>>,
+    /// Per scope, a (re)list in progress: it replaces that scope's objects when done,
+    /// so objects deleted while its watch was down go too (until then `objects` gets
+    /// every update too). The other scopes' objects stay.
+    relisting: HashMap<Scope, HashMap<(String, String), RefState>>,
 }
 
 type Key = (String, String);
@@ -163,10 +168,11 @@ fn state<K: Referenced>(obj: &Guarded<K>) -> RefState {
 }
 
 impl<K: Referenced> RefIndex<K> {
-    /// `None` until the watch has listed.
+    /// `None` until the watch of the namespace has listed.
     pub fn lookup(&self, namespace: &str, name: &str) -> Option<RefState> {
         let st = self.0.read().expect("index lock");
-        st.listed.then(|| {
+        let listed = st.listed.contains(&None) || st.listed.contains(&Some(namespace.into()));
+        listed.then(|| {
             st.objects
                 .get(&(namespace.to_string(), name.to_string()))
                 .cloned()
@@ -174,14 +180,20 @@ impl<K: Referenced> RefIndex<K> {
         })
     }
 
-    /// Watch the objects of `api` into the index: the trigger stream for the
-    /// referrers' mapper ([`RefIndex::track`]).
+    /// Watch the objects of `scope` (a namespace, or all) into the index: the trigger
+    /// stream for the referrers' mapper ([`RefIndex::track`]).
     pub fn watch(
         &self,
-        api: Api<Guarded<K>>,
-    ) -> impl Stream<Item = Result<Guarded<K>, watcher::Error>> + Send + 'static {
+        client: &Client,
+        scope: Option<&str>,
+    ) -> impl Stream<Item = Result<Guarded<K>, watcher::Error>> + Send + 'static
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    {
         use kube::runtime::WatchStreamExt;
-        self.track(watcher::watcher(api, super::watch_config()).default_backoff())
+        let api = super::reconciler::scoped_api::<Guarded<K>>(client, scope);
+        let events = watcher::watcher(api, super::watch_config()).default_backoff();
+        self.track(scope.map(str::to_string), events)
     }
 
     /// Keep the index from a watch; yields every object whose state for a reference
@@ -189,39 +201,43 @@ impl<K: Referenced> RefIndex<K> {
     /// mapper.
     pub fn track(
         &self,
+        scope: Scope,
         events: impl Stream<Item = Result<Event<Guarded<K>>, watcher::Error>> + Send + 'static,
     ) -> impl Stream<Item = Result<Guarded<K>, watcher::Error>> + Send + 'static {
         let index = self.clone();
         events.filter_map(move |event| {
             let out = match event {
-                Ok(e) => index.apply(e).map(Ok),
+                Ok(e) => index.apply(&scope, e).map(Ok),
                 Err(e) => Some(Err(e)),
             };
             futures::future::ready(out)
         })
     }
 
-    fn apply(&self, event: Event<Guarded<K>>) -> Option<Guarded<K>> {
+    fn apply(&self, scope: &Scope, event: Event<Guarded<K>>) -> Option<Guarded<K>> {
         let mut st = self.0.write().expect("index lock");
         match event {
             Event::Init => {
-                st.relisting = Some(HashMap::new());
+                st.relisting.insert(scope.clone(), HashMap::new());
                 None
             }
             Event::InitApply(o) => {
                 let (k, v) = (key(&o), state(&o));
                 // Into the live map too: the referrers this event triggers read it.
-                if let Some(buffer) = st.relisting.as_mut() {
+                if let Some(buffer) = st.relisting.get_mut(scope) {
                     buffer.insert(k.clone(), v.clone());
                 }
                 let was = st.objects.insert(k, v.clone());
                 (was != Some(v)).then_some(o)
             }
             Event::InitDone => {
-                if let Some(buffer) = st.relisting.take() {
-                    st.objects = buffer;
+                if let Some(buffer) = st.relisting.remove(scope) {
+                    // This scope's objects are the list's; the other scopes' stay.
+                    st.objects
+                        .retain(|(ns, _), _| scope.as_ref().is_some_and(|s| s != ns));
+                    st.objects.extend(buffer);
                 }
-                st.listed = true;
+                st.listed.insert(scope.clone());
                 None
             }
             // Only a change of what a reference sees (missing, not Ready, Ready with an
@@ -310,15 +326,15 @@ mod tests {
     #[test]
     fn index_answers_only_once_listed_and_follows_every_event() {
         let index = PolicyIndex::default();
-        let _ = index.apply(Event::Init);
-        let _ = index.apply(Event::InitApply(policy("a", true)));
+        let _ = index.apply(&None, Event::Init);
+        let _ = index.apply(&None, Event::InitApply(policy("a", true)));
         // Listing: no answer yet (a GET decides), though the entry is kept.
         assert_eq!(index.lookup("team", "a"), None);
-        let _ = index.apply(Event::InitDone);
+        let _ = index.apply(&None, Event::InitDone);
         let arn = "arn:aws:iam::123456789012:policy/a".to_string();
         assert_eq!(index.lookup("team", "a"), Some(RefState::Ready(arn)));
         // A status for an older generation is not Ready; a missing policy is Missing.
-        let _ = index.apply(Event::Apply(policy("a", false)));
+        let _ = index.apply(&None, Event::Apply(policy("a", false)));
         assert_eq!(index.lookup("team", "a"), Some(RefState::NotReady));
         assert_eq!(index.lookup("team", "b"), Some(RefState::Missing));
         assert_eq!(index.lookup("other", "a"), Some(RefState::Missing));
@@ -362,31 +378,80 @@ mod tests {
             Event::Init,
             Event::InitApply(policy("a", false)),
         ] {
-            let _ = index.apply(e);
+            let _ = index.apply(&None, e);
         }
         // Mid-relist the change is already visible (the event triggers referrers).
         assert_eq!(index.lookup("team", "a"), Some(RefState::NotReady));
-        let _ = index.apply(Event::InitDone);
+        let _ = index.apply(&None, Event::InitDone);
         assert_eq!(index.lookup("team", "gone"), Some(RefState::Missing));
-        let _ = index.apply(Event::Delete(policy("a", false)));
+        let _ = index.apply(&None, Event::Delete(policy("a", false)));
         assert_eq!(index.lookup("team", "a"), Some(RefState::Missing));
+    }
+
+    #[test]
+    fn each_namespace_watch_lists_its_own_policies_and_keeps_the_others() {
+        let index = PolicyIndex::default();
+        let (team, other) = (Some("team".to_string()), Some("other".to_string()));
+        let mut elsewhere = policy("b", true);
+        elsewhere.meta_mut().namespace = Some("other".into());
+        // Two namespaces' watches list at once, interleaved.
+        let _ = index.apply(&team, Event::Init);
+        let _ = index.apply(&other, Event::Init);
+        let _ = index.apply(&team, Event::InitApply(policy("a", true)));
+        let _ = index.apply(&other, Event::InitApply(elsewhere.clone()));
+        let _ = index.apply(&team, Event::InitDone);
+        assert!(index.lookup("team", "a").is_some());
+        assert_eq!(index.lookup("other", "b"), None, "not listed there yet");
+        let _ = index.apply(&other, Event::InitDone);
+        let ready = |n: &str| RefState::Ready(format!("arn:aws:iam::123456789012:policy/{n}"));
+        assert_eq!(index.lookup("team", "a"), Some(ready("a")));
+        assert_eq!(index.lookup("other", "b"), Some(ready("b")));
+        // One namespace relists without its policy: only that one goes.
+        let _ = index.apply(&other, Event::Init);
+        let _ = index.apply(&other, Event::InitDone);
+        assert_eq!(index.lookup("other", "b"), Some(RefState::Missing));
+        assert_eq!(index.lookup("team", "a"), Some(ready("a")));
     }
 
     #[test]
     fn only_a_change_a_reference_sees_re_triggers_the_referrers() {
         let index = PolicyIndex::default();
-        let _ = index.apply(Event::Init);
-        assert!(index.apply(Event::InitApply(policy("a", false))).is_some());
-        let _ = index.apply(Event::InitDone);
+        let _ = index.apply(&None, Event::Init);
+        assert!(
+            index
+                .apply(&None, Event::InitApply(policy("a", false)))
+                .is_some()
+        );
+        let _ = index.apply(&None, Event::InitDone);
         // The same state again (the policy's finalizer, a status that is still not
         // Ready for its generation): nothing to re-trigger.
-        assert!(index.apply(Event::Apply(policy("a", false))).is_none());
-        assert!(index.apply(Event::Apply(policy("a", true))).is_some());
-        assert!(index.apply(Event::Apply(policy("a", true))).is_none());
+        assert!(
+            index
+                .apply(&None, Event::Apply(policy("a", false)))
+                .is_none()
+        );
+        assert!(
+            index
+                .apply(&None, Event::Apply(policy("a", true)))
+                .is_some()
+        );
+        assert!(
+            index
+                .apply(&None, Event::Apply(policy("a", true)))
+                .is_none()
+        );
         // A relist that finds it unchanged re-triggers nothing either; a delete does.
-        let _ = index.apply(Event::Init);
-        assert!(index.apply(Event::InitApply(policy("a", true))).is_none());
-        let _ = index.apply(Event::InitDone);
-        assert!(index.apply(Event::Delete(policy("a", true))).is_some());
+        let _ = index.apply(&None, Event::Init);
+        assert!(
+            index
+                .apply(&None, Event::InitApply(policy("a", true)))
+                .is_none()
+        );
+        let _ = index.apply(&None, Event::InitDone);
+        assert!(
+            index
+                .apply(&None, Event::Delete(policy("a", true)))
+                .is_some()
+        );
     }
 }

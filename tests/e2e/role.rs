@@ -460,6 +460,44 @@ async fn a_role_applied_just_before_its_policy_never_reports_it_missing() {
 }
 
 #[tokio::test]
+async fn policy_refs_of_two_watched_namespaces_survive_a_restart() {
+    let (a, b) = (
+        Namespace::new("refs-a").await,
+        Namespace::new("refs-b").await,
+    );
+    let flags = ["--watch-namespace", b.name.as_str()];
+    let mut op = Operator::start(&a.name, &flags).await;
+    for ns in [&a.name, &b.name] {
+        let policy = json!({"apiVersion": "iamwright.dev/v1alpha1", "kind": "IamPolicy",
+            "metadata": {"name": "p"}, "spec": {"document": doc(&["s3:GetObject"])}});
+        apply(ns, &policy.to_string());
+        apply(
+            ns,
+            &role_manifest("r", json!({"policyRefs": [{"name": "p"}]})),
+        );
+    }
+    for ns in [&a.name, &b.name] {
+        let _: IamRole = ready(ns, "r").await;
+    }
+    op.stop();
+    // The new process lists both namespaces' policies, each watch on its own: both
+    // roles' resyncs still find their policy.
+    let op = Operator::start(&a.name, &flags).await;
+    op.writes_across_resyncs("GetAccountAuthorizationDetails", 4)
+        .await;
+    for ns in [&a.name, &b.name] {
+        let r: IamRole = ready(ns, "r").await;
+        let (status, reason, message, _) = condition(&conditions_of(&r), "Ready").unwrap();
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("True", "Synced"),
+            "{ns}: {message}"
+        );
+        assert_eq!(events_of(ns, "r", true).await, vec![], "{ns}");
+    }
+}
+
+#[tokio::test]
 async fn a_role_waits_for_its_policy_refs_and_follows_them_by_watch() {
     let ns = Namespace::new("role-refs").await;
     // A 10-minute resync: only the IamPolicy watch can bring the role to Ready in time.

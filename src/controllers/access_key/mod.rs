@@ -23,12 +23,10 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
 
-use super::reconciler::{Applied, Guarded, reconcile, run_controller, scoped_api};
+use super::reconciler::{Applied, reconcile, run_controller, scoped_api};
 use super::refs::{names, referencing, resolve_policy_refs};
 use super::{Context, Error, Shutdown, key_of};
-use crate::api::{
-    DeletionPolicy, IamPolicy, IamUserAccessKey, IamUserAccessKeyStatus, KeyStatus, PendingKey,
-};
+use crate::api::{DeletionPolicy, IamUserAccessKey, IamUserAccessKeyStatus, KeyStatus, PendingKey};
 use crate::aws::Ownership;
 use crate::status;
 use decide::{SecretView, Step, View, Why, decide};
@@ -54,16 +52,11 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
                 scoped_api::<Secret>(&client, scope),
                 super::watch_config().labels(&managed),
             )
-            .watches_stream(
-                keys_ctx
-                    .key_policies
-                    .watch(scoped_api::<Guarded<IamPolicy>>(&client, scope)),
-                move |p| {
-                    referencing(&store, &p, |k: &IamUserAccessKey| {
-                        names(&k.spec.policy_refs)
-                    })
-                },
-            )
+            .watches_stream(keys_ctx.key_policies.watch(&client, scope), move |p| {
+                referencing(&store, &p, |k: &IamUserAccessKey| {
+                    names(&k.spec.policy_refs)
+                })
+            })
         },
     )
     .await;

@@ -20,7 +20,7 @@ use kube::runtime::controller::Action;
 use super::changes::Changes;
 use super::claim::{Claim, claim};
 use super::instances::{self, Association, Targets};
-use super::reconciler::{Applied, Guarded, reconcile, run_controller, scoped_api};
+use super::reconciler::{Applied, reconcile, run_controller};
 use super::refs::{self, RefState, Referenced, referencing};
 use super::{Context, Error, Shutdown, governed_name, key_of, observe};
 use crate::api::{
@@ -83,7 +83,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         },
         move |c, scope| {
             let store = c.store();
-            let watched = roles.watch(scoped_api::<Guarded<IamRole>>(&client, scope));
+            let watched = roles.watch(&client, scope);
             c.watches_stream(watched, move |role| {
                 referencing(&store, &role, |b: &InstanceProfileBinding| {
                     b.spec.role_ref.iter().map(|r| r.name.as_str()).collect()

@@ -18,12 +18,10 @@ use kube::ResourceExt;
 use super::changes::{Changes, in_sync};
 use super::claim::{Claim, claim};
 use super::documents;
-use super::reconciler::{Applied, Guarded, reconcile, run_controller, scoped_api};
+use super::reconciler::{Applied, reconcile, run_controller};
 use super::refs::{names, own_policy_arns, referencing, resolve_policy_refs};
 use super::{Context, Error, Shutdown, key_of, observe};
-use crate::api::{
-    DeletionPolicy, IamPolicy, IamRole, IamRoleSpec, IamRoleStatus, ManagementPolicy,
-};
+use crate::api::{DeletionPolicy, IamRole, IamRoleSpec, IamRoleStatus, ManagementPolicy};
 use crate::aws::snapshot::fingerprint;
 use crate::aws::{AwsErrorKind, Ownership};
 use crate::reason::Reason;
@@ -42,9 +40,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
         |obj, ctx| reconcile(obj, ctx, apply, cleanup),
         move |c, scope| {
             let store = c.store();
-            let policies = watched
-                .role_policies
-                .watch(scoped_api::<Guarded<IamPolicy>>(&client, scope));
+            let policies = watched.role_policies.watch(&client, scope);
             let c = c.watches_stream(policies, move |p| {
                 referencing(&store, &p, |r: &IamRole| names(&r.spec.policy_refs))
             });
