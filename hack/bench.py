@@ -6,6 +6,11 @@ Run through hack/bench.sh, which brings the bed up and builds the operator; this
 script expects the bed's env (KUBECONFIG, AWS_ENDPOINT_URL, IAMWRIGHT_TESTBED_DIR)
 and runs with the bed's Python (it uses boto3 from moto's venv for the floor).
 
+With --bindings B, also B IamRoles and B InstanceProfileBindings, binding j selecting
+by tag the instances of group j among --instances EC2 instances launched in moto
+first; it then prints the EC2 reads per --instance-resync-interval tick in steady state
+(the same whatever B, when the bindings share one view per region per tick).
+
 Prints: time from the first create to all Ready, the floor (the 3 writes per pair —
 CreatePolicy, CreateRole, AttachRolePolicy — sent straight to moto by 4 threads) and
 the ratio; AWS calls per pair by operation; Kubernetes writes per object; AWS reads
@@ -274,6 +279,33 @@ def apply_all(ns, docs, applier, workers=4):
             sys.exit(f"bench: kubectl apply failed: {proc.stderr.read().decode()}")
 
 
+def binding_manifests(b):
+    """B roles and B bindings: binding j holds role br<j> and selects group g<j>."""
+    docs = []
+    for j in range(b):
+        docs.append({"apiVersion": "iamwright.dev/v1alpha1", "kind": "IamRole",
+                     "metadata": {"name": f"br{j}"}, "spec": {"assumeRolePolicy": TRUST}})
+        docs.append({"apiVersion": "iamwright.dev/v1alpha1", "kind": "InstanceProfileBinding",
+                     "metadata": {"name": f"b{j}"},
+                     "spec": {"roleRef": {"name": f"br{j}"},
+                              "instanceSelector": {"tags": {"bench-group": f"g{j}"}}}})
+    return docs
+
+
+def launch_instances(count, groups):
+    """`count` instances in moto, spread over `groups` tag groups (bench-group=g<i>)."""
+    ec2 = boto3.client("ec2")
+    for start in range(0, count, 100):
+        batch = range(start, min(count, start + 100))
+        for i in batch:
+            ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1,
+                              TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                                  {"Key": "bench-group", "Value": f"g{i % groups}"}]}])
+
+
+EC2_READS = ("DescribeInstances", "DescribeIamInstanceProfileAssociations")
+
+
 def manifests(n, shards):
     docs = []
     for i in range(n):
@@ -287,22 +319,9 @@ def manifests(n, shards):
     return docs
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("n", type=int, nargs="?", default=200)
-    p.add_argument("--binary", required=True)
-    p.add_argument("--resync", type=int, default=30, help="resync interval, seconds")
-    p.add_argument("--steady-resyncs", type=int, default=2)
-    p.add_argument("--timeout", type=int, default=1800)
-    p.add_argument("--shards", type=int, default=1,
-                   help="operator processes, each with --object-selector shard=s<i>")
-    p.add_argument("--applier", choices=("kubectl", "direct"), default="kubectl",
-                   help="who applies the objects: 4 kubectl processes, or 4 API clients")
-    a = p.parse_args()
-    n, run = a.n, f"{random.getrandbits(32):08x}"
-    ns = f"bench-{run}"
-    bed = os.environ["IAMWRIGHT_TESTBED_DIR"]
-
+def floors_of(n, ns, run, applier):
+    """The AWS floor (the better of two runs) and the API server's own time and CPU to
+    accept the same objects."""
     print(f"== floor: {n} pairs straight to moto, 4 threads, twice", flush=True)
     # The better of two runs: the first on a fresh bed varies by a factor of up to two
     # (moto and the API server still settling), and a slow floor flatters the ratio.
@@ -314,15 +333,46 @@ def main():
     bed_procs = {"kube-apiserver": bed_pid("kube-apiserver"), "etcd": bed_pid("etcd")}
     cpu_before = {k: cpu_seconds(v) for k, v in bed_procs.items()}
     t0 = time.monotonic()
-    apply_all(f"{ns}-floor", manifests(n, 1), a.applier)
+    apply_all(f"{ns}-floor", manifests(n, 1), applier)
     kube_floor_s = time.monotonic() - t0
     kube_floor_cpu = {k: cpu_seconds(v) - cpu_before[k] for k, v in bed_procs.items()}
     kubectl("delete", "iampolicies,iamroles", "--all", "-n", f"{ns}-floor", "--wait=false")
     kubectl("delete", "namespace", f"{ns}-floor", "--wait=false")
     print(f"   floor {floor_s:.1f} s; the API server alone accepts the objects in {kube_floor_s:.1f} s",
           flush=True)
+    return floors, floor_s, kube_floor_s, kube_floor_cpu
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("n", type=int, nargs="?", default=200)
+    p.add_argument("--binary", required=True)
+    p.add_argument("--resync", type=int, default=30, help="resync interval, seconds")
+    p.add_argument("--steady-resyncs", type=int, default=2)
+    p.add_argument("--timeout", type=int, default=1800)
+    p.add_argument("--shards", type=int, default=1,
+                   help="operator processes, each with --object-selector shard=s<i>")
+    p.add_argument("--applier", choices=("kubectl", "direct"), default="kubectl",
+                   help="who applies the objects: 4 kubectl processes, or 4 API clients")
+    p.add_argument("--bindings", type=int, default=0,
+                   help="also B roles and B InstanceProfileBindings over tagged instances")
+    p.add_argument("--instances", type=int, default=500, help="EC2 instances for --bindings")
+    p.add_argument("--instance-resync", type=int, default=30,
+                   help="--instance-resync-interval, seconds")
+    a = p.parse_args()
+    if a.bindings and (a.n or a.shards > 1):
+        p.error("--bindings measures bindings alone: give N=0 and one shard")
+    n, run = a.n, f"{random.getrandbits(32):08x}"
+    ns = f"bench-{run}"
+    bed = os.environ["IAMWRIGHT_TESTBED_DIR"]
+
+    if n:
+        floors, floor_s, kube_floor_s, kube_floor_cpu = floors_of(n, ns, run, a.applier)
 
     kubectl("create", "namespace", ns)
+    if a.bindings:
+        print(f"== {a.instances} EC2 instances in {a.bindings} tag groups", flush=True)
+        launch_instances(a.instances, a.bindings)
     ops = []
     for shard in range(a.shards):
         mport, hport = free_port(), free_port()
@@ -330,7 +380,8 @@ def main():
         extra = ["--object-selector", f"shard=s{shard}"] if a.shards > 1 else []
         proc = subprocess.Popen(
             [a.binary, "run", "--cluster-name", "bench", "--watch-namespace", ns,
-             "--resync-interval", f"{a.resync}s", "--metrics-bind-address", f"127.0.0.1:{mport}",
+             "--resync-interval", f"{a.resync}s", "--instance-resync-interval", f"{a.instance_resync}s",
+             "--metrics-bind-address", f"127.0.0.1:{mport}",
              "--health-probe-bind-address", f"127.0.0.1:{hport}", *extra],
             stdout=log, stderr=log, env={**os.environ, "RUST_LOG": "warn",
                                          "KUBECONFIG": os.environ["IAMWRIGHT_OPERATOR_KUBECONFIG"]})
@@ -356,12 +407,13 @@ def main():
         aws0, kube0 = all_calls(), kube_writes()
 
         print(f"== converge: {n} pairs through {a.shards} operator process(es)", flush=True)
-        watch = ReadyWatch(ns)
-        docs = manifests(n, a.shards)
+        kinds = ("iampolicies", "iamroles") + (("instanceprofilebindings",) if a.bindings else ())
+        watch = ReadyWatch(ns, kinds)
+        docs = manifests(n, a.shards) + binding_manifests(a.bindings)
         t0 = time.monotonic()
         apply_all(ns, docs, a.applier)
         applied_s = time.monotonic() - t0
-        ok = watch.wait_for(2 * n, t0 + a.timeout)
+        ok = watch.wait_for(2 * n + 2 * a.bindings, t0 + a.timeout)
         watch.close()
         if not ok:
             sys.exit(f"bench: not all Ready after {a.timeout}s")
@@ -372,8 +424,10 @@ def main():
         print(f"== steady state: {a.steady_resyncs} resyncs of {a.resync}s", flush=True)
         time.sleep(3)
         aws2, kube2 = all_calls(), kube_writes()
+        t2 = time.monotonic()
         time.sleep(a.resync * a.steady_resyncs)
         aws3, kube3 = all_calls(), kube_writes()
+        steady_s = time.monotonic() - t2
         rss = max(peak_rss_mib(proc.pid) for proc, _, _ in ops)
         reasons = event_reasons(ns)
     finally:
@@ -416,34 +470,49 @@ def main():
     s_kube = sum(s_kube_by.values())
     per_resync = max(1, 2 * n * a.steady_resyncs)  # --steady-resyncs 0: no steady phase
 
+    def print_pairs():
+        print(f"pairs                          {n}" + (f" in {a.shards} shards" if a.shards > 1 else ""))
+        print(f"all applied after              {applied_s:.1f} s ({APPLIERS[a.applier]})")
+        print(f"all Ready after                {converge_s:.1f} s")
+        print(f"floor (same moto, 4 threads)   {floor_s:.1f} s (best of {' and '.join(f'{f:.1f}' for f in floors)})")
+        print(f"ratio                          {converge_s / floor_s:.2f}x")
+        print(f"API server alone accepts them  {kube_floor_s:.1f} s (no operator; {APPLIERS[a.applier]}; "
+              + ", ".join(f"{k} {v:.1f}" for k, v in kube_floor_cpu.items()) + " CPU s)")
+        print(f"AWS calls per pair             {(reads + writes) / n:.2f} ({reads / n:.2f} reads, {writes / n:.2f} writes)")
+        for k in sorted(conv, key=lambda k: -conv[k]):
+            print(f"  {k:28} {conv[k] / n:.2f}")
+        print(f"Kubernetes writes per object   {kube_total / (2 * n):.2f} (and {kube_leases:.0f} heartbeats)")
+        for k in sorted(kw, key=lambda k: -kw[k]):
+            if kw[k] / (2 * n) >= 0.005:  # not the floor namespace's clean-up (0.00 each)
+                print(f"  {k:28} {kw[k] / (2 * n):.2f}")
+        print("events by reason               " + ", ".join(
+            f"{reason} {count}" + (f" ({kind})" if kind != "Normal" else "")
+            for (kind, reason), count in sorted(reasons.items(), key=lambda kv: -kv[1])))
+        print(f"steady state per object per resync: {s_reads / per_resync:.2f} AWS reads, "
+              f"{s_writes / per_resync:.2f} AWS writes, {s_kube / per_resync:.2f} Kubernetes writes "
+              f"(and {s_leases:.0f} heartbeats)")
+        for k in sorted(s_kube_by, key=lambda k: -s_kube_by[k]):
+            print(f"  Kubernetes {k:17} {s_kube_by[k]:.0f}")
+        for k in sorted(steady, key=lambda k: -steady[k]):
+            print(f"  {k:28} {steady[k] / per_resync:.2f}")
+        for shard, pairs, c_reads, c_writes, s_reads_obj in shard_rows:
+            print(f"shard s{shard}: {pairs} pairs; per pair {c_reads:.2f} reads, {c_writes:.2f} writes "
+                  f"converging; steady {s_reads_obj:.2f} AWS reads per object per resync")
+
     print()
-    print(f"pairs                          {n}" + (f" in {a.shards} shards" if a.shards > 1 else ""))
-    print(f"all applied after              {applied_s:.1f} s ({APPLIERS[a.applier]})")
-    print(f"all Ready after                {converge_s:.1f} s")
-    print(f"floor (same moto, 4 threads)   {floor_s:.1f} s (best of {' and '.join(f'{f:.1f}' for f in floors)})")
-    print(f"ratio                          {converge_s / floor_s:.2f}x")
-    print(f"API server alone accepts them  {kube_floor_s:.1f} s (no operator; {APPLIERS[a.applier]}; "
-          + ", ".join(f"{k} {v:.1f}" for k, v in kube_floor_cpu.items()) + " CPU s)")
-    print(f"AWS calls per pair             {(reads + writes) / n:.2f} ({reads / n:.2f} reads, {writes / n:.2f} writes)")
-    for k in sorted(conv, key=lambda k: -conv[k]):
-        print(f"  {k:28} {conv[k] / n:.2f}")
-    print(f"Kubernetes writes per object   {kube_total / (2 * n):.2f} (and {kube_leases:.0f} heartbeats)")
-    for k in sorted(kw, key=lambda k: -kw[k]):
-        if kw[k] / (2 * n) >= 0.005:  # not the floor namespace's clean-up (0.00 each)
-            print(f"  {k:28} {kw[k] / (2 * n):.2f}")
-    print("events by reason               " + ", ".join(
-        f"{reason} {count}" + (f" ({kind})" if kind != "Normal" else "")
-        for (kind, reason), count in sorted(reasons.items(), key=lambda kv: -kv[1])))
-    print(f"steady state per object per resync: {s_reads / per_resync:.2f} AWS reads, "
-          f"{s_writes / per_resync:.2f} AWS writes, {s_kube / per_resync:.2f} Kubernetes writes "
-          f"(and {s_leases:.0f} heartbeats)")
-    for k in sorted(s_kube_by, key=lambda k: -s_kube_by[k]):
-        print(f"  Kubernetes {k:17} {s_kube_by[k]:.0f}")
-    for k in sorted(steady, key=lambda k: -steady[k]):
-        print(f"  {k:28} {steady[k] / per_resync:.2f}")
-    for shard, pairs, c_reads, c_writes, s_reads_obj in shard_rows:
-        print(f"shard s{shard}: {pairs} pairs; per pair {c_reads:.2f} reads, {c_writes:.2f} writes "
-              f"converging; steady {s_reads_obj:.2f} AWS reads per object per resync")
+    if n:
+        print_pairs()
+    if a.bindings:
+        ticks = steady_s / a.instance_resync
+        ec2 = {k: steady.get(k, 0) for k in EC2_READS}
+        print(f"bindings                       {a.bindings} over {a.instances} instances "
+              f"({a.bindings} tag groups), all Ready after {converge_s:.1f} s")
+        print(f"AWS calls converging           " + ", ".join(
+            f"{k} {v:.0f}" for k, v in sorted(conv.items(), key=lambda kv: -kv[1])))
+        print(f"EC2 reads per instance-resync tick (steady, {ticks:.1f} ticks of {a.instance_resync}s): "
+              f"{sum(ec2.values()) / ticks:.2f} (" + ", ".join(f"{k} {v / ticks:.2f}" for k, v in ec2.items()) + ")")
+        print(f"steady state: {s_writes:.0f} AWS writes, {s_kube:.0f} Kubernetes writes; AWS calls per tick: "
+              + ", ".join(f"{k} {v / ticks:.2f}" for k, v in sorted(steady.items(), key=lambda kv: -kv[1])))
     print(f"operator peak RSS              {rss:.1f} MiB" + (" (the largest shard)" if a.shards > 1 else ""))
     print("CPU seconds while converging   " + ", ".join(f"{k} {cpu1[k] - cpu0[k]:.1f}" for k in procs))
     kubectl("delete", "namespace", ns, "--wait=false")

@@ -4,10 +4,13 @@
 # object, Kubernetes writes, steady-state reads per resync, peak RSS and CPU.
 #
 # usage: hack/bench.sh [N] [--debug] [--resync SECONDS] [--steady-resyncs R] [--shards K] [--applier A]
-#   N         IamPolicy + IamRole pairs (default 200)
+#                       [--bindings B [--instances I] [--instance-resync SECONDS]]
+#   N         IamPolicy + IamRole pairs (default 200; 0 with --bindings)
 #   --debug   use the debug build (CI's smoke run; figures are not representative)
 #   --shards  K operator processes, each with --object-selector shard=s<i> (pairs spread)
 #   --applier kubectl (default: 4 `kubectl apply --server-side` processes) or direct (4 API clients)
+#   --bindings B roles and B InstanceProfileBindings over I tagged EC2 instances (default 500):
+#             EC2 reads per --instance-resync-interval tick (default 30 s) in steady state
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
@@ -20,6 +23,9 @@ while [ $# -gt 0 ]; do
     --steady-resyncs) extra+=(--steady-resyncs "$2"); shift ;;
     --shards) extra+=(--shards "$2"); shift ;;
     --applier) extra+=(--applier "$2"); shift ;;
+    --bindings) extra+=(--bindings "$2"); shift ;;
+    --instances) extra+=(--instances "$2"); shift ;;
+    --instance-resync) extra+=(--instance-resync "$2"); shift ;;
     *) n="$1" ;;
   esac
   shift

@@ -53,4 +53,6 @@ if [ $# -eq 0 ]; then
   cargo test --locked --test e2e -- --ignored --test-threads 1
   echo "== benchmark smoke run (tiny N, debug build: checks the script, not the figures)"
   "$repo/hack/bench.sh" 3 --debug --resync 5 --steady-resyncs 1 | tail -n 8
+  "$repo/hack/bench.sh" 0 --debug --bindings 2 --instances 4 --resync 10 --steady-resyncs 1 \
+    --instance-resync 5 | tail -n 6
 fi
