@@ -11,7 +11,7 @@ mod plan;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use kube::ResourceExt;
 use kube::api::Api;
@@ -367,13 +367,7 @@ async fn observe_instances(
         .region()
         .map(|r| r.to_string())
         .unwrap_or_default();
-    let new_generation =
-        b.status.as_ref().and_then(|s| s.observed_generation) != b.metadata.generation;
-    let max_age = if new_generation {
-        Duration::ZERO
-    } else {
-        ctx.settings.instance_resync
-    };
+    let max_age = view_max_age(b, SystemTime::now(), ctx.settings.instance_resync);
     let view = state
         .views
         .get(&ctx.aws().await, ec2, &region, max_age)
@@ -382,6 +376,28 @@ async fn observe_instances(
     let mut targets = instances::targets(&view, &b.spec, &region);
     instances::restrict(&view, &b.spec, &mut targets, &gov.instance_tags);
     Ok((region, targets, view.associations.clone()))
+}
+
+/// How old a region's view may be for this binding. Once its generation is reported,
+/// one instance-resync interval. A new or edited spec needs a view read after it was
+/// written, so instances launched before it are seen at once: for a new binding, read
+/// after its creation (the second after its creationTimestamp, which is truncated to
+/// the second), which the many bindings of one apply then share instead of each
+/// reading the region anew; for an edit (whose time the object does not show), now.
+fn view_max_age(b: &InstanceProfileBinding, now: SystemTime, resync: Duration) -> Duration {
+    let reported = b.status.as_ref().and_then(|s| s.observed_generation) == b.metadata.generation;
+    if reported {
+        return resync;
+    }
+    match (b.metadata.generation, &b.metadata.creation_timestamp) {
+        (Some(1), Some(created)) => {
+            let after = SystemTime::from(created.0) + Duration::from_secs(1);
+            now.duration_since(after)
+                .unwrap_or(Duration::ZERO)
+                .min(resync)
+        }
+        _ => Duration::ZERO,
+    }
 }
 
 /// The iamwright owners (another object's) of the profiles `arns`.
@@ -591,4 +607,48 @@ async fn cleanup(
     let note = format!("deleted instance profile {}", profile.arn);
     ctx.event(&*b, false, "Deleted", note).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(generation: i64, observed: Option<i64>) -> InstanceProfileBinding {
+        let mut b: InstanceProfileBinding = serde_json::from_value(serde_json::json!({
+            "apiVersion": "iamwright.dev/v1alpha1", "kind": "InstanceProfileBinding",
+            "metadata": {"name": "web", "namespace": "team", "generation": generation,
+                         "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"roleRef": {"name": "app"}, "instanceSelector": {"tags": {"g": "1"}}},
+        }))
+        .expect("fixture");
+        b.status = observed.map(|g| InstanceProfileBindingStatus {
+            observed_generation: Some(g),
+            ..Default::default()
+        });
+        b
+    }
+
+    #[test]
+    fn a_new_binding_shares_a_view_read_after_it_was_created_an_edit_reads_anew() {
+        let resync = Duration::from_secs(60);
+        let created = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+        let at = |secs| created + Duration::from_secs(secs);
+        // Reported: the tick's view.
+        assert_eq!(view_max_age(&binding(3, Some(3)), at(500), resync), resync);
+        // New: any view read from the second after its creation on.
+        assert_eq!(
+            view_max_age(&binding(1, None), at(4), resync),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            view_max_age(&binding(1, None), at(0), resync),
+            Duration::ZERO
+        );
+        assert_eq!(view_max_age(&binding(1, None), at(500), resync), resync);
+        // Edited: its time is unknown, so a view read now.
+        assert_eq!(
+            view_max_age(&binding(2, Some(1)), at(500), resync),
+            Duration::ZERO
+        );
+    }
 }
