@@ -404,8 +404,8 @@ async fn report<K: Managed>(
     }
 }
 
-/// How long a new object waiting for a referenced policy on its way to Ready goes
-/// without a status.
+/// How long a new object waiting for an object it references goes without a status
+/// ([`first_wait_unreported`]).
 const FIRST_WAIT_UNREPORTED: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A new object (no status yet, created moments ago) whose only problem is an object

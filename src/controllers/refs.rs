@@ -27,33 +27,18 @@ pub async fn resolve_policy_refs(
     field: &str,
     refs: &[LocalObjectRef],
 ) -> Result<Vec<String>, Error> {
-    let api: Api<IamPolicy> = Api::namespaced(client.clone(), namespace);
     let mut arns = Vec::with_capacity(refs.len());
     for (i, r) in refs.iter().enumerate() {
-        let waiting = |why: &str| Error::Waiting {
-            reason: Reason::DependencyNotReady,
-            message: format!("{field}[{i}]: IamPolicy {:?} {why}", r.name),
-        };
-        let state = match index.lookup(namespace, &r.name) {
-            Some(state) => state,
-            None => match api.get_opt(&r.name).await? {
-                Some(policy) => policy.ref_state(),
-                None => RefState::Missing,
-            },
-        };
-        match state {
-            RefState::Ready(arn) => arns.push(arn),
-            RefState::Missing => return Err(waiting(DOES_NOT_EXIST)),
-            RefState::NotReady => return Err(waiting(NOT_READY_YET)),
-        }
+        let state = index.resolve(client, namespace, &r.name).await?;
+        arns.push(state.ready_arn(&format!("{field}[{i}]: IamPolicy {:?}", r.name))?);
     }
     Ok(arns)
 }
 
 /// How a reference wait ends its message: the object named exists and is not Ready.
-pub const NOT_READY_YET: &str = "is not Ready yet";
+const NOT_READY_YET: &str = "is not Ready yet";
 /// How a reference wait ends its message: no object of that name in the namespace.
-pub const DOES_NOT_EXIST: &str = "does not exist";
+const DOES_NOT_EXIST: &str = "does not exist";
 
 /// Waiting for a referenced IamPolicy that exists and is not Ready yet: progress, not
 /// a problem worth a warning event (a missing one is).
@@ -76,6 +61,22 @@ pub enum RefState {
     NotReady,
     /// Ready for its current generation, with its ARN.
     Ready(String),
+}
+
+impl RefState {
+    /// The ARN of a Ready object; else `DependencyNotReady`, its message `what` (the
+    /// field and the object) followed by why.
+    pub fn ready_arn(self, what: &str) -> Result<String, Error> {
+        let why = match self {
+            RefState::Ready(arn) => return Ok(arn),
+            RefState::Missing => DOES_NOT_EXIST,
+            RefState::NotReady => NOT_READY_YET,
+        };
+        Err(Error::Waiting {
+            reason: Reason::DependencyNotReady,
+            message: format!("{what} {why}"),
+        })
+    }
 }
 
 /// A kind other objects reference by name: what such a reference sees of it.
@@ -178,6 +179,24 @@ impl<K: Referenced> RefIndex<K> {
                 .cloned()
                 .unwrap_or(RefState::Missing)
         })
+    }
+
+    /// What a reference to `name` in `namespace` sees: from the index once the
+    /// namespace's watch has listed, else by GET.
+    pub async fn resolve(
+        &self,
+        client: &Client,
+        namespace: &str,
+        name: &str,
+    ) -> Result<RefState, kube::Error> {
+        if let Some(state) = self.lookup(namespace, name) {
+            return Ok(state);
+        }
+        let api: Api<K> = Api::namespaced(client.clone(), namespace);
+        Ok(api
+            .get_opt(name)
+            .await?
+            .map_or(RefState::Missing, |o| o.ref_state()))
     }
 
     /// Watch the objects of `scope` (a namespace, or all) into the index: the trigger

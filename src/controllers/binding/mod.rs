@@ -14,17 +14,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use kube::ResourceExt;
-use kube::api::Api;
 use kube::runtime::controller::Action;
 
 use super::changes::Changes;
 use super::claim::{Claim, claim};
 use super::instances::{self, Association, Targets};
 use super::reconciler::{Applied, reconcile, run_controller};
-use super::refs::{self, RefState, Referenced, referencing};
+use super::refs::referencing;
 use super::{Context, Error, Shutdown, governed_name, key_of, observe};
 use crate::api::{
-    DeletionPolicy, IamRole, InstanceProfileBinding, InstanceProfileBindingStatus, ManagementPolicy,
+    DeletionPolicy, InstanceProfileBinding, InstanceProfileBindingStatus, ManagementPolicy,
 };
 use crate::aws::{self, Aws, AwsError, AwsErrorKind, Ownership};
 use crate::reason::Reason;
@@ -242,26 +241,11 @@ async fn resolve_role(b: &InstanceProfileBinding, ctx: &Context) -> Result<Strin
         check_role_name(b, ctx, &name).await?;
         return Ok(name);
     };
-    let waiting = |why: &str| Error::Waiting {
-        reason: Reason::DependencyNotReady,
-        message: format!("spec.roleRef: IamRole {:?} {why}", r.name),
-    };
     // From the role watch's index (a GET until it has listed).
     let ns = b.namespace().unwrap_or_default();
-    let state = match ctx.binding_roles.lookup(&ns, &r.name) {
-        Some(state) => state,
-        None => {
-            let api: Api<IamRole> = Api::namespaced(ctx.client.clone(), &ns);
-            api.get_opt(&r.name)
-                .await?
-                .map_or(RefState::Missing, |role| role.ref_state())
-        }
-    };
-    match state {
-        RefState::Ready(arn) => Ok(arn.rsplit('/').next().unwrap_or_default().to_string()),
-        RefState::Missing => Err(waiting(refs::DOES_NOT_EXIST)),
-        RefState::NotReady => Err(waiting(refs::NOT_READY_YET)),
-    }
+    let state = ctx.binding_roles.resolve(&ctx.client, &ns, &r.name).await?;
+    let arn = state.ready_arn(&format!("spec.roleRef: IamRole {:?}", r.name))?;
+    Ok(arn.rsplit('/').next().unwrap_or_default().to_string())
 }
 
 /// `spec.roleName` may name only a role of this namespace (its ownership tags name this

@@ -228,11 +228,12 @@ async fn snapshot_view(
     }
     let aws = ctx.aws().await;
     let snap = aws.snapshot.get(&aws, ctx.settings.resync).await?;
-    let status = p.status.clone().unwrap_or_default();
+    let status = p.status.as_ref();
+    let recorded_id = || status.and_then(|s| s.policy_id.clone());
     // The snapshot has no tags: they are read once the rest agrees, and compared then.
     let in_snapshot = snap.policies.get(&d.arn).map(|detail| Observed {
         arn: d.arn.clone(),
-        policy_id: detail.policy_id.clone().or(status.policy_id.clone()),
+        policy_id: detail.policy_id.clone().or_else(recorded_id),
         default_version_id: detail.default_version_id.clone(),
         tags: d.tags.clone(),
         document: detail
@@ -247,8 +248,8 @@ async fn snapshot_view(
         let seen = aws.snapshot.seen_in_sync(&d.arn, fingerprint(d));
         seen.then(|| Observed {
             arn: d.arn.clone(),
-            policy_id: status.policy_id.clone(),
-            default_version_id: status.default_version_id.clone(),
+            policy_id: recorded_id(),
+            default_version_id: status.and_then(|s| s.default_version_id.clone()),
             tags: d.tags.clone(),
             document: Some(d.document.clone()),
         })
