@@ -107,17 +107,27 @@ pub async fn acquire(
     tracing::info!(%identity, "became the leader");
     let lost = Arc::new(AtomicBool::new(false));
     let (watch_rx, flag, stop) = (rx.clone(), lost.clone(), shutdown.clone());
+    let stopping = shutdown.wait();
     tokio::spawn(async move {
         let mut rx = watch_rx;
+        tokio::pin!(stopping);
         loop {
-            if rx.changed().await.is_err() {
-                return; // released on shutdown
-            }
-            if !*rx.borrow_and_update() {
-                tracing::error!("lost the leader lease; stopping the controllers");
-                flag.store(true, Ordering::Relaxed);
-                stop.trigger();
-                return;
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return; // the manager is gone
+                    }
+                    if !*rx.borrow_and_update() {
+                        tracing::error!("lost the leader lease; stopping the controllers");
+                        flag.store(true, Ordering::Relaxed);
+                        stop.trigger();
+                        return;
+                    }
+                }
+                // On shutdown this receiver must go too: the manager releases the Lease
+                // only once every receiver is dropped, so keeping it would hold the Lease
+                // until the process is killed (and a standby would wait for its expiry).
+                _ = &mut stopping => return,
             }
         }
     });

@@ -186,3 +186,43 @@ async fn the_operator_rides_out_an_api_server_restart() {
         .unwrap();
     assert_eq!(code, 200);
 }
+
+/// SIGTERM: the leader finishes, gives the Lease up (no holder left) and exits by
+/// itself, so a standby need not wait for the Lease to expire. (The harness sends KILL
+/// after 20 s; a leader that held on to its Lease used to end that way.)
+#[tokio::test]
+async fn a_leader_stopped_with_sigterm_releases_the_lease_and_exits() {
+    let ns = Namespace::new("ha-term").await;
+    let lease = format!("iamwright-e2e-{}", random_suffix());
+    let flags = [
+        "--leader-elect",
+        "--leader-election-namespace",
+        RELEASE_NAMESPACE,
+        "--leader-election-lease-name",
+        &lease,
+    ];
+    let mut leader = Operator::start(&ns.name, &flags).await;
+    apply(&ns.name, &policy("held"));
+    wait_ready(&ns.name, "held", Duration::from_secs(60)).await;
+    let api: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(kube().await, RELEASE_NAMESPACE);
+    let holder = |l: k8s_openapi::api::coordination::v1::Lease| {
+        l.spec
+            .and_then(|s| s.holder_identity)
+            .filter(|h| !h.is_empty())
+    };
+    assert!(holder(api.get(&lease).await.unwrap()).is_some());
+
+    let status = leader.stop().expect("the operator's exit status");
+    assert!(
+        status.success(),
+        "the leader did not exit by itself after SIGTERM: {status:?}\n{}",
+        leader.log()
+    );
+    assert!(leader.log().contains("released the leader lease"));
+    assert_eq!(
+        holder(api.get(&lease).await.unwrap()),
+        None,
+        "the Lease still names a holder"
+    );
+}
