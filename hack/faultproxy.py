@@ -48,6 +48,11 @@ its count and wins its probability draw fires; at most one fault per request.
               client gets HTTP 500 InternalFailure: a response lost after the write
     delay     forwarded after sleeping delaySeconds (for client timeouts)
 
+Who called, also in GET /__faults: "callers" {SERVICE: {ACCESS_KEY_ID: n}} (the key id
+of each request's SigV4 credential; ids are not secrets), and "webIdentities": for each
+AssumeRoleWithWebIdentity, the token's `iss`, `sub` and `aud` claims and the RoleArn
+(never the token itself).
+
 Counters are per operation: "requests" counts every proxied request (faulted or not),
 "forwarded" those sent upstream (including lost and delayed ones). A line per faulted
 request goes to stderr; request and response bodies are never printed (access keys'
@@ -55,6 +60,7 @@ secrets travel in them). Standard library only.
 """
 
 import argparse
+import base64
 import fnmatch
 import http.client
 import http.server
@@ -86,7 +92,7 @@ HOP_BY_HOP = {
     "upgrade",
 }
 
-CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/,\s]+/([^/,\s]+)/aws4_request")
+CREDENTIAL_SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/[^/,\s]+/([^/,\s]+)/aws4_request")
 EC2_ACTION = re.compile(
     r"^(Describe|Associate|Disassociate|Replace|RunInstances|TerminateInstances)"
 )
@@ -207,6 +213,8 @@ class State:
         self.rules = []
         self.rng = random.Random()
         self.counters = {}
+        self.callers = {}
+        self.web_identities = []
 
     def set_rules(self, rules, seed):
         with self.lock:
@@ -221,6 +229,17 @@ class State:
     def reset_counters(self):
         with self.lock:
             self.counters = {}
+            self.callers = {}
+            self.web_identities = []
+
+    def note_caller(self, service, key_id):
+        with self.lock:
+            by_key = self.callers.setdefault(service, {})
+            by_key[key_id] = by_key.get(key_id, 0) + 1
+
+    def note_web_identity(self, claims):
+        with self.lock:
+            self.web_identities.append(claims)
 
     def bump(self, op, field):
         with self.lock:
@@ -232,6 +251,8 @@ class State:
             return {
                 "counters": {op: dict(c) for op, c in self.counters.items()},
                 "rules": [dict(r) for r in self.rules],
+                "callers": {s: dict(k) for s, k in self.callers.items()},
+                "webIdentities": list(self.web_identities),
             }
 
     def pick(self, op):
@@ -407,7 +428,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         op = op or "unknown"
 
         m = CREDENTIAL_SCOPE.search(headers.get("Authorization", ""))
-        service = m.group(1) if m else None
+        service = m.group(2) if m else None
         if not service:
             cred = (qs.get("X-Amz-Credential") or [""])[0].split("/")
             service = cred[3] if len(cred) == 5 else None
@@ -497,10 +518,32 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(data)
         self.wfile.flush()
 
+    def note_identity(self, op, service, body):
+        """Record who signed the request, and a web identity token's claims."""
+        state = self.server.state
+        m = CREDENTIAL_SCOPE.search(self.headers.get("Authorization", ""))
+        state.note_caller(service, m.group(1) if m else "unsigned")
+        if op != "AssumeRoleWithWebIdentity":
+            return
+        form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+        token = (form.get("WebIdentityToken") or [""])[0]
+        try:
+            payload = token.split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except (IndexError, ValueError):
+            claims = {}
+        state.note_web_identity({
+            "roleArn": (form.get("RoleArn") or [""])[0],
+            "iss": claims.get("iss"),
+            "sub": claims.get("sub"),
+            "aud": claims.get("aud"),
+        })
+
     def proxy(self, body):
         state = self.server.state
         op, service, fmt = self.classify(body)
         state.bump(op, "requests")
+        self.note_identity(op, service, body or b"")
         rule, kind = state.pick(op)
         fault = rule["fault"] if rule else None
 

@@ -500,6 +500,24 @@ class FakeUpstreamTest(unittest.TestCase):
         self.control("GET", "/nope", expect=404)
         self.assertEqual(self.seen(), [], "control calls are never forwarded")
 
+    def test_callers_and_web_identity_claims_recorded(self):
+        import base64
+        claims = {"iss": "https://kubernetes.default.svc", "aud": ["sts.amazonaws.com"],
+                  "sub": "system:serviceaccount:ns:sa", "secretish": "not kept"}
+        payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+        token = f"eyJhbGciOiJSUzI1NiJ9.{payload}.c2lnbmF0dXJl"
+        self.iam("GetUser")
+        self.iam("AssumeRoleWithWebIdentity",
+                 "&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fop"
+                 f"&WebIdentityToken={token}", service="sts")
+        state = self.control("GET")
+        self.assertEqual(state["callers"], {"iam": {"AKIDEXAMPLE": 1}, "sts": {"AKIDEXAMPLE": 1}})
+        self.assertEqual(state["webIdentities"], [{
+            "roleArn": "arn:aws:iam::123456789012:role/op",
+            "iss": claims["iss"], "sub": claims["sub"], "aud": claims["aud"]}])
+        self.assertNotIn(token, json.dumps(state), "the token itself is never kept")
+        self.assertEqual(self.control("POST", "/reset-counters")["callers"], {})
+
     def test_bad_requests_do_not_kill_the_proxy(self):
         def raw(data, read=True):
             s = socket.create_connection(("127.0.0.1", self.port), timeout=5)

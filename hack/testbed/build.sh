@@ -23,9 +23,12 @@ export CGO_ENABLED=0
 
 log() { echo "testbed-build: $*" >&2; }
 
+# build_kube [CMD...]: the k8s.io/kubernetes commands to build (default: the control
+# plane the fast bed needs); each is built once and reused.
 build_kube() {
-  local want=()
-  for b in kube-apiserver kube-controller-manager kubectl; do
+  local want=() cmds=("$@")
+  [ ${#cmds[@]} -gt 0 ] || cmds=(kube-apiserver kube-controller-manager kubectl)
+  for b in "${cmds[@]}"; do
     [ -x "$bin/$b" ] || want+=("$b")
   done
   [ ${#want[@]} -eq 0 ] && return 0
@@ -54,6 +57,9 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 )
 GO
   (cd "$mod" && go mod tidy -e >/dev/null 2>&1 || true)
@@ -108,6 +114,34 @@ build_moto() {
   "$cache/venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 }
 
+# The node's own parts: kubelet, kube-proxy and kube-scheduler from the same module and
+# version as the API server, and the pod sandbox ("pause") program, a few lines of C of
+# our own built static (no registry to pull a pause image from). containerd, runc, the
+# CNI plugins, iptables and buildah come from Debian (node-deps.sh).
+build_node() {
+  build_kube kubelet kube-proxy kube-scheduler
+  if [ ! -x "$bin/pause" ]; then
+    log "building the pod sandbox program (pause)"
+    local cc=gcc
+    command -v musl-gcc >/dev/null && cc=musl-gcc
+    "$cc" -static -Os -o "$bin/pause.tmp" "$here/pause.c"
+    strip "$bin/pause.tmp"
+    mv "$bin/pause.tmp" "$bin/pause"
+  fi
+  [ -f "$cache/images/pause.tar" ] && return 0
+  log "building the pause image (buildah, from scratch)"
+  mkdir -p "$cache/images"
+  local b=(buildah --root "$cache/images/storage" --runroot "$cache/images/run" --storage-driver vfs) c
+  c="$("${b[@]}" from scratch)"
+  "${b[@]}" copy "$c" "$bin/pause" /pause >/dev/null
+  "${b[@]}" config --entrypoint '["/pause"]' --user 65535:65535 "$c"
+  "${b[@]}" commit --quiet "$c" localhost/pause:iamwright >/dev/null
+  "${b[@]}" rm "$c" >/dev/null
+  "${b[@]}" push --quiet localhost/pause:iamwright "oci-archive:$cache/images/pause.tar.tmp:localhost/pause:iamwright"
+  mv "$cache/images/pause.tar.tmp" "$cache/images/pause.tar"
+  rm -rf "$cache/images/storage" "$cache/images/run"
+}
+
 what="${1:-all}"
 case "$what" in
   all) build_moto; build_etcd; build_kube; build_helm ;;
@@ -115,6 +149,7 @@ case "$what" in
   etcd) build_etcd ;;
   helm) build_helm ;;
   moto) build_moto ;;
-  *) echo "usage: $0 [all|kube|etcd|helm|moto]" >&2; exit 2 ;;
+  node) build_node ;;
+  *) echo "usage: $0 [all|kube|etcd|helm|moto|node]" >&2; exit 2 ;;
 esac
 echo "$cache"

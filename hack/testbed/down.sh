@@ -78,9 +78,44 @@ stop_group() {
   for n in "$@"; do rm -f "$dir/$n.pid"; done
 }
 
+# A node first: the kubelet (so it restarts nothing), then every container through
+# containerd (their shims outlive containerd otherwise), then containerd, the node's
+# mounts and kube-proxy's iptables rules.
+stop_node() {
+  local sock="$dir/node/containerd.sock" bin="" ctr id m
+  for n in kubelet kube-scheduler; do has "$n" && stop_group "$n"; done
+  if has containerd; then
+    ctr=(ctr --address "$sock" --namespace k8s.io)
+    for id in $("${ctr[@]}" tasks ls -q 2>/dev/null); do
+      "${ctr[@]}" tasks kill --all --signal SIGKILL "$id" >/dev/null 2>&1 || true
+    done
+    sleep 0.5
+    for id in $("${ctr[@]}" tasks ls -q 2>/dev/null); do
+      "${ctr[@]}" tasks delete --force "$id" >/dev/null 2>&1 || true
+    done
+    stop_group containerd
+  fi
+  if has kube-proxy; then
+    bin="$(dirname "$(readlink -f "/proc/$(tr -dc 0-9 <"$dir/kube-proxy.pid")/exe")")"
+    stop_group kube-proxy
+    "$bin/kube-proxy" --cleanup >/dev/null 2>&1 || true
+  fi
+  # Deepest first: volumes inside pods' directories, overlay and shm mounts.
+  grep -F " $dir/node/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do
+    umount -l "$m" 2>/dev/null || true
+  done
+  ip link delete iamwright0 2>/dev/null || true
+  local left=()
+  for n in "${names[@]}"; do
+    case "$n" in kubelet | kube-scheduler | containerd | kube-proxy) ;; *) left+=("$n") ;; esac
+  done
+  names=("${left[@]}")
+}
+has() { local m; for m in "${names[@]}"; do [ "$m" = "$1" ] && return 0; done; return 1; }
+! has containerd && ! has kubelet || stop_node
+
 # In stages, clients before servers: the apiserver, when TERMed, still talks to etcd
 # (it removes its own endpoint lease); with etcd gone first it hangs until KILLed.
-has() { local m; for m in "${names[@]}"; do [ "$m" = "$1" ] && return 0; done; return 1; }
 first=()
 for m in "${names[@]}"; do
   case "$m" in kube-apiserver | etcd) ;; *) first+=("$m") ;; esac

@@ -3,7 +3,14 @@
 # and namespace controllers only) and a moto server (AWS emulator), all on 127.0.0.1 on
 # free ports picked at start. Builds or reuses the binaries via build.sh.
 #
-# usage: up.sh [DIR]     DIR defaults to $IAMWRIGHT_TESTBED_DIR, else <repo>/.testbed
+# usage: up.sh [DIR] [--node]   DIR defaults to $IAMWRIGHT_TESTBED_DIR, else <repo>/.testbed
+#
+# --node (or IAMWRIGHT_TESTBED_NODE=1) adds a real node (node-up.sh): containerd, runc
+# and CNI, kubelet, kube-proxy and kube-scheduler, with the controllers pods need in the
+# controller-manager; the API server and moto then also listen on the host's address so
+# pods reach them. Needs root and node-deps.sh's packages; one node bed per machine at a
+# time (the node's iptables rules and cgroups are host-wide). Images named in
+# IAMWRIGHT_TESTBED_IMAGES (OCI archives, space-separated) are imported into the node.
 #
 # Writes into DIR: kubeconfig (admin, group system:masters), kubeconfig-operator (user
 # system:serviceaccount:iamwright-system:iamwright, no permissions beyond what RBAC
@@ -20,7 +27,12 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-dir="${1:-${IAMWRIGHT_TESTBED_DIR:-$repo/.testbed}}"
+with_node="${IAMWRIGHT_TESTBED_NODE:-0}"
+args=()
+for a in "$@"; do
+  case "$a" in --node) with_node=1 ;; *) args+=("$a") ;; esac
+done
+dir="${args[0]:-${IAMWRIGHT_TESTBED_DIR:-$repo/.testbed}}"
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 # up.sh wipes etcd/, pki/, logs/ ... inside DIR on every start, so it only takes a DIR
@@ -34,6 +46,7 @@ if [ ! -e "$dir/.iamwright-testbed" ]; then
 fi
 timeout_s="${IAMWRIGHT_TESTBED_TIMEOUT:-120}" # seconds each component may take to be ready
 procs=(etcd kube-apiserver kube-controller-manager moto)
+[ "$with_node" = 1 ] && procs+=(containerd kubelet kube-proxy kube-scheduler)
 
 log() { echo "testbed-up: $*" >&2; }
 
@@ -85,6 +98,21 @@ for b in etcd kube-apiserver kube-controller-manager kubectl; do
   [ -x "$bin/$b" ] || { log "missing $bin/$b after build.sh"; exit 1; }
 done
 [ -x "$cache/venv/bin/moto_server" ] || { log "missing $cache/venv/bin/moto_server"; exit 1; }
+# The node: where pods reach the host (the API server's advertised address, moto), the
+# pods' own range, and the node's name.
+listen=127.0.0.1
+host_ip=127.0.0.1
+pod_cidr=10.88.0.0/16
+node_name=iamwright-node
+if [ "$with_node" = 1 ]; then
+  [ "$(id -u)" -eq 0 ] || { log "--node needs root (the kubelet, containerd, the pod network)"; exit 1; }
+  "$here/node-deps.sh"
+  "$here/build.sh" node >/dev/null
+  host_ip="$(ip -4 route get 192.0.2.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')"
+  [ -n "$host_ip" ] || host_ip="$(hostname -I | awk '{print $1}')"
+  [ -n "$host_ip" ] && [ "$host_ip" != 127.0.0.1 ] || { log "--node: no non-loopback IPv4 address for pods to reach the host"; exit 1; }
+  listen=0.0.0.0
+fi
 
 t0_us=${EPOCHREALTIME/[.,]/} # microseconds, for the "ready in" message
 
@@ -131,11 +159,13 @@ openssl req -x509 -new -key "$pki/ca.key" -sha256 -days 3650 -subj "/CN=iamwrigh
   -out "$pki/ca.crt" 2>/dev/null
 openssl ecparam -name prime256v1 -genkey -noout -out "$pki/apiserver.key" 2>/dev/null
 openssl req -new -key "$pki/apiserver.key" -subj "/CN=kube-apiserver" -out "$pki/apiserver.csr" 2>/dev/null
+node_san=""
+[ "$with_node" = 1 ] && node_san="IP:$host_ip,"
 cat >"$pki/apiserver.ext" <<EOF
 basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
+subjectAltName=IP:127.0.0.1,IP:10.0.0.1,${node_san}DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
 EOF
 openssl x509 -req -in "$pki/apiserver.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
   -days 3650 -sha256 -extfile "$pki/apiserver.ext" -out "$pki/apiserver.crt" 2>/dev/null
@@ -223,7 +253,7 @@ wait_for() {
 # MOTO_IAM_LOAD_MANAGED_POLICIES: the AWS managed policies (AdministratorAccess, ...)
 # exist, so the managed-policy guardrail reads real documents.
 MOTO_IAM_LOAD_MANAGED_POLICIES=true \
-  start moto "$cache/venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port"
+  start moto "$cache/venv/bin/moto_server" -H "$listen" -p "$moto_port"
 
 # --unsafe-no-fsync: a throw-away bed, so trade durability for speed.
 start etcd "$bin/etcd" \
@@ -244,8 +274,9 @@ read -r -a extra_api_args <<<"${IAMWRIGHT_TESTBED_APISERVER_ARGS:-}"
 # admission stays on (it only matters for Pods, which nothing runs here anyway).
 start kube-apiserver "$bin/kube-apiserver" \
   --etcd-servers="http://127.0.0.1:$etcd_port" \
-  --bind-address=127.0.0.1 \
-  --advertise-address=127.0.0.1 \
+  --bind-address="$listen" \
+  --advertise-address="$host_ip" \
+  --kubelet-preferred-address-types=InternalIP \
   --secure-port="$api_port" \
   --cert-dir="$pki" \
   --tls-cert-file="$pki/apiserver.crt" \
@@ -264,11 +295,18 @@ wait_for kube-apiserver "ready" \
 
 # Only the garbage collector (ownerReferences), the namespace controller (namespace
 # deletion) and the resource quota controller (quota usage, for the quota tests). Its own secure port serves /healthz (always allowed) for the readiness wait.
+# With a node, also what running pods needs: Deployments and ReplicaSets, EndpointSlices
+# for Services, each namespace's default ServiceAccount and kube-root-ca.crt ConfigMap
+# (the projected token volume mounts it), PodDisruptionBudgets' status, and the node
+# lifecycle (it lifts the not-ready taint the kubelet registers with).
+kcm_controllers=garbagecollector,namespace,resourcequota
+[ "$with_node" = 1 ] && kcm_controllers+=,deployment,replicaset,endpointslice,serviceaccount,root-ca-cert-publisher,disruption,nodelifecycle
 start kube-controller-manager "$bin/kube-controller-manager" \
   --kubeconfig="$dir/kubeconfig" \
   --authentication-kubeconfig="$dir/kubeconfig" \
   --authorization-kubeconfig="$dir/kubeconfig" \
-  --controllers=garbagecollector,namespace,resourcequota \
+  --controllers="$kcm_controllers" \
+  --root-ca-file="$pki/ca.crt" \
   --leader-elect=false \
   --bind-address=127.0.0.1 \
   --secure-port="$kcm_port" \
@@ -278,6 +316,10 @@ wait_for kube-apiserver "serving namespace default" \
   "$bin/kubectl" --kubeconfig="$dir/kubeconfig" get namespace default
 wait_for kube-controller-manager "healthy" curl -sfk "https://127.0.0.1:$kcm_port/healthz"
 wait_for moto "answering" curl -sf "$moto_url/moto-api/"
+if [ "$with_node" = 1 ]; then
+  # shellcheck source=/dev/null
+  source "$here/node-up.sh"
+fi
 
 # --- Env file ---------------------------------------------------------------------------
 q() { printf '%q' "$1"; }
@@ -293,6 +335,12 @@ q() { printf '%q' "$1"; }
   # Keep SDKs from probing the EC2 instance metadata service (slow timeouts off EC2).
   echo "export AWS_EC2_METADATA_DISABLED=true"
   echo "export PATH=$(q "$bin"):\$PATH"
+  if [ "$with_node" = 1 ]; then
+    # Addresses as pods see them, and the node's runtime (for the image tests).
+    echo "export IAMWRIGHT_TESTBED_NODE_NAME=$node_name"
+    echo "export IAMWRIGHT_TESTBED_HOST_IP=$host_ip"
+    echo "export IAMWRIGHT_TESTBED_CONTAINERD=$(q "$dir/node/containerd.sock")"
+  fi
 } >"$dir/env.tmp"
 mv "$dir/env.tmp" "$dir/env"
 

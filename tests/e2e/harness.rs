@@ -568,6 +568,12 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     pub async fn start() -> Self {
+        Self::start_on("127.0.0.1").await
+    }
+
+    /// A proxy listening on `host` (e.g. "0.0.0.0", so that pods on the bed's node
+    /// reach it at the host's address).
+    pub async fn start_on(host: &str) -> Self {
         let port_file = bed_dir()
             .join("logs")
             .join(format!("faultproxy-{}.port", random_suffix()));
@@ -577,7 +583,7 @@ impl FaultProxy {
             .arg(repo_root().join("hack/faultproxy.py"))
             .args([
                 "--listen",
-                "127.0.0.1:0",
+                &format!("{host}:0"),
                 "--upstream",
                 &env("AWS_ENDPOINT_URL"),
             ])
@@ -598,6 +604,33 @@ impl FaultProxy {
     /// The endpoint to give the operator as `AWS_ENDPOINT_URL`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The endpoint as seen from `host` (a pod reaches the proxy at the node's address).
+    #[allow(dead_code)] // used by tests/node, which includes this harness
+    pub fn url_via(&self, host: &str) -> String {
+        format!("http://{host}:{}", self.port)
+    }
+
+    /// Everything the proxy recorded: counters, callers, web identities.
+    #[allow(dead_code)] // used by tests/node, which includes this harness
+    pub async fn snapshot(&self) -> serde_json::Value {
+        let (_, body) = http_get(&format!("{}/__faults", self.url()))
+            .await
+            .expect("fault proxy counters");
+        serde_json::from_str(&body).expect("fault proxy json")
+    }
+
+    #[allow(dead_code)] // used by tests/node, which includes this harness
+    pub async fn reset_counters(&self) {
+        let (status, _) = http_request(
+            "POST",
+            &format!("{}/__faults/reset-counters", self.url()),
+            "",
+        )
+        .await
+        .expect("fault proxy control");
+        assert_eq!(status, 200);
     }
 
     /// Replace the fault rules (see hack/faultproxy.py), with a fixed dice seed.
