@@ -14,6 +14,7 @@ pub use ownership::{
     tag_map, to_tags,
 };
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -39,6 +40,9 @@ pub struct Aws {
     plain_http: aws_smithy_runtime_api::client::http::SharedHttpClient,
     /// The ceiling, for the pacers of assumed accounts.
     max_requests_per_second: u32,
+    /// The pacers of assumed accounts by account id: one per account, whichever
+    /// IamScopes reach it.
+    pacers: std::sync::Arc<std::sync::Mutex<HashMap<String, std::sync::Arc<pace::Pacer>>>>,
     metrics: Metrics,
     /// The account-wide snapshot for resyncs (see `snapshot`).
     pub snapshot: std::sync::Arc<snapshot::Cache>,
@@ -88,6 +92,7 @@ impl Aws {
             }),
             plain_http,
             max_requests_per_second,
+            pacers: Default::default(),
             metrics,
             snapshot: Default::default(),
         }
@@ -107,11 +112,20 @@ impl Aws {
         }
         let provider = assumed::Counted::new(provider.build().await, self.metrics.clone());
         // The other account has a rate of its own to learn.
-        let pacer = pace::Pacer::new(
-            crate::aws::account_of_arn(&account.role_arn).unwrap_or(&account.role_arn),
-            ceiling(self.max_requests_per_second),
-            self.metrics.clone(),
-        );
+        let id = account_of_arn(&account.role_arn).unwrap_or(&account.role_arn);
+        let pacer = self
+            .pacers
+            .lock()
+            .expect("pacers lock")
+            .entry(id.to_string())
+            .or_insert_with(|| {
+                pace::Pacer::new(
+                    id,
+                    ceiling(self.max_requests_per_second),
+                    self.metrics.clone(),
+                )
+            })
+            .clone();
         let config = self
             .config
             .to_builder()
@@ -129,6 +143,7 @@ impl Aws {
             budget: self.budget.clone(),
             plain_http: self.plain_http.clone(),
             max_requests_per_second: self.max_requests_per_second,
+            pacers: self.pacers.clone(),
             metrics: self.metrics.clone(),
             snapshot: Default::default(),
         }
@@ -363,6 +378,7 @@ mod tests {
             budget: None,
             plain_http: pace::default_http_client(),
             max_requests_per_second: 0,
+            pacers: Default::default(),
             metrics: Metrics::new(),
             snapshot: Default::default(),
         }
