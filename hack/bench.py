@@ -11,6 +11,13 @@ by tag the instances of group j among --instances EC2 instances launched in moto
 first; it then prints the EC2 reads per --instance-resync-interval tick in steady state
 (the same whatever B, when the bindings share one view per region per tick).
 
+With --iam-like RATE,LATENCY (e.g. 20,0.1), the operator reaches moto through
+hack/faultproxy.py acting as IAM does: every call answered after LATENCY seconds, and
+one account-wide token bucket of RATE calls a second answering `Throttling` above it.
+The floor is then a perfectly paced client: the 3 writes per pair at RATE a second
+(3 N / RATE + LATENCY), not measured; the run prints the throttling the operator met,
+how much its pacer absorbed, and the AwsThrottled transitions objects showed.
+
 Prints: time from the first create to all Ready, the floor (the 3 writes per pair —
 CreatePolicy, CreateRole, AttachRolePolicy — sent straight to moto by 4 threads) and
 the ratio; AWS calls per pair by operation; Kubernetes writes per object; AWS reads
@@ -127,6 +134,45 @@ def heartbeats(writes):
 def delta(after, before):
     return {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)
             if after.get(k, 0) - before.get(k, 0)}
+
+
+def start_iam_like(rate, latency, bed):
+    """hack/faultproxy.py in front of moto with IAM's shape; returns (process, URL)."""
+    port_file = os.path.join(bed, "logs", f"faultproxy-bench-{random.getrandbits(32):08x}.port")
+    log = open(port_file + ".log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "faultproxy.py"),
+         "--listen", "127.0.0.1:0", "--upstream", os.environ["AWS_ENDPOINT_URL"],
+         "--port-file", port_file], stdout=subprocess.DEVNULL, stderr=log)
+    for _ in range(100):
+        if os.path.exists(port_file):
+            break
+        time.sleep(0.1)
+    url = f"http://127.0.0.1:{open(port_file).read().strip()}"
+    rules = {"rules": [{"operations": ["*"], "fault": "ratelimit", "ratePerSecond": rate,
+                        "latencySeconds": latency}]}
+    req = urllib.request.Request(url + "/__faults", data=json.dumps(rules).encode(), method="PUT",
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=10).read()
+    return proc, url
+
+
+def proxy_throttled(url):
+    """Throttling answers the IAM-like proxy gave, all operations."""
+    state = json.loads(urllib.request.urlopen(url + "/__faults", timeout=10).read())
+    return sum(c.get("throttled", 0) for c in state["counters"].values())
+
+
+def pacer_metrics(metrics_url):
+    """(throttles absorbed, current paced rate) from the operator's metrics."""
+    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
+    absorbed = rate = 0.0
+    for line in text.splitlines():
+        if line.startswith("iamwright_aws_throttles_absorbed_total{"):
+            absorbed += float(line.rsplit(" ", 1)[1])
+        if line.startswith("iamwright_aws_pace_requests_per_second{"):
+            rate = max(rate, float(line.rsplit(" ", 1)[1]))
+    return absorbed, rate
 
 
 def floor(n, run):
@@ -359,14 +405,30 @@ def main():
     p.add_argument("--instances", type=int, default=500, help="EC2 instances for --bindings")
     p.add_argument("--instance-resync", type=int, default=30,
                    help="--instance-resync-interval, seconds")
+    p.add_argument("--iam-like", default=None, metavar="RATE,LATENCY",
+                   help="through the fault proxy as IAM: RATE calls/s per account, LATENCY s per call")
     a = p.parse_args()
+    iam_like = None
+    if a.iam_like:
+        rate, latency = (float(x) for x in a.iam_like.split(","))
+        iam_like = (rate, latency)
+        if a.shards > 1 or a.bindings:
+            p.error("--iam-like measures pairs through one operator")
     if a.bindings and (a.n or a.shards > 1):
         p.error("--bindings measures bindings alone: give N=0 and one shard")
     n, run = a.n, f"{random.getrandbits(32):08x}"
     ns = f"bench-{run}"
     bed = os.environ["IAMWRIGHT_TESTBED_DIR"]
 
-    if n:
+    proxy = None
+    if iam_like:
+        rate, latency = iam_like
+        floor_s = 3 * n / rate + latency
+        floors, kube_floor_s, kube_floor_cpu = [floor_s], 0.0, {}
+        proxy, proxy_url = start_iam_like(rate, latency, bed)
+        print(f"== IAM-like: {rate:g} calls/s per account, {latency * 1000:.0f} ms per call "
+              f"(fault proxy {proxy_url}); floor {floor_s:.1f} s, a perfectly paced client", flush=True)
+    elif n:
         floors, floor_s, kube_floor_s, kube_floor_cpu = floors_of(n, ns, run, a.applier)
 
     kubectl("create", "namespace", ns)
@@ -384,7 +446,8 @@ def main():
              "--metrics-bind-address", f"127.0.0.1:{mport}",
              "--health-probe-bind-address", f"127.0.0.1:{hport}", *extra],
             stdout=log, stderr=log, env={**os.environ, "RUST_LOG": "warn",
-                                         "KUBECONFIG": os.environ["IAMWRIGHT_OPERATOR_KUBECONFIG"]})
+                                         "KUBECONFIG": os.environ["IAMWRIGHT_OPERATOR_KUBECONFIG"],
+                                         **({"AWS_ENDPOINT_URL": proxy_url} if proxy else {})})
         ops.append((proc, f"http://127.0.0.1:{mport}/metrics", hport))
 
     def all_calls():
@@ -430,11 +493,17 @@ def main():
         steady_s = time.monotonic() - t2
         rss = max(peak_rss_mib(proc.pid) for proc, _, _ in ops)
         reasons = event_reasons(ns)
+        if proxy:
+            absorbed, paced = pacer_metrics(ops[0][1])
+            throttled = proxy_throttled(proxy_url)
     finally:
         for proc, _, _ in ops:
             proc.terminate()
         for proc, _, _ in ops:
             proc.wait(timeout=30)
+        if proxy:
+            proxy.terminate()
+            proxy.wait(timeout=30)
 
     def total(per_shard):
         out = {}
@@ -474,10 +543,17 @@ def main():
         print(f"pairs                          {n}" + (f" in {a.shards} shards" if a.shards > 1 else ""))
         print(f"all applied after              {applied_s:.1f} s ({APPLIERS[a.applier]})")
         print(f"all Ready after                {converge_s:.1f} s")
-        print(f"floor (same moto, 4 threads)   {floor_s:.1f} s (best of {' and '.join(f'{f:.1f}' for f in floors)})")
-        print(f"ratio                          {converge_s / floor_s:.2f}x")
-        print(f"API server alone accepts them  {kube_floor_s:.1f} s (no operator; {APPLIERS[a.applier]}; "
-              + ", ".join(f"{k} {v:.1f}" for k, v in kube_floor_cpu.items()) + " CPU s)")
+        if iam_like:
+            print(f"floor (paced at {iam_like[0]:g}/s)         {floor_s:.1f} s (3 writes per pair, one answer's latency)")
+            print(f"ratio                          {converge_s / floor_s:.2f}x")
+            print(f"AwsThrottled transitions       {throttled_transitions_n}")
+            print(f"throttling answers             {throttled} (absorbed by the pacer: {absorbed:.0f}; "
+                  f"its rate at the end {paced:.1f}/s)")
+        else:
+            print(f"floor (same moto, 4 threads)   {floor_s:.1f} s (best of {' and '.join(f'{f:.1f}' for f in floors)})")
+            print(f"ratio                          {converge_s / floor_s:.2f}x")
+            print(f"API server alone accepts them  {kube_floor_s:.1f} s (no operator; {APPLIERS[a.applier]}; "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in kube_floor_cpu.items()) + " CPU s)")
         print(f"AWS calls per pair             {(reads + writes) / n:.2f} ({reads / n:.2f} reads, {writes / n:.2f} writes)")
         for k in sorted(conv, key=lambda k: -conv[k]):
             print(f"  {k:28} {conv[k] / n:.2f}")
@@ -499,6 +575,7 @@ def main():
             print(f"shard s{shard}: {pairs} pairs; per pair {c_reads:.2f} reads, {c_writes:.2f} writes "
                   f"converging; steady {s_reads_obj:.2f} AWS reads per object per resync")
 
+    throttled_transitions_n = reasons.get(("Warning", "AwsThrottled"), 0)
     print()
     if n:
         print_pairs()

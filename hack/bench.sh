@@ -5,12 +5,16 @@
 #
 # usage: hack/bench.sh [N] [--debug] [--resync SECONDS] [--steady-resyncs R] [--shards K] [--applier A]
 #                       [--bindings B [--instances I] [--instance-resync SECONDS]]
+#                       [--iam-like RATE,LATENCY]
 #   N         IamPolicy + IamRole pairs (default 200; 0 with --bindings)
 #   --debug   use the debug build (CI's smoke run; figures are not representative)
 #   --shards  K operator processes, each with --object-selector shard=s<i> (pairs spread)
 #   --applier kubectl (default: 4 `kubectl apply --server-side` processes) or direct (4 API clients)
 #   --bindings B roles and B InstanceProfileBindings over I tagged EC2 instances (default 500):
 #             EC2 reads per --instance-resync-interval tick (default 30 s) in steady state
+#   --iam-like RATE,LATENCY  through hack/faultproxy.py acting as IAM: LATENCY seconds per
+#             call, one account-wide bucket of RATE calls/s answering Throttling above it
+#             (e.g. 20,0.1); the floor is a perfectly paced client (3 writes per pair at RATE)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
@@ -26,6 +30,7 @@ while [ $# -gt 0 ]; do
     --bindings) extra+=(--bindings "$2"); shift ;;
     --instances) extra+=(--instances "$2"); shift ;;
     --instance-resync) extra+=(--instance-resync "$2"); shift ;;
+    --iam-like) extra+=(--iam-like "$2"); shift ;;
     *) n="$1" ;;
   esac
   shift

@@ -32,10 +32,12 @@ Control API, on the same port under /__faults (never forwarded):
     POST /__faults/reset-counters
 
     RULE = {"operations": ["CreateAccessKey"] | ["*"],  (shell patterns: "Describe*")
-            "fault": "throttle" | "error5xx" | "lost" | "delay",
+            "fault": "throttle" | "error5xx" | "lost" | "delay" | "ratelimit",
             "probability": 0.3,      (optional, default 1.0)
             "count": 2,              (optional: fire at most this many times)
-            "delaySeconds": 10}      (required for "delay")
+            "delaySeconds": 10,      (required for "delay")
+            "ratePerSecond": 20,     (required for "ratelimit")
+            "latencySeconds": 0.1}   (optional for "ratelimit", default 0)
 
 Rules are tried in order; the first one that matches the operation, has not used up
 its count and wins its probability draw fires; at most one fault per request.
@@ -47,6 +49,10 @@ its count and wins its probability draw fires; at most one fault per request.
     lost      forwarded (the write happens), the upstream's answer is discarded and the
               client gets HTTP 500 InternalFailure: a response lost after the write
     delay     forwarded after sleeping delaySeconds (for client timeouts)
+    ratelimit IAM's shape: one token bucket for every matching request (ratePerSecond
+              tokens a second, as many held at most); a request that finds a token is
+              forwarded, one that finds none is answered Throttling as above (and
+              counts as the rule firing); either way after latencySeconds.
 
 Who called, also in GET /__faults: "callers" {SERVICE: {ACCESS_KEY_ID: n}} (the key id
 of each request's SigV4 credential; ids are not secrets), and "webIdentities": for each
@@ -74,9 +80,10 @@ import time
 import urllib.parse
 import uuid
 
-FAULTS = ("throttle", "error5xx", "lost", "delay")
+FAULTS = ("throttle", "error5xx", "lost", "delay", "ratelimit")
 COUNTER_FIELDS = ("requests", "forwarded", "throttled", "errors5xx", "lost", "delayed")
-RULE_KEYS = {"operations", "fault", "probability", "count", "delaySeconds"}
+RULE_KEYS = {"operations", "fault", "probability", "count", "delaySeconds", "ratePerSecond",
+             "latencySeconds"}
 CONTROL_PREFIX = "/__faults"
 
 # RFC 9110 7.6.1, plus Proxy-Connection which some clients still send.
@@ -198,11 +205,23 @@ def parse_rules(doc):
                 raise BadRules(f"rule {i}: delay needs delaySeconds >= 0")
         elif delay is not None:
             raise BadRules(f"rule {i}: delaySeconds only applies to the delay fault")
+        rate = r.get("ratePerSecond")
+        latency = r.get("latencySeconds", 0)
+        if fault == "ratelimit":
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0:
+                raise BadRules(f"rule {i}: ratelimit needs ratePerSecond > 0")
+            if isinstance(latency, bool) or not isinstance(latency, (int, float)) or latency < 0:
+                raise BadRules(f"rule {i}: latencySeconds must be >= 0")
+        elif rate is not None or "latencySeconds" in r:
+            raise BadRules(f"rule {i}: ratePerSecond and latencySeconds only apply to ratelimit")
         rule = {"operations": ops, "fault": fault, "probability": float(prob), "fired": 0}
         if count is not None:
             rule["count"] = count
         if fault == "delay":
             rule["delaySeconds"] = float(delay)
+        if fault == "ratelimit":
+            rule["ratePerSecond"] = float(rate)
+            rule["latencySeconds"] = float(latency)
         out.append(rule)
     return out, seed
 
@@ -215,10 +234,13 @@ class State:
         self.counters = {}
         self.callers = {}
         self.web_identities = []
+        # ratelimit buckets by rule index: (tokens, last refill)
+        self.buckets = {}
 
     def set_rules(self, rules, seed):
         with self.lock:
             self.rules = rules
+            self.buckets = {}
             if seed is not None:
                 self.rng = random.Random(seed)
 
@@ -259,11 +281,22 @@ class State:
         """The rule that fires for `op` (its `fired` bumped), or None; and for an
         error5xx, which of the two errors (drawn from the same seeded generator)."""
         with self.lock:
-            for rule in self.rules:
+            for i, rule in enumerate(self.rules):
                 if not any(fnmatch.fnmatchcase(op, p) for p in rule["operations"]):
                     continue
                 if "count" in rule and rule["fired"] >= rule["count"]:
                     continue
+                if rule["fault"] == "ratelimit":
+                    rate = rule["ratePerSecond"]
+                    now = time.monotonic()
+                    tokens, at = self.buckets.get(i, (rate, now))
+                    tokens = min(rate, tokens + (now - at) * rate)
+                    if tokens >= 1:
+                        self.buckets[i] = (tokens - 1, now)
+                        return dict(rule), "pass"
+                    self.buckets[i] = (tokens, now)
+                    rule["fired"] += 1
+                    return dict(rule), "throttle"
                 if self.rng.random() < rule["probability"]:
                     rule["fired"] += 1
                     kind = None
@@ -546,6 +579,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.note_identity(op, service, body or b"")
         rule, kind = state.pick(op)
         fault = rule["fault"] if rule else None
+        if fault == "ratelimit":
+            # IAM's answer time, throttled or not; a token: forwarded as is.
+            time.sleep(rule["latencySeconds"])
+            fault = "throttle" if kind == "throttle" else None
 
         if fault in ("throttle", "error5xx"):
             kind = "throttle" if fault == "throttle" else kind

@@ -440,6 +440,27 @@ class FakeUpstreamTest(unittest.TestCase):
         self.assertEqual(len(self.seen()), 2)
         self.assertEqual(self.iam("ListRoles")[0], 200)
 
+    def test_ratelimit_is_an_account_bucket_with_latency(self):
+        # 2 tokens a second, 2 held: a quick burst of 6 gets 2 through and 4
+        # throttled, each answer after the latency; a second later 2 pass again.
+        self.rules({"operations": ["*"], "fault": "ratelimit", "ratePerSecond": 2,
+                    "latencySeconds": 0.02})
+        t0 = time.monotonic()
+        statuses = [self.iam(op)[0] for op in ["GetRole", "GetPolicy"] * 3]
+        self.assertGreaterEqual(time.monotonic() - t0, 6 * 0.02)
+        self.assertEqual(statuses.count(200), 2, statuses)
+        self.assertEqual(statuses.count(400), 4, statuses)
+        self.assertEqual(self.control("GET")["rules"][0]["fired"], 4)
+        self.assertEqual(self.counters("GetRole")["throttled"]
+                         + self.counters("GetPolicy")["throttled"], 4)
+        self.assertEqual(len(self.seen()), 2, "throttled requests are not forwarded")
+        time.sleep(1.1)
+        self.assertEqual([self.iam("GetUser")[0] for _ in range(3)], [200, 200, 400])
+        for bad in ({"operations": ["*"], "fault": "ratelimit"},
+                    {"operations": ["*"], "fault": "ratelimit", "ratePerSecond": 0},
+                    {"operations": ["*"], "fault": "throttle", "latencySeconds": 1}):
+            self.control("PUT", doc={"rules": [bad]}, expect=400)
+
     def test_probability_zero_and_one(self):
         self.rules({"operations": ["GetUser"], "fault": "throttle", "probability": 0.0},
                    {"operations": ["ListRoles"], "fault": "throttle", "probability": 1})

@@ -56,6 +56,7 @@ if [ $# -eq 0 ]; then
   "$repo/hack/bench.sh" 3 --debug --resync 5 --steady-resyncs 1 | tail -n 8
   "$repo/hack/bench.sh" 0 --debug --bindings 2 --instances 4 --resync 10 --steady-resyncs 1 \
     --instance-resync 5 | tail -n 6
+  "$repo/hack/bench.sh" 3 --debug --iam-like 20,0.1 --resync 5 --steady-resyncs 1 | tail -n 8
   # The install path on a real node: a bed of its own, so the fast one stops first.
   "$repo/hack/testbed/down.sh" "$bed" >/dev/null 2>&1 || true
   "$repo/hack/test-node.sh"

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,11 @@ struct AwsLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountLabels {
+    account: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ManagedLabels {
     kind: &'static str,
     ready: &'static str,
@@ -47,6 +52,8 @@ pub struct Metrics {
     reconciles: Family<ReconcileLabels, Counter>,
     durations: HistogramFamily,
     aws_requests: Family<AwsLabels, Counter>,
+    aws_pace: Family<AccountLabels, Gauge<f64, AtomicU64>>,
+    throttles_absorbed: Family<AccountLabels, Counter>,
     drift: Family<KindLabels, Counter>,
     managed: Family<ManagedLabels, Gauge>,
     watch_errors: Family<KindLabels, Counter>,
@@ -83,6 +90,8 @@ impl Metrics {
         let durations: HistogramFamily =
             Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 14)));
         let aws_requests = Family::<AwsLabels, Counter>::default();
+        let aws_pace = Family::<AccountLabels, Gauge<f64, AtomicU64>>::default();
+        let throttles_absorbed = Family::<AccountLabels, Counter>::default();
         let drift = Family::<KindLabels, Counter>::default();
         let managed = Family::<ManagedLabels, Gauge>::default();
         let watch_errors = Family::<KindLabels, Counter>::default();
@@ -105,6 +114,16 @@ impl Metrics {
             "iamwright_aws_requests",
             "AWS API calls by service, operation and outcome",
             aws_requests.clone(),
+        );
+        registry.register(
+            "iamwright_aws_pace_requests_per_second",
+            "The request rate learned from the account's throttling answers, by account (0: not paced, no throttling seen)",
+            aws_pace.clone(),
+        );
+        registry.register(
+            "iamwright_aws_throttles_absorbed",
+            "Throttled HTTP attempts the pacer sent again itself, unseen by the reconcile, by account",
+            throttles_absorbed.clone(),
         );
         registry.register(
             "iamwright_drift_corrected",
@@ -137,6 +156,8 @@ impl Metrics {
             reconciles,
             durations,
             aws_requests,
+            aws_pace,
+            throttles_absorbed,
             drift,
             managed,
             watch_errors,
@@ -214,6 +235,24 @@ impl Metrics {
                 outcome,
             })
             .inc();
+    }
+
+    /// The pacer's current rate for `account` (0: not paced).
+    pub fn aws_pace(&self, account: &str, rate: f64) {
+        self.aws_pace
+            .get_or_create(&AccountLabels {
+                account: account.to_string(),
+            })
+            .set(rate);
+    }
+
+    /// `n` throttled attempts absorbed by the pacer of `account`.
+    pub fn aws_throttle_absorbed(&self, account: &str, n: u64) {
+        self.throttles_absorbed
+            .get_or_create(&AccountLabels {
+                account: account.to_string(),
+            })
+            .inc_by(n);
     }
 
     pub fn drift_corrected(&self, kind: &'static str) {

@@ -601,6 +601,12 @@ fn semantic_checks(
         }
     }
     if kind == "IamUserAccessKey"
+        && let Ok(key) = serde_json::from_value::<crate::api::IamUserAccessKeySpec>(spec.clone())
+        && let Err(e) = crate::controllers::access_key::user::check_arns(&key)
+    {
+        out.push(split_error(&e));
+    }
+    if kind == "IamUserAccessKey"
         && let Some(rotation) = spec.get("rotation")
         && let Ok(r) = serde_json::from_value::<crate::api::Rotation>(rotation.clone())
         && let Err(e) = crate::controllers::access_key::schedule::schedule(Some(&r))
@@ -674,7 +680,7 @@ apiVersion: iamwright.dev/v1alpha1
 kind: IamRole
 metadata: {name: r}
 spec:
-  permissionsBoundary: arn:aws:iam::1:policy/other
+  permissionsBoundary: arn:aws:iam::111122223333:policy/other
   maxSessionDuration: 10
   assumeRolePolicy: {Version: "2012-10-17", Statement: [{Effect: Allow, Principal: {Service: ec2.amazonaws.com}, Action: "sts:AssumeRole"}]}
 ---
@@ -691,7 +697,7 @@ spec:
 "#;
         let g = Guardrails {
             deny_actions: vec!["iam:CreateUser".into()],
-            required_permissions_boundary: Some("arn:aws:iam::1:policy/boundary".into()),
+            required_permissions_boundary: Some("arn:aws:iam::111122223333:policy/boundary".into()),
             ..Default::default()
         };
         let got = check(yaml, &g);
@@ -719,7 +725,7 @@ kind: IamRole
 metadata: {name: t}
 spec:
   tags: {"iamwright.dev/x": y}
-  permissionsBoundary: arn:aws:iam::1:policy/other
+  permissionsBoundary: arn:aws:iam::111122223333:policy/other
   assumeRolePolicy: {Version: "2012-10-17", Statement: [{Effect: Allow, Principal: "*", Action: "sts:AssumeRole"}]}
 "#,
             &Guardrails {
@@ -732,7 +738,7 @@ spec:
         );
         assert_eq!(tag, vec![
             "m.yaml:IamRole/t: spec.tags.iamwright.dev/x: tag keys starting with iamwright.dev/ are reserved for the operator".to_string(),
-            r#"m.yaml:IamRole/t: spec.permissionsBoundary: must be "arn:aws:iam::1:policy/boundary" (the operator's --required-permissions-boundary), got "arn:aws:iam::1:policy/other"; remove the field or set it to the required boundary"#.to_string(),
+            r#"m.yaml:IamRole/t: spec.permissionsBoundary: must be "arn:aws:iam::111122223333:policy/boundary" (the operator's --required-permissions-boundary), got "arn:aws:iam::111122223333:policy/other"; remove the field or set it to the required boundary"#.to_string(),
         ]);
     }
 }

@@ -75,8 +75,16 @@ fn the_policy_grammar_agrees_with_aws() {
     let r = "tests/fixtures/validate/grammar/roles.yaml:IamRole";
     let c = "spec.document.Statement[0].Condition";
     let res = "spec.document.Statement[0].Resource[0]";
+    let types = "user/, federated-user/, role/, group/, instance-profile/, mfa/, server-certificate/, policy/, sms-mfa/, saml-provider/, oidc-provider/, report/, access-report/";
     let date = "takes ISO 8601 dates or times (2024-01-31, 2024-01-31T12:00:00Z) or epoch seconds";
+    let k = "tests/fixtures/validate/grammar/keys.yaml:IamUserAccessKey";
     let want = [
+        format!(
+            r#"{k}/boundary-type: spec.permissionsBoundary: must be a policy ARN such as arn:aws:iam::aws:policy/ReadOnlyAccess, got "arn:aws:iam::123456789012:policies/boundary""#
+        ),
+        format!(
+            r#"{k}/managed-policy-region: spec.managedPolicyArns[1]: iam ARNs have no region, got region "us-east-1" in "arn:aws:iam:us-east-1:aws:policy/x""#
+        ),
         format!(
             r#"{p}/string-equal: {c}.StringEqual: unknown condition operator "StringEqual"; did you mean "StringEquals"?"#
         ),
@@ -117,10 +125,19 @@ fn the_policy_grammar_agrees_with_aws() {
             r#"{p}/iam-region: {res}: iam ARNs have no region, got region "us-east-1" in "arn:aws:iam:us-east-1:123456789012:role/x""#
         ),
         format!(
+            r#"{p}/iam-resource-type: spec.document.Statement[0].Resource[1]: unknown IAM resource type "users" in "arn:aws:iam::123456789012:users/x" (IAM resources are root or start with {types}); did you mean "user"?"#
+        ),
+        format!(
             r#"{p}/managed-2008: spec.document.Version: must be "2012-10-17" (a managed policy takes only the current version), got "2008-10-17""#
         ),
         format!(
             r#"{r}/principal-not-arn: spec.assumeRolePolicy.Statement[0].Principal.AWS: must be "*", a 12-digit account id or an ARN, got "ci-user""#
+        ),
+        format!(
+            r#"{r}/principal-resource-type: spec.assumeRolePolicy.Statement[0].Principal.AWS: unknown IAM resource type "roles" in "arn:aws:iam::123456789012:roles/ci" (IAM resources are root or start with {types}); did you mean "role"?"#
+        ),
+        format!(
+            r#"{r}/managed-policy-region: spec.managedPolicyArns[0]: iam ARNs have no region, got region "us-east-1" in "arn:aws:iam:us-east-1:123456789012:policy/x""#
         ),
         format!(
             "{r}/inline-too-big: spec.inlinePolicies: the 2 inline policies are 15162 characters without whitespace together, more than the 10240 AWS allows for a role"
@@ -138,6 +155,7 @@ fn the_policy_grammar_agrees_with_aws() {
         "conditions",
         "principals",
         "inline-2008",
+        "iam-resource-types",
     ] {
         assert!(!out.contains(&format!("/{name}:")), "{name}: {out}");
     }

@@ -4,6 +4,7 @@
 mod assumed;
 mod error;
 mod ownership;
+pub mod pace;
 pub mod profiles;
 pub mod snapshot;
 
@@ -13,6 +14,7 @@ pub use ownership::{
     tag_map, to_tags,
 };
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -33,6 +35,14 @@ pub struct Aws {
     identity: std::sync::Arc<OnceCell<Identity>>,
     fence: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<crate::leader::Fence>>>,
     budget: Option<std::sync::Arc<Budget>>,
+    /// The HTTP client without the pacer: EC2 has rate limits of its own, per region,
+    /// which IAM's throttling says nothing about.
+    plain_http: aws_smithy_runtime_api::client::http::SharedHttpClient,
+    /// The ceiling, for the pacers of assumed accounts.
+    max_requests_per_second: u32,
+    /// The pacers of assumed accounts by account id: one per account, whichever
+    /// IamScopes reach it.
+    pacers: std::sync::Arc<std::sync::Mutex<HashMap<String, std::sync::Arc<pace::Pacer>>>>,
     metrics: Metrics,
     /// The account-wide snapshot for resyncs (see `snapshot`).
     pub snapshot: std::sync::Arc<snapshot::Cache>,
@@ -51,14 +61,23 @@ impl Aws {
     ) -> Self {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .timeout_config(timeouts())
-            // Standard mode: 3 attempts with jittered exponential backoff, throttling
-            // included. (Adaptive mode's client-side limiter collapsed to its floor
-            // rate under the fault suite's random throttling and held calls past
+            // Standard mode: 3 attempts with jittered exponential backoff. Throttling
+            // answers reach it only after the pacer (`pace`) has absorbed them for
+            // `pace::PATIENCE`. (Adaptive mode's client-side limiter collapsed to its
+            // floor rate under the fault suite's random throttling and held calls past
             // their timeout; the shared ceiling is `budget`, a plain token bucket.)
             .retry_config(RetryConfig::standard());
         if let Some(r) = region {
             loader = loader.region(aws_config::Region::new(r));
         }
+        // IAM and STS calls pace to the account's learned rate (see `pace`).
+        let plain_http = pace::default_http_client();
+        let pacer = pace::Pacer::new(
+            "operator",
+            ceiling(max_requests_per_second),
+            metrics.clone(),
+        );
+        loader = loader.http_client(pacer.client(plain_http.clone()));
         let config = loader.load().await;
         Self {
             iam: aws_sdk_iam::Client::new(&config),
@@ -71,6 +90,9 @@ impl Aws {
                     n,
                 )))
             }),
+            plain_http,
+            max_requests_per_second,
+            pacers: Default::default(),
             metrics,
             snapshot: Default::default(),
         }
@@ -89,12 +111,28 @@ impl Aws {
             provider = provider.external_id(id);
         }
         let provider = assumed::Counted::new(provider.build().await, self.metrics.clone());
+        // The other account has a rate of its own to learn.
+        let id = account_of_arn(&account.role_arn).unwrap_or(&account.role_arn);
+        let pacer = self
+            .pacers
+            .lock()
+            .expect("pacers lock")
+            .entry(id.to_string())
+            .or_insert_with(|| {
+                pace::Pacer::new(
+                    id,
+                    ceiling(self.max_requests_per_second),
+                    self.metrics.clone(),
+                )
+            })
+            .clone();
         let config = self
             .config
             .to_builder()
             .credentials_provider(
                 aws_credential_types::provider::SharedCredentialsProvider::new(provider),
             )
+            .http_client(pacer.client(self.plain_http.clone()))
             .build();
         Aws {
             iam: aws_sdk_iam::Client::new(&config),
@@ -103,6 +141,9 @@ impl Aws {
             identity: Default::default(),
             fence: self.fence.clone(),
             budget: self.budget.clone(),
+            plain_http: self.plain_http.clone(),
+            max_requests_per_second: self.max_requests_per_second,
+            pacers: self.pacers.clone(),
             metrics: self.metrics.clone(),
             snapshot: Default::default(),
         }
@@ -110,7 +151,8 @@ impl Aws {
 
     /// An EC2 client for `region` (default: the operator's region).
     pub fn ec2(&self, region: Option<&str>) -> aws_sdk_ec2::Client {
-        let mut b = aws_sdk_ec2::config::Builder::from(&self.config);
+        let mut b =
+            aws_sdk_ec2::config::Builder::from(&self.config).http_client(self.plain_http.clone());
         if let Some(r) = region {
             b = b.region(aws_config::Region::new(r.to_string()));
         }
@@ -280,6 +322,16 @@ struct Identity {
     partition: String,
 }
 
+/// The pacer's ceiling: `--aws-max-requests-per-second`, 0 for none.
+fn ceiling(max_requests_per_second: u32) -> Option<f64> {
+    (max_requests_per_second > 0).then_some(f64::from(max_requests_per_second))
+}
+
+/// The account field of an ARN (`arn:aws:iam::ACCOUNT:role/x`).
+pub fn account_of_arn(arn: &str) -> Option<&str> {
+    arn.split(':').nth(4).filter(|a| !a.is_empty())
+}
+
 /// The partition field of an ARN (`arn:PARTITION:...`).
 pub fn partition_of_arn(arn: &str) -> Option<&str> {
     let mut parts = arn.splitn(3, ':');
@@ -324,6 +376,9 @@ mod tests {
             identity: Default::default(),
             fence: Default::default(),
             budget: None,
+            plain_http: pace::default_http_client(),
+            max_requests_per_second: 0,
+            pacers: Default::default(),
             metrics: Metrics::new(),
             snapshot: Default::default(),
         }

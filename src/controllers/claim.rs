@@ -47,9 +47,38 @@ pub fn claim(
     }
 }
 
+/// Whether the object's last answer (its Ready condition) was that the name is taken by
+/// a resource not its own (`AlreadyExists`, `OwnedByAnother`). Such an object retries
+/// with a read, not with the create that answered it: the create would only be refused
+/// again, at the cost of a write of the account's shared rate, while the read tells
+/// whether the name became free (then it creates) or the claim's answer changed.
+pub fn held_by_existing(conditions: &[crate::api::Condition]) -> bool {
+    crate::status::ready_of(conditions)
+        .is_some_and(|(reason, _)| matches!(reason, "AlreadyExists" | "OwnedByAnother"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_taken_is_retried_with_a_read() {
+        let ready = |reason: &str| {
+            vec![crate::api::Condition {
+                type_: "Ready".into(),
+                status: "False".into(),
+                reason: reason.into(),
+                message: String::new(),
+                observed_generation: None,
+                last_transition_time: String::new(),
+            }]
+        };
+        assert!(held_by_existing(&ready("AlreadyExists")));
+        assert!(held_by_existing(&ready("OwnedByAnother")));
+        assert!(!held_by_existing(&ready("AwsThrottled")));
+        assert!(!held_by_existing(&ready("DependencyNotReady")));
+        assert!(!held_by_existing(&[]));
+    }
 
     fn granted() -> Result<(), Error> {
         Ok(())

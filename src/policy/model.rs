@@ -311,7 +311,7 @@ impl Operator {
 }
 
 /// `; did you mean "X"?` for the closest known name, if it is close.
-fn suggestion(got: &str, known: &[&str]) -> String {
+pub(crate) fn suggestion(got: &str, known: &[&str]) -> String {
     known
         .iter()
         .map(|k| {

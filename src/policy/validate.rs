@@ -402,13 +402,7 @@ pub fn check_arn(arn: &str) -> Result<(), String> {
                 "an IAM ARN needs the account: 12 digits, \"aws\" (AWS managed policies) or a wildcard, got {account:?} in {arn:?}"
             ));
         }
-        // IAM resources are `type/[path/]name` (or `root`, the account itself).
-        let head = resource.split('/').next().unwrap_or_default();
-        if !resource.contains('/') && resource != "root" && !has_wildcard(head) {
-            return Err(format!(
-                "an IAM resource is a type and a name, such as role/name or policy/path/name, got {resource:?} in {arn:?}"
-            ));
-        }
+        check_iam_resource(resource, arn)?;
     } else if !account.is_empty()
         && account.bytes().all(|b| b.is_ascii_digit())
         && !is_account_id(account)
@@ -420,6 +414,68 @@ pub fn check_arn(arn: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A managed policy ARN, as `managedPolicyArns` and `permissionsBoundary` take it:
+/// `arn:partition:iam::account:policy/[path/]name`, and an ARN [`check_arn`] accepts
+/// (partition, no region, the account).
+pub fn check_policy_arn(arn: &str) -> Result<(), String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[2] == "iam"
+        && parts[5].starts_with("policy/")
+        && parts[5].len() > "policy/".len();
+    if !ok {
+        return Err(format!(
+            "must be a policy ARN such as arn:aws:iam::aws:policy/ReadOnlyAccess, got {arn:?}"
+        ));
+    }
+    check_arn(arn)
+}
+
+/// The resource types IAM ARNs may name, in the order of IAM's own answer to any
+/// other: "IAM resource path must either be "*" or start with user/, federated-user/,
+/// role/, ..." ("IAM identifiers": IAM ARNs lists the common ones; the Service
+/// Authorization Reference's IAM page lists the rest). Matched case-sensitively.
+pub const IAM_RESOURCE_TYPES: &[&str] = &[
+    "user",
+    "federated-user",
+    "role",
+    "group",
+    "instance-profile",
+    "mfa",
+    "server-certificate",
+    "policy",
+    "sms-mfa",
+    "saml-provider",
+    "oidc-provider",
+    "report",
+    "access-report",
+];
+
+/// The resource part of an IAM ARN (`resource`, policy variables masked as wildcards,
+/// from `arn`): `root` (the account itself), or `type/[path/]name` with a type IAM
+/// has. A wildcard in the type (`*`, `ro*/x`) may stand for any type; whether IAM takes
+/// a partial one is not documented, so it is accepted.
+fn check_iam_resource(resource: &str, arn: &str) -> Result<(), String> {
+    let Some((head, _)) = resource.split_once('/') else {
+        if resource == "root" || has_wildcard(resource) {
+            return Ok(());
+        }
+        return Err(format!(
+            "an IAM resource is a type and a name, such as role/name or policy/path/name, got {resource:?} in {arn:?}"
+        ));
+    };
+    if has_wildcard(head) || IAM_RESOURCE_TYPES.contains(&head) {
+        return Ok(());
+    }
+    let hint = crate::policy::model::suggestion(head, IAM_RESOURCE_TYPES);
+    let types: Vec<String> = IAM_RESOURCE_TYPES.iter().map(|t| format!("{t}/")).collect();
+    Err(format!(
+        "unknown IAM resource type {head:?} in {arn:?} (IAM resources are root or start with {}){hint}",
+        types.join(", ")
+    ))
 }
 
 /// The value formats of each operator family ("IAM JSON policy elements: Condition
@@ -729,6 +785,46 @@ mod tests {
                 got.starts_with(want),
                 "for {doc}: got {got:?}, want prefix {want:?}"
             );
+        }
+    }
+
+    /// IAM ARNs name one of IAM's resource types (issue 25): `users/x` is refused with
+    /// the field, the list and the nearest type; every documented type, `root` and
+    /// wildcards pass.
+    #[test]
+    fn iam_arns_name_a_resource_type_iam_has() {
+        let doc = |r: Value| {
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "Action": "iam:GetUser", "Resource": r}]})
+        };
+        let got = message(doc(json!(["*", "arn:aws:iam::123456789012:users/x"])));
+        assert!(
+            got.starts_with(
+                r#"document.Statement[0].Resource[1]: unknown IAM resource type "users" in "arn:aws:iam::123456789012:users/x" (IAM resources are root or start with user/, federated-user/, role/,"#
+            ),
+            "{got}"
+        );
+        assert!(got.ends_with(r#"; did you mean "user"?"#), "{got}");
+        for bad in [
+            "arn:aws:iam::123456789012:Role/x",
+            "arn:aws:iam::123456789012:bucket/x",
+            "arn:aws:iam::aws:policies/ReadOnlyAccess",
+        ] {
+            let got = message(doc(json!(bad)));
+            assert!(got.contains("unknown IAM resource type"), "{bad}: {got}");
+        }
+        for t in IAM_RESOURCE_TYPES {
+            identity(doc(json!(format!("arn:aws:iam::123456789012:{t}/a/b")))).unwrap();
+        }
+        for good in [
+            "arn:aws:iam::123456789012:root",
+            "arn:aws:iam::123456789012:*",
+            "arn:aws:iam::123456789012:*/x",
+            "arn:aws:iam::123456789012:ro?e/x",
+            "arn:aws:iam::123456789012:${aws:username}/x",
+            "arn:aws:s3:::users/x",
+        ] {
+            identity(doc(json!(good))).unwrap_or_else(|e| panic!("{good}: {e}"));
         }
     }
 

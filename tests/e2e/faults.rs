@@ -165,6 +165,89 @@ async fn throttling_and_server_errors_on_a_third_of_calls_still_converge() {
     .await;
 }
 
+/// The sum of the operator's metric samples named `name` (all label sets).
+async fn metric_sum(op: &Operator, name: &str) -> f64 {
+    op.metrics()
+        .await
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// IAM's shape, made by the proxy: one account-wide rate of 2 calls a second, answered
+/// `Throttling` above it, 50 ms per answer. 8 policy+role pairs applied at once meet
+/// the limit, and no object shows it: the pacer re-sent the throttled attempts at the
+/// rate it learned (both counted in its metrics), every object is Ready, no
+/// `AwsThrottled` warning, no call failed throttled.
+#[tokio::test]
+async fn an_account_rate_limit_is_paced_not_reported() {
+    let ns = Namespace::new("fault-paced").await;
+    let proxy = FaultProxy::start().await;
+    proxy
+        .set_rules(json!([
+            {"operations": ["*"], "fault": "ratelimit", "ratePerSecond": 2, "latencySeconds": 0.05},
+        ]))
+        .await;
+    let (k, v) = proxy.operator_env();
+    let op = Operator::start_with_env(&ns.name, &[], &[(k, &v)]).await;
+    for i in 0..8 {
+        apply(
+            &ns.name,
+            &object(
+                "IamPolicy",
+                &format!("p{i}"),
+                json!({"document": doc(&["s3:GetObject"])}),
+            ),
+        );
+        apply(
+            &ns.name,
+            &role_manifest(
+                &format!("r{i}"),
+                json!({"policyRefs": [{"name": format!("p{i}")}]}),
+            ),
+        );
+    }
+    for i in 0..8 {
+        ready::<IamPolicy>(&ns.name, &format!("p{i}")).await;
+        ready::<IamRole>(&ns.name, &format!("r{i}")).await;
+    }
+    for i in 0..8 {
+        for name in [format!("p{i}"), format!("r{i}")] {
+            let warnings = events_of(&ns.name, &name, true).await;
+            assert!(
+                !warnings.iter().any(|(r, _)| r == "AwsThrottled"),
+                "{name}: {warnings:?}"
+            );
+        }
+    }
+    assert_eq!(
+        op.aws_requests(|_, outcome| outcome == "throttled").await,
+        0,
+        "no call failed throttled"
+    );
+    // No more throttling, so that no answer is in flight while the two counts are read
+    // (the proxy counts a throttle when it answers, the pacer when it receives it).
+    proxy.clear().await;
+    let throttled = proxy.count("*", "throttled").await;
+    assert!(throttled > 0, "the account's limit was met");
+    eventually(
+        Duration::from_secs(10),
+        "every throttled attempt re-sent by the pacer",
+        || async {
+            let absorbed = metric_sum(&op, "iamwright_aws_throttles_absorbed_total").await;
+            (absorbed as u64 == proxy.count("*", "throttled").await).then_some(())
+        },
+    )
+    .await;
+    let rate = metric_sum(&op, "iamwright_aws_pace_requests_per_second").await;
+    assert!(rate > 0.0 && rate < 20.0, "a rate learned: {rate}");
+    eprintln!(
+        "figures: {} requests through the proxy, {throttled} throttled and absorbed; learned rate {rate:.1}/s",
+        proxy.count("*", "requests").await
+    );
+}
+
 #[tokio::test]
 async fn lost_create_responses_leave_no_orphaned_key_and_no_duplicate() {
     let ns = Namespace::new("fault-lost").await;

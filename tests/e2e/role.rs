@@ -827,6 +827,77 @@ async fn an_existing_role_is_adopted_only_when_asked_and_retain_keeps_it() {
     assert!(aws_role(&n).await.is_some(), "Retain keeps the role");
 }
 
+/// A role and a policy held at `AlreadyExists` (their names taken by untagged
+/// resources) re-check at each retry with a read: no CreateRole or CreatePolicy (nor
+/// any other write, even one AWS refuses) over several retries. When the name becomes
+/// free the next retry creates.
+#[tokio::test]
+async fn a_name_taken_is_retried_with_reads_not_creates() {
+    let ns = Namespace::new("role-taken-retry").await;
+    let (role, policy) = (format!("{}-taken", ns.name), format!("{}-taken-p", ns.name));
+    let iam = iam().await;
+    iam.create_role()
+        .role_name(&role)
+        .assume_role_policy_document(trust(&["ec2.amazonaws.com"]).to_string())
+        .send()
+        .await
+        .unwrap();
+    let policy_arn = iam
+        .create_policy()
+        .policy_name(&policy)
+        .policy_document(doc(&["s3:GetObject"]).to_string())
+        .send()
+        .await
+        .unwrap()
+        .policy
+        .and_then(|p| p.arn)
+        .unwrap();
+    let op = Operator::start(&ns.name, &[]).await;
+    apply(&ns.name, &role_manifest("taken", json!({})));
+    let policy_manifest = json!({"apiVersion": "iamwright.dev/v1alpha1", "kind": "IamPolicy",
+        "metadata": {"name": "taken-p"}, "spec": {"document": doc(&["s3:PutObject"])}});
+    apply(&ns.name, &policy_manifest.to_string());
+    ready_reason::<IamRole>(&ns.name, "taken", "AlreadyExists").await;
+    ready_reason::<iamwright::api::IamPolicy>(&ns.name, "taken-p", "AlreadyExists").await;
+
+    // Every write attempt, answered or refused (a refused create is a write of the
+    // account's rate all the same).
+    let attempts = || op.aws_requests(|o, _| !is_read(o));
+    let reads = |name: &'static str| op.aws_requests(move |o, _| o == name);
+    let before = attempts().await;
+    let (roles, policies) = (reads("GetRole").await, reads("GetPolicy").await);
+    eventually(
+        Duration::from_secs(45),
+        "three retries of each object",
+        || async {
+            (reads("GetRole").await >= roles + 3 && reads("GetPolicy").await >= policies + 3)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(attempts().await - before, 0, "writes while held");
+    let (_, message, stalled) = ready_reason::<IamRole>(&ns.name, "taken", "AlreadyExists").await;
+    assert_eq!(stalled, "True");
+    assert!(message.contains("spec.adopt"), "{message}");
+
+    // The name is freed: the next retry creates the operator's own.
+    iam.delete_role().role_name(&role).send().await.unwrap();
+    iam.delete_policy()
+        .policy_arn(&policy_arn)
+        .send()
+        .await
+        .unwrap();
+    ready::<IamRole>(&ns.name, "taken").await;
+    let created = aws_role(&role).await.unwrap();
+    assert_eq!(
+        role_tags(&created)
+            .get("iamwright.dev/name")
+            .map(String::as_str),
+        Some("taken")
+    );
+    ready::<iamwright::api::IamPolicy>(&ns.name, "taken-p").await;
+}
+
 #[tokio::test]
 async fn a_role_owned_by_another_is_never_touched() {
     let ns = Namespace::new("role-other").await;

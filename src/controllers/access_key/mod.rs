@@ -12,7 +12,7 @@ mod keys;
 mod observe;
 pub mod schedule;
 mod secret;
-mod user;
+pub mod user;
 
 use crate::reason::Reason;
 use std::collections::BTreeSet;

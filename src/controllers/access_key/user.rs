@@ -4,7 +4,7 @@
 use crate::reason::Reason;
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::api::IamUserAccessKey;
+use crate::api::{IamUserAccessKey, IamUserAccessKeySpec};
 use crate::aws::{Aws, AwsError, Found, Ownership, sync_tags, tag_map, to_tags};
 use crate::controllers::{Context, Error};
 
@@ -141,6 +141,7 @@ async fn check_spec(
     k: &IamUserAccessKey,
     gov: &crate::trust::Governance,
 ) -> Result<String, Error> {
+    check_arns(&k.spec)?;
     let path = gov.path(&k.spec.path)?;
     let ns = k.metadata.namespace.clone().unwrap_or_default();
     let own = crate::controllers::refs::own_policy_arns(&ctx.client, &ns, gov).await?;
@@ -155,6 +156,26 @@ async fn check_spec(
         )
         .await?;
     Ok(path)
+}
+
+/// The spec's policy ARNs (`managedPolicyArns`, `permissionsBoundary`) against the ARN
+/// grammar, before any AWS call: pure, so `iamwright validate` runs it too.
+pub fn check_arns(spec: &IamUserAccessKeySpec) -> Result<(), Error> {
+    let fields = spec
+        .managed_policy_arns
+        .iter()
+        .enumerate()
+        .map(|(i, arn)| (format!("spec.managedPolicyArns[{i}]"), arn))
+        .chain(
+            spec.permissions_boundary
+                .iter()
+                .map(|b| ("spec.permissionsBoundary".to_string(), b)),
+        );
+    for (field, arn) in fields {
+        crate::policy::check_policy_arn(arn)
+            .map_err(|m| Error::stalled(Reason::InvalidSpec, format!("{field}: {m}")))?;
+    }
+    Ok(())
 }
 
 /// A key for a user this object does not own needs a grant, and the user must already

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use kube::ResourceExt;
 
 use super::changes::{Changes, in_sync};
-use super::claim::{Claim, claim};
+use super::claim::{Claim, claim, held_by_existing};
 use super::documents::{Resolved, policy_config_maps, policy_document, watch_config_maps};
 use super::reconciler::{Applied, reconcile, run_controller};
 use super::{Context, Error, Shutdown, governed_name, key_of, observe};
@@ -161,7 +161,13 @@ async fn observe_policy(
     // dependency). A create interrupted before its status write meets
     // EntityAlreadyExists and the claim, which finds it ours.
     let recorded = p.status.as_ref().is_some_and(|s| s.arn.is_some());
-    let never_created = ctx.never_created(p, recorded);
+    // Held at a name taken by another resource: retried with a read (see
+    // `held_by_existing`), never with the create that was refused.
+    let held = p
+        .status
+        .as_ref()
+        .is_some_and(|s| held_by_existing(&s.conditions));
+    let never_created = ctx.never_created(p, recorded) && !held;
     let existing = if never_created && !observe_only {
         None
     } else {

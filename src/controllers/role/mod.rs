@@ -16,7 +16,7 @@ use std::sync::Arc;
 use kube::ResourceExt;
 
 use super::changes::{Changes, in_sync};
-use super::claim::{Claim, claim};
+use super::claim::{Claim, claim, held_by_existing};
 use super::documents;
 use super::reconciler::{Applied, reconcile, run_controller};
 use super::refs::{names, own_policy_arns, referencing, resolve_policy_refs};
@@ -183,7 +183,13 @@ async fn observe_role(
     // dependency). A create interrupted before its status write meets
     // EntityAlreadyExists and the claim, which finds it ours.
     let recorded = r.status.as_ref().is_some_and(|s| s.arn.is_some());
-    let never_created = ctx.never_created(r, recorded);
+    // Held at a name taken by another resource: retried with a read (see
+    // `held_by_existing`), never with the create that was refused.
+    let held = r
+        .status
+        .as_ref()
+        .is_some_and(|s| held_by_existing(&s.conditions));
+    let never_created = ctx.never_created(r, recorded) && !held;
     let existing = if never_created && !observe_only {
         None
     } else {

@@ -8,7 +8,9 @@ use serde_json::Value;
 
 use crate::api::{IamRole, IamRoleSpec};
 use crate::controllers::{Context, Error, Settings, governed_name};
-use crate::policy::{DocKind, allowed_actions_matching, check_inline_aggregate, validate_document};
+use crate::policy::{
+    DocKind, allowed_actions_matching, check_inline_aggregate, check_policy_arn, validate_document,
+};
 use crate::reason::Reason;
 use crate::trust::eks::{self, Account};
 
@@ -178,22 +180,6 @@ fn check_policy_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_policy_arn(arn: &str) -> Result<(), String> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    let ok = parts.len() == 6
-        && parts[0] == "arn"
-        && parts[2] == "iam"
-        && parts[5].starts_with("policy/")
-        && parts[5].len() > "policy/".len();
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "must be a policy ARN such as arn:aws:iam::aws:policy/ReadOnlyAccess, got {arn:?}"
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +190,9 @@ mod tests {
         assert!(check_policy_arn("arn:aws:iam::123456789012:policy/team/x").is_ok());
         assert!(check_policy_arn("ReadOnlyAccess").is_err());
         assert!(check_policy_arn("arn:aws:iam::123456789012:role/x").is_err());
+        // The ARN grammar too: no region, a 12-digit account.
+        assert!(check_policy_arn("arn:aws:iam:us-east-1:123456789012:policy/x").is_err());
+        assert!(check_policy_arn("arn:aws:iam::12345:policy/x").is_err());
         assert!(check_policy_name("s3-read_v1.2").is_ok());
         assert!(check_policy_name("no spaces").is_err());
         assert!(check_policy_name("").is_err());
