@@ -128,6 +128,13 @@ const ROTATION_RULES: &[(&str, &str, &str)] = &[
         "spec.rotation.gracePeriod must be shorter than spec.rotation.every",
         ".gracePeriod",
     ),
+    (
+        // The default grace period is 1h, or half of `every` below 2h (CEL durations
+        // cannot be divided, so that half is compared as deactivatedFor twice).
+        "!has(self.deactivatedFor) || (has(self.gracePeriod) ? duration(self.gracePeriod) + duration(self.deactivatedFor) < duration(self.every) : (duration(self.every) >= duration('2h') ? duration('1h') + duration(self.deactivatedFor) < duration(self.every) : duration(self.deactivatedFor) + duration(self.deactivatedFor) < duration(self.every)))",
+        "spec.rotation.deactivatedFor: gracePeriod + deactivatedFor must be shorter than spec.rotation.every",
+        ".deactivatedFor",
+    ),
 ];
 
 /// Add CEL rules to the object schema at `path` (below the version's root schema).

@@ -738,6 +738,42 @@ spec:
 }
 
 #[cfg(test)]
+mod rotation_tests {
+    use super::*;
+
+    #[test]
+    fn a_deactivation_that_does_not_fit_inside_every_is_refused() {
+        let key = |rotation: &str| {
+            let yaml = format!(
+                "apiVersion: iamwright.dev/v1alpha1\nkind: IamUserAccessKey\nmetadata: {{name: k}}\nspec:\n  userName: u\n  rotation: {rotation}\n"
+            );
+            validate_text(
+                Path::new("k.yaml"),
+                &yaml,
+                &schemas(),
+                &Guardrails::default(),
+            )
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+        };
+        let got = key("{every: 20h, gracePeriod: 10h, deactivatedFor: 10h}");
+        assert!(
+            got.iter().any(|g| g.starts_with(
+                "k.yaml:IamUserAccessKey/k: spec.rotation.deactivatedFor: gracePeriod + deactivatedFor must be shorter than spec.rotation.every"
+            )),
+            "{got:#?}"
+        );
+        assert_eq!(
+            key("{every: 20h, gracePeriod: 10h, deactivatedFor: 9h}"),
+            Vec::<String>::new()
+        );
+        // Without deactivatedFor the default is shortened to fit: no problem.
+        assert_eq!(key("{every: 1h}"), Vec::<String>::new());
+    }
+}
+
+#[cfg(test)]
 mod document_from_tests {
     use super::*;
 

@@ -162,6 +162,29 @@ impl Aws {
             .cloned()
     }
 
+    /// The ARN STS answers GetCallerIdentity with when the request is signed with the
+    /// given access key (not the operator's credentials): proof that a new key works
+    /// before it is delivered. No SDK retry: the caller paces its own retries while
+    /// IAM propagates the key. The secret is only used to sign; it is not kept.
+    pub async fn caller_arn_as(&self, id: &str, secret: &str) -> Result<String, AwsError> {
+        let creds =
+            aws_credential_types::Credentials::new(id, secret, None, None, "iamwright-verify");
+        let conf = aws_sdk_sts::config::Builder::from(&self.config)
+            .credentials_provider(creds)
+            .retry_config(RetryConfig::disabled())
+            .build();
+        let out = self
+            .call(
+                "sts",
+                "GetCallerIdentity",
+                aws_sdk_sts::Client::from_conf(conf)
+                    .get_caller_identity()
+                    .send(),
+            )
+            .await?;
+        Ok(out.arn.unwrap_or_default())
+    }
+
     /// From now on, AWS writes need the leadership confirmed (see `leader::Fence`).
     pub fn fence_writes(&self, fence: std::sync::Arc<crate::leader::Fence>) {
         let _ = self.fence.set(fence);

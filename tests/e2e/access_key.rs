@@ -330,54 +330,95 @@ async fn rotation_keeps_the_old_key_for_the_grace_period_then_deletes_it() {
     assert!(
         events
             .iter()
-            .any(|(r, n)| r == "KeyRetired" && n.contains(&first)),
+            .any(|(r, n)| r == "PreviousKeyDeleted" && n.contains(&first)),
         "{events:?}"
     );
 }
 
+/// A SIGKILL after CreateAccessKey, before (`after-create-access-key`) or after
+/// (`after-verify`) the new key's verification: no Secret ever holds it, and the
+/// restarted operator deletes it and delivers a fresh one.
 #[tokio::test]
 async fn a_crash_between_create_and_secret_write_leaves_exactly_the_delivered_key() {
     let ns = Namespace::new("key-crash").await;
-    let user = format!("{}-crash", ns.name);
-    let mut op = Operator::start_with_env(
-        &ns.name,
-        &[],
-        &[("IAMWRIGHT_FAILPOINT", "after-create-access-key")],
-    )
-    .await;
-    apply(&ns.name, &manifest("crash", json!({"userName": user})));
-    let exit = op
-        .wait_exit(T)
-        .await
-        .expect("the operator exits at the failpoint");
-    assert_eq!(exit.code(), Some(3), "{}", op.log());
-    // The key exists in AWS, no Secret holds it, and the intent was recorded.
-    let orphaned = aws_keys(&user).await;
-    assert_eq!(orphaned.len(), 1, "{orphaned:?}");
-    assert!(get::<Secret>(&ns.name, "crash").await.is_none());
-    let k: IamUserAccessKey = get(&ns.name, "crash").await.unwrap();
-    let pending = k.status.unwrap().pending_key.expect("pendingKey recorded");
-    assert!(pending.keys_before.is_empty());
+    for (i, failpoint) in ["after-create-access-key", "after-verify"]
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("crash{i}");
+        let user = format!("{}-{name}", ns.name);
+        let mut op =
+            Operator::start_with_env(&ns.name, &[], &[("IAMWRIGHT_FAILPOINT", failpoint)]).await;
+        apply(&ns.name, &manifest(&name, json!({"userName": user})));
+        let exit = op
+            .wait_exit(T)
+            .await
+            .expect("the operator exits at the failpoint");
+        assert_eq!(exit.code(), Some(3), "{failpoint}: {}", op.log());
+        // The key exists in AWS, no Secret holds it, and the intent was recorded.
+        let orphaned = aws_keys(&user).await;
+        assert_eq!(orphaned.len(), 1, "{failpoint}: {orphaned:?}");
+        assert!(
+            get::<Secret>(&ns.name, &name).await.is_none(),
+            "{failpoint}"
+        );
+        let k: IamUserAccessKey = get(&ns.name, &name).await.unwrap();
+        let st = k.status.unwrap();
+        let pending = st.pending_key.expect("pendingKey recorded");
+        assert!(pending.keys_before.is_empty());
+        if failpoint == "after-verify" {
+            // Verified, and still never delivered: the key is named in the record.
+            assert_eq!(
+                pending.created_key_id.as_deref(),
+                Some(orphaned[0].0.as_str())
+            );
+            assert_eq!(
+                st.rotation_phase,
+                Some(iamwright::api::RotationPhase::Verifying)
+            );
+            let events = events_for(&ns.name, &name).await;
+            assert!(
+                events
+                    .iter()
+                    .any(|(r, n)| r == "KeyVerified" && n.contains(&orphaned[0].0)),
+                "{events:?}"
+            );
+        }
 
-    let _op = Operator::start(&ns.name, &[]).await;
-    let k = ready(&ns.name, "crash").await;
-    let id = current_key(&k);
-    assert_ne!(id, orphaned[0].0, "the orphan was not delivered");
-    assert_eq!(aws_keys(&user).await, vec![(id.clone(), true)]);
-    let (sid, secret, _) = secret_values(&ns.name, "crash").await.unwrap();
-    assert_eq!(sid, id);
-    assert_eq!(
-        caller_arn(&id, &secret).await,
-        format!("arn:aws:iam::123456789012:user/{user}")
-    );
-    assert!(k.status.unwrap().pending_key.is_none());
-    let events = events_for(&ns.name, "crash").await;
-    assert!(
-        events
-            .iter()
-            .any(|(r, n)| r == "OrphanKeyDeleted" && n.contains(&orphaned[0].0)),
-        "{events:?}"
-    );
+        let _op = Operator::start(&ns.name, &[]).await;
+        let k = ready(&ns.name, &name).await;
+        let id = current_key(&k);
+        assert_ne!(
+            id, orphaned[0].0,
+            "{failpoint}: the orphan was not delivered"
+        );
+        assert_eq!(aws_keys(&user).await, vec![(id.clone(), true)]);
+        let (sid, secret, _) = secret_values(&ns.name, &name).await.unwrap();
+        assert_eq!(sid, id);
+        assert_eq!(
+            caller_arn(&id, &secret).await,
+            format!("arn:aws:iam::123456789012:user/{user}")
+        );
+        let st = k.status.unwrap();
+        assert!(st.pending_key.is_none());
+        assert_eq!(
+            st.rotation_phase,
+            Some(iamwright::api::RotationPhase::Stable)
+        );
+        let events = events_for(&ns.name, &name).await;
+        assert!(
+            events
+                .iter()
+                .any(|(r, n)| r == "OrphanKeyDeleted" && n.contains(&orphaned[0].0)),
+            "{events:?}"
+        );
+        assert!(
+            events
+                .iter()
+                .any(|(r, n)| r == "KeyVerified" && n.contains(&id)),
+            "{events:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -1024,4 +1065,248 @@ async fn dependencies_are_waited_for_and_policy_refs_followed() {
         .unwrap()
         .tags;
     assert!(tags.is_empty(), "{tags:?}");
+}
+
+/// `kubectl annotate ... iamwright.dev/rotate=<value>`: one rotation per new value,
+/// none for a value already handled (after a spec change and after a restart).
+#[tokio::test]
+async fn the_rotate_annotation_rotates_exactly_once_per_value() {
+    let ns = Namespace::new("key-ondemand").await;
+    let mut op = Operator::start(&ns.name, &[]).await;
+    let user = format!("{}-od", ns.name);
+    apply(&ns.name, &manifest("od", json!({"userName": user})));
+    let first = current_key(&ready(&ns.name, "od").await);
+    let annotate = |value: &str| {
+        let (ok, out, err) = kubectl(
+            &[
+                "annotate",
+                "--overwrite",
+                "iamkey",
+                "od",
+                "-n",
+                &ns.name,
+                &format!("iamwright.dev/rotate={value}"),
+            ],
+            None,
+        );
+        assert!(ok, "{out}{err}");
+    };
+    let handled = async |value: &str| {
+        eventually(T, &format!("rotateRequest {value} handled"), || async {
+            let k: IamUserAccessKey = get(&ns.name, "od").await?;
+            let st = k.status.clone()?;
+            (st.rotate_request.as_deref() == Some(value)
+                && st.previous_access_key_id.is_none()
+                && condition(&st.conditions, "Ready")?.0 == "True")
+                .then_some(k)
+        })
+        .await
+    };
+    annotate("leak-1");
+    let second = current_key(&handled("leak-1").await);
+    assert_ne!(second, first);
+    // Without spec.rotation the leaked key goes at once; the Secret holds the new key.
+    assert_eq!(aws_keys(&user).await, vec![(second.clone(), true)]);
+    let (sid, secret, _) = secret_values(&ns.name, "od").await.unwrap();
+    assert_eq!(sid, second);
+    assert_eq!(
+        caller_arn(&second, &secret).await,
+        format!("arn:aws:iam::123456789012:user/{user}")
+    );
+
+    // The same value again: a spec change makes the operator look, and it keeps the key.
+    annotate("leak-1");
+    apply(
+        &ns.name,
+        &manifest("od", json!({"userName": user, "tags": {"team": "a"}})),
+    );
+    let k = ready(&ns.name, "od").await;
+    assert_eq!(current_key(&k), second);
+    // Nor after a restart (the handled value is in the status, not in memory).
+    op.stop();
+    let op = Operator::start(&ns.name, &[]).await;
+    apply(
+        &ns.name,
+        &manifest("od", json!({"userName": user, "tags": {"team": "b"}})),
+    );
+    let k = ready(&ns.name, "od").await;
+    assert_eq!(current_key(&k), second);
+    assert_eq!(op.aws_requests(|o, _| o == "CreateAccessKey").await, 0);
+
+    // A new value rotates once more.
+    annotate("leak-2");
+    let third = current_key(&handled("leak-2").await);
+    assert!(third != second && third != first);
+    assert_eq!(aws_keys(&user).await, vec![(third.clone(), true)]);
+    assert_eq!(op.aws_requests(|o, _| o == "CreateAccessKey").await, 1);
+    let events = events_for(&ns.name, "od").await;
+    let rotations = events
+        .iter()
+        .filter(|(r, n)| r == "Rotating" && n.contains("iamwright.dev/rotate="))
+        .count();
+    assert_eq!(rotations, 2, "{events:?}");
+}
+
+/// AWS's procedure, with rotation an hour a second, started on demand: the new key is
+/// delivered, the old one stays Active for gracePeriod, is deactivated for
+/// deactivatedFor (a use of it warns; reactivation holds it), then deleted — never
+/// more than two keys.
+#[tokio::test]
+async fn the_rotation_procedure_deactivates_then_deletes_the_previous_key() {
+    let ns = Namespace::new("key-procedure").await;
+    let _op = Operator::start_with_env(&ns.name, &[], FAST_ROTATION).await;
+    let user = format!("{}-pr", ns.name);
+    let spec = |tags: Value| {
+        json!({"userName": user, "tags": tags,
+               "rotation": {"every": "40h", "gracePeriod": "4h", "deactivatedFor": "8h"}})
+    };
+    apply(&ns.name, &manifest("pr", spec(json!({}))));
+    let first = current_key(&ready(&ns.name, "pr").await);
+    let (_, first_secret, _) = secret_values(&ns.name, "pr").await.unwrap();
+    // The two-key limit, sampled all along.
+    let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sampler = {
+        let (most, user) = (most.clone(), user.clone());
+        tokio::spawn(async move {
+            loop {
+                let n = aws_keys(&user).await.len();
+                most.fetch_max(n, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let status = async || {
+        get::<IamUserAccessKey>(&ns.name, "pr")
+            .await
+            .and_then(|k| k.status)
+    };
+    use iamwright::api::{KeyStatus, RotationPhase};
+
+    // Rotated (now, on request): delivered, the previous key still Active (Grace).
+    let (ok, out, err) = kubectl(
+        &[
+            "annotate",
+            "iamkey",
+            "pr",
+            "-n",
+            &ns.name,
+            "iamwright.dev/rotate=now",
+        ],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    let second = secret_changes_from(&ns.name, "pr", &first).await;
+    eventually(T, "phase Grace", || async {
+        let st = status().await?;
+        (st.rotation_phase == Some(RotationPhase::Grace)
+            && st.previous_key_status == Some(KeyStatus::Active)
+            && st.access_key_id.as_deref() == Some(second.as_str()))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(
+        aws_keys(&user).await,
+        sorted(vec![(first.clone(), true), (second.clone(), true)])
+    );
+    // A workload still signs with the old key after the new one was delivered.
+    caller_arn(&first, &first_secret).await;
+
+    // After gracePeriod: Inactive, not deleted; the late use is reported.
+    eventually(T, "previous key deactivated", || async {
+        let st = status().await?;
+        (st.rotation_phase == Some(RotationPhase::Deactivated)
+            && st.previous_key_status == Some(KeyStatus::Inactive)
+            && st.previous_key_last_used_at.is_some())
+        .then_some(())
+    })
+    .await;
+    assert_eq!(
+        aws_keys(&user).await,
+        sorted(vec![(first.clone(), false), (second.clone(), true)])
+    );
+    let warnings = events_of(&ns.name, "pr", true).await;
+    assert!(
+        warnings
+            .iter()
+            .any(|(r, n)| r == "PreviousKeyStillUsed" && n.contains(&first)),
+        "{warnings:?}"
+    );
+
+    // Reactivated by the user: Active again, and kept past its deletion time.
+    let (ok, out, err) = kubectl(
+        &[
+            "annotate",
+            "iamkey",
+            "pr",
+            "-n",
+            &ns.name,
+            "iamwright.dev/reactivate-previous=incident-42",
+        ],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    eventually(T, "previous key Active again", || async {
+        (aws_keys(&user).await.contains(&(first.clone(), true))).then_some(())
+    })
+    .await;
+    let st = status().await.unwrap();
+    let delete_at = iamwright::controllers::access_key::schedule::parse_rfc3339(
+        st.key_created_at.as_deref().unwrap(),
+    )
+    .unwrap()
+        + chrono::Duration::seconds(4 + 8 + 1);
+    eventually(T, "past the deletion time", || async {
+        (chrono::Utc::now() > delete_at).then_some(())
+    })
+    .await;
+    // A spec change makes the operator reconcile after that time: the key stays.
+    apply(&ns.name, &manifest("pr", spec(json!({"held": "yes"}))));
+    ready(&ns.name, "pr").await;
+    assert!(aws_keys(&user).await.contains(&(first.clone(), true)));
+    let events = events_for(&ns.name, "pr").await;
+    assert!(
+        events.iter().any(|(r, _)| r == "PreviousKeyReactivated"),
+        "{events:?}"
+    );
+
+    // Released: deactivated and deleted; one key left, phase Stable.
+    kubectl(
+        &[
+            "annotate",
+            "iamkey",
+            "pr",
+            "-n",
+            &ns.name,
+            "iamwright.dev/reactivate-previous-",
+        ],
+        None,
+    );
+    eventually(T, "previous key deleted", || async {
+        let st = status().await?;
+        (st.previous_access_key_id.is_none()
+            && st.rotation_phase == Some(RotationPhase::Stable)
+            && st.previous_key_status.is_none())
+        .then_some(())
+    })
+    .await;
+    assert!(!aws_keys(&user).await.iter().any(|(id, _)| *id == first));
+    let events = events_for(&ns.name, "pr").await;
+    for reason in [
+        "KeyVerified",
+        "Rotating",
+        "PreviousKeyDeactivated",
+        "PreviousKeyDeleted",
+    ] {
+        assert!(
+            events.iter().any(|(r, _)| r == reason),
+            "{reason}: {events:?}"
+        );
+    }
+    sampler.abort();
+    assert!(most.load(std::sync::atomic::Ordering::SeqCst) <= 2);
+}
+
+fn sorted(mut v: Vec<(String, bool)>) -> Vec<(String, bool)> {
+    v.sort();
+    v
 }
