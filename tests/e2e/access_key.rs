@@ -213,18 +213,23 @@ async fn a_key_is_delivered_into_a_usable_secret() {
         format!("[ci]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n")
     );
 
+    // The key was used once before it was delivered: by its verification (STS
+    // GetCallerIdentity signed with it), which the status reports as its last use.
+    let used_at = st
+        .last_used_at
+        .clone()
+        .expect("the verification used the key");
+    assert!(used_at.starts_with("20"), "{used_at}");
+    assert_eq!(st.last_used_service.as_deref(), Some("sts"), "{st:?}");
+    let events = events_for(&ns.name, "ci").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, n)| r == "KeyVerified" && n.contains(&id)),
+        "{events:?}"
+    );
     // The credentials work: STS says who they belong to.
-    assert!(st.last_used_at.is_none(), "a new key was never used");
     assert_eq!(caller_arn(&id, &secret).await, user_arn);
-    // ...and the object reports that use (GetAccessKeyLastUsed, once per resync).
-    let used = eventually(T, "status.lastUsedAt", || async {
-        let k: IamUserAccessKey = get(&ns.name, "ci").await?;
-        let st = k.status?;
-        Some((st.last_used_at?, st.last_used_service))
-    })
-    .await;
-    assert!(used.0.starts_with("20"), "{used:?}");
-    assert_eq!(used.1.as_deref(), Some("sts"), "{used:?}");
     let (ok, out, _) = kubectl(&["get", "iamkey", "ci", "-n", &ns.name], None);
     assert!(ok && out.contains("LAST USED"), "{out}");
 
@@ -376,12 +381,19 @@ async fn a_crash_between_create_and_secret_write_leaves_exactly_the_delivered_ke
                 st.rotation_phase,
                 Some(iamwright::api::RotationPhase::Verifying)
             );
-            let events = events_for(&ns.name, &name).await;
+            // STS was asked with that key (moto records the use): it was verified.
+            let used = iam()
+                .await
+                .get_access_key_last_used()
+                .access_key_id(&orphaned[0].0)
+                .send()
+                .await
+                .unwrap();
             assert!(
-                events
-                    .iter()
-                    .any(|(r, n)| r == "KeyVerified" && n.contains(&orphaned[0].0)),
-                "{events:?}"
+                used.access_key_last_used()
+                    .and_then(|u| u.last_used_date())
+                    .is_some(),
+                "{used:?}"
             );
         }
 
