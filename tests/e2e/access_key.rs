@@ -712,6 +712,22 @@ async fn an_invalid_spec_or_a_foreign_secret_is_stalled_before_any_aws_call() {
             "spec.rotation.gracePeriod",
             "shorter than",
         ),
+        (
+            json!({"every": "20h", "gracePeriod": "10h", "deactivatedFor": "10h"}),
+            "spec.rotation.deactivatedFor",
+            "gracePeriod + deactivatedFor must be shorter than spec.rotation.every",
+        ),
+        // The default grace period counts too: 1h, or half of a shorter `every`.
+        (
+            json!({"every": "10h", "deactivatedFor": "9h"}),
+            "spec.rotation.deactivatedFor",
+            "gracePeriod + deactivatedFor must be shorter than spec.rotation.every",
+        ),
+        (
+            json!({"every": "90m", "deactivatedFor": "45m"}),
+            "spec.rotation.deactivatedFor",
+            "gracePeriod + deactivatedFor must be shorter than spec.rotation.every",
+        ),
     ] {
         let (ok, out, err) = kubectl(
             &["apply", "-n", &ns.name, "-f", "-"],
@@ -724,6 +740,20 @@ async fn an_invalid_spec_or_a_foreign_secret_is_stalled_before_any_aws_call() {
             !ok && err.contains(field) && err.contains(words),
             "{spec}: {out}{err}"
         );
+    }
+    // What fits is admitted (dry run: no object, no AWS call).
+    for spec in [
+        json!({"every": "10h", "deactivatedFor": "8h59m"}),
+        json!({"every": "90m", "deactivatedFor": "44m"}),
+    ] {
+        let (ok, out, err) = kubectl(
+            &["apply", "--dry-run=server", "-n", &ns.name, "-f", "-"],
+            Some(&manifest(
+                "fits",
+                json!({"userName": user, "rotation": spec}),
+            )),
+        );
+        assert!(ok, "{spec}: {out}{err}");
     }
     let (ok, _, err) = kubectl(
         &["apply", "-n", &ns.name, "-f", "-"],
