@@ -85,6 +85,16 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         ],
     );
 
+    add_rules(
+        &mut role,
+        &["spec", "credentials"],
+        &[(
+            "!has(self.duration) || (duration(self.duration) >= duration('15m') && duration(self.duration) <= duration('12h'))",
+            "spec.credentials.duration must be between 15m and 12h",
+            ".duration",
+        )],
+    );
+
     let mut binding = InstanceProfileBinding::crd();
     finish(
         &mut binding,

@@ -129,6 +129,12 @@ impl Aws {
         Ok(self.identity().await?.partition)
     }
 
+    /// The IAM principal the operator's credentials belong to, as a trust policy names
+    /// it: an assumed role's session ARN becomes the role's ARN.
+    pub async fn principal(&self) -> Result<String, AwsError> {
+        Ok(principal_of_caller(&self.identity().await?.arn))
+    }
+
     /// The operator's region (`--region`, else the SDK's default chain), if any.
     pub fn region(&self) -> Option<String> {
         self.config.region().map(|r| r.to_string())
@@ -156,7 +162,11 @@ impl Aws {
                     .and_then(partition_of_arn)
                     .unwrap_or("aws")
                     .to_string();
-                Ok(Identity { account, partition })
+                Ok(Identity {
+                    account,
+                    partition,
+                    arn: out.arn.unwrap_or_default(),
+                })
             })
             .await
             .cloned()
@@ -301,6 +311,25 @@ pub fn is_read(operation: &str) -> bool {
 struct Identity {
     account: String,
     partition: String,
+    arn: String,
+}
+
+/// The principal of GetCallerIdentity's ARN: `arn:P:sts::A:assumed-role/ROLE/SESSION`
+/// is the role `arn:P:iam::A:role/ROLE` (STS does not show the role's path, so a role
+/// with a path must be named without it); a user or role ARN is itself. moto answers
+/// credentials it does not know with `arn:P:sts::A:user/moto`, taken as that user.
+pub fn principal_of_caller(caller: &str) -> String {
+    let f: Vec<&str> = caller.splitn(6, ':').collect();
+    if let [_, partition, "sts", _, account, resource] = f.as_slice() {
+        if let Some(rest) = resource.strip_prefix("assumed-role/") {
+            let role = rest.split('/').next().unwrap_or_default();
+            return format!("arn:{partition}:iam::{account}:role/{role}");
+        }
+        if let Some(user) = resource.strip_prefix("user/") {
+            return format!("arn:{partition}:iam::{account}:user/{user}");
+        }
+    }
+    caller.to_string()
 }
 
 /// The partition field of an ARN (`arn:PARTITION:...`).
@@ -386,6 +415,22 @@ mod tests {
             .call("iam", "PutRolePolicy", async { Ok::<(), NoError>(()) })
             .await;
         assert!(write.is_ok());
+    }
+
+    #[test]
+    fn the_principal_of_an_assumed_role_session_is_the_role() {
+        assert_eq!(
+            principal_of_caller("arn:aws:sts::111122223333:assumed-role/iamwright/i-0abc"),
+            "arn:aws:iam::111122223333:role/iamwright"
+        );
+        assert_eq!(
+            principal_of_caller("arn:aws-cn:iam::111122223333:user/ops/bot"),
+            "arn:aws-cn:iam::111122223333:user/ops/bot"
+        );
+        assert_eq!(
+            principal_of_caller("arn:aws:sts::123456789012:user/moto"),
+            "arn:aws:iam::123456789012:user/moto"
+        );
     }
 
     #[test]
