@@ -771,6 +771,42 @@ mod rotation_tests {
         // Without deactivatedFor the default is shortened to fit: no problem.
         assert_eq!(key("{every: 1h}"), Vec::<String>::new());
     }
+
+    #[test]
+    fn role_credentials_must_fit_sts_and_the_session_limit() {
+        let role = |extra: &str| {
+            let yaml = format!(
+                "apiVersion: iamwright.dev/v1alpha1\nkind: IamRole\nmetadata: {{name: r}}\nspec:\n  assumeRolePolicy: {{Version: \"2012-10-17\", Statement: [{{Effect: Allow, Principal: {{Service: ec2.amazonaws.com}}, Action: \"sts:AssumeRole\"}}]}}\n{extra}"
+            );
+            validate_text(
+                Path::new("r.yaml"),
+                &yaml,
+                &schemas(),
+                &Guardrails::default(),
+            )
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            role("  credentials: {secretName: app-aws}\n"),
+            Vec::<String>::new()
+        );
+        let got = role("  credentials: {secretName: app-aws, duration: 2h}\n");
+        assert!(
+            got.iter().any(|g| g
+                .contains("spec.credentials.duration: must not exceed spec.maxSessionDuration")),
+            "{got:#?}"
+        );
+        let got = role(
+            "  maxSessionDuration: 43200\n  credentials: {secretName: app-aws, duration: 5m}\n",
+        );
+        assert!(
+            got.iter()
+                .any(|g| g.contains("spec.credentials.duration") && g.contains("15m and 12h")),
+            "{got:#?}"
+        );
+    }
 }
 
 #[cfg(test)]
