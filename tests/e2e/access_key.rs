@@ -1352,3 +1352,91 @@ fn sorted(mut v: Vec<(String, bool)>) -> Vec<(String, bool)> {
     v.sort();
     v
 }
+
+/// A crash in the middle of an on-demand rotation — after the new key verified, or
+/// after it reached the Secret — leaves no orphaned key and no Secret with a dead
+/// key, and the request is answered exactly once: by the key the restarted operator
+/// delivers, or by the key the Secret already holds (no second rotation).
+#[tokio::test]
+async fn a_crash_during_an_on_demand_rotation_rotates_exactly_once() {
+    let ns = Namespace::new("key-crash-rot").await;
+    for (i, failpoint) in ["after-verify", "after-secret-write"]
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("r{i}");
+        let user = format!("{}-{name}", ns.name);
+        let mut op = Operator::start(&ns.name, &[]).await;
+        apply(&ns.name, &manifest(&name, json!({"userName": user})));
+        let first = current_key(&ready(&ns.name, &name).await);
+        op.stop();
+
+        let mut op =
+            Operator::start_with_env(&ns.name, &[], &[("IAMWRIGHT_FAILPOINT", failpoint)]).await;
+        let (ok, out, err) = kubectl(
+            &[
+                "annotate",
+                "iamkey",
+                &name,
+                "-n",
+                &ns.name,
+                "iamwright.dev/rotate=leak",
+            ],
+            None,
+        );
+        assert!(ok, "{out}{err}");
+        let exit = op
+            .wait_exit(T)
+            .await
+            .expect("the operator exits at the failpoint");
+        assert_eq!(exit.code(), Some(3), "{failpoint}: {}", op.log());
+        let keys = aws_keys(&user).await;
+        assert_eq!(keys.len(), 2, "{failpoint}: {keys:?}");
+        let made = keys.iter().find(|(id, _)| *id != first).unwrap().0.clone();
+        let (in_secret, ..) = secret_values(&ns.name, &name).await.unwrap();
+        let k: IamUserAccessKey = get(&ns.name, &name).await.unwrap();
+        let st = k.status.unwrap();
+        assert_ne!(st.rotate_request.as_deref(), Some("leak"), "{failpoint}");
+        assert_eq!(
+            st.pending_key.and_then(|p| p.rotate_request).as_deref(),
+            Some("leak"),
+            "{failpoint}"
+        );
+
+        let op = Operator::start(&ns.name, &[]).await;
+        let k = eventually(T, "the request answered", || async {
+            let k: IamUserAccessKey = get(&ns.name, &name).await?;
+            let st = k.status.as_ref()?;
+            (st.rotate_request.as_deref() == Some("leak")
+                && st.pending_key.is_none()
+                && st.previous_access_key_id.is_none())
+            .then_some(k)
+        })
+        .await;
+        let now = current_key(&k);
+        let created = op.aws_requests(|o, _| o == "CreateAccessKey").await;
+        if failpoint == "after-verify" {
+            // The verified key never reached the Secret: deleted; one new key made.
+            assert_eq!(in_secret, first, "{failpoint}");
+            assert!(now != first && now != made, "{failpoint}");
+            assert_eq!(created, 1, "{failpoint}");
+        } else {
+            // The Secret already held the new key: it answers the request.
+            assert_eq!(in_secret, made, "{failpoint}");
+            assert_eq!(now, made, "{failpoint}");
+            assert_eq!(created, 0, "{failpoint}: no second rotation");
+        }
+        // Only the delivered key is left (no schedule: the leaked one goes at once).
+        assert_eq!(
+            aws_keys(&user).await,
+            vec![(now.clone(), true)],
+            "{failpoint}"
+        );
+        let (sid, secret, _) = secret_values(&ns.name, &name).await.unwrap();
+        assert_eq!(sid, now);
+        assert_eq!(
+            caller_arn(&now, &secret).await,
+            format!("arn:aws:iam::123456789012:user/{user}")
+        );
+    }
+}
