@@ -55,6 +55,13 @@ pub struct Rotation {
         regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$")
     )]
     pub deactivated_for: Option<String>,
+    /// After a new key is delivered, roll the Deployments, StatefulSets and DaemonSets
+    /// of the namespace whose pod template reads the Secret (env, envFrom, volumes,
+    /// projected volumes): their pod template gets the annotation
+    /// `iamwright.dev/access-key-id: <new key id>`. Needs the chart value
+    /// `rbac.restartWorkloads: true`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub restart_workloads: bool,
 }
 
 /// Where the key is in its rotation.

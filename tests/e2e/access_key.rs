@@ -1440,3 +1440,149 @@ async fn a_crash_during_an_on_demand_rotation_rotates_exactly_once() {
         );
     }
 }
+
+/// `spec.rotation.restartWorkloads`: every delivered key rolls the Deployments that
+/// read the Secret (pod-template annotation with the new key id), and only those;
+/// without the RBAC the chart grants under `rbac.restartWorkloads` the object says so.
+#[tokio::test]
+async fn delivered_keys_roll_the_workloads_that_read_the_secret() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let ns = Namespace::new("key-restart").await;
+    let _op = Operator::start(&ns.name, &[]).await;
+    let deployment = |name: &str, pod: Value| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+               "spec": {"selector": {"matchLabels": {"app": name}},
+                        "template": {"metadata": {"labels": {"app": name}}, "spec": pod}}})
+        .to_string()
+    };
+    let container = |extra: Value| {
+        let mut c = json!({"name": "app", "image": "busybox"});
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        c
+    };
+    apply(
+        &ns.name,
+        &deployment(
+            "reader",
+            json!({"containers": [container(json!({"envFrom": [{"secretRef": {"name": "app-key"}}]}))]}),
+        ),
+    );
+    apply(
+        &ns.name,
+        &deployment(
+            "mounter",
+            json!({"containers": [container(json!({}))],
+                   "volumes": [{"name": "aws", "projected": {"sources": [{"secret": {"name": "app-key"}}]}}]}),
+        ),
+    );
+    apply(
+        &ns.name,
+        &deployment("other", json!({"containers": [container(json!({}))]})),
+    );
+    let user = format!("{}-rw", ns.name);
+    apply(
+        &ns.name,
+        &manifest(
+            "app",
+            json!({"userName": user, "secretName": "app-key",
+                   "rotation": {"every": "720h", "restartWorkloads": true}}),
+        ),
+    );
+    // Without the RBAC (the chart's default): the key is delivered, the object says
+    // what is missing.
+    let (status, message, _) = ready_reason(&ns.name, "app", "KubernetesError").await;
+    assert_eq!(status, "False");
+    assert!(message.contains("rbac.restartWorkloads=true"), "{message}");
+    assert!(secret_values(&ns.name, "app-key").await.is_some());
+
+    // The chart renders the rule only with the value; grant it as the chart would.
+    let rendered = |set: &[&str]| {
+        let mut args = vec![
+            "template",
+            "x",
+            "charts/iamwright",
+            "--set",
+            "operator.clusterName=e2e",
+            "--kube-version",
+            "1.34.0",
+        ];
+        for s in set {
+            args.extend(["--set", s]);
+        }
+        let out = std::process::Command::new("helm")
+            .args(&args)
+            .current_dir(repo_root())
+            .output()
+            .expect("helm");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(!rendered(&[]).contains("deployments"));
+    assert!(
+        rendered(&["rbac.restartWorkloads=true"])
+            .contains(r#"resources: ["deployments", "statefulsets", "daemonsets"]"#)
+    );
+    let rbac = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": "iamwright-restart"},
+         "rules": [{"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"],
+                    "verbs": ["get", "list", "patch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": "iamwright-restart"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "iamwright-restart"},
+         "subjects": [{"kind": "ServiceAccount", "name": "iamwright", "namespace": "iamwright-system"}]}]});
+    apply(&ns.name, &rbac.to_string());
+    let first = current_key(&ready(&ns.name, "app").await);
+
+    let rolled_to = async |name: &str| -> Option<String> {
+        let d: Deployment = get(&ns.name, name).await?;
+        d.spec?
+            .template
+            .metadata?
+            .annotations?
+            .get("iamwright.dev/access-key-id")
+            .cloned()
+    };
+    let wait_rolled = async |key: &str| {
+        eventually(T, &format!("workloads rolled to {key}"), || async {
+            (rolled_to("reader").await.as_deref() == Some(key)
+                && rolled_to("mounter").await.as_deref() == Some(key))
+            .then_some(())
+        })
+        .await
+    };
+    wait_rolled(&first).await;
+    // A rotation rolls them again, to the new key.
+    let (ok, out, err) = kubectl(
+        &[
+            "annotate",
+            "iamkey",
+            "app",
+            "-n",
+            &ns.name,
+            "iamwright.dev/rotate=1",
+        ],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    let second = secret_changes_from(&ns.name, "app-key", &first).await;
+    wait_rolled(&second).await;
+    assert_eq!(
+        rolled_to("other").await,
+        None,
+        "a Deployment not reading the Secret"
+    );
+    let events = events_for(&ns.name, "app").await;
+    assert!(
+        events.iter().any(|(r, n)| r == "WorkloadsRestarted"
+            && n.contains(&second)
+            && n.contains("Deployment/reader")),
+        "{events:?}"
+    );
+}

@@ -13,6 +13,7 @@ mod observe;
 pub mod schedule;
 mod secret;
 mod user;
+mod workloads;
 
 use crate::reason::Reason;
 use std::collections::BTreeSet;
@@ -306,6 +307,17 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
             st.previous_key_last_used_at = None;
         }
         key_hygiene(run, &mut st).await?;
+        // Roll the consumers still on another key: checked on every reconcile (Kubernetes
+        // reads only; patches only stale templates), so a crash or a refused patch
+        // right after a delivery is made up for by the next reconcile.
+        if k.spec
+            .rotation
+            .as_ref()
+            .is_some_and(|r| r.restart_workloads)
+            && let Some(id) = &st.access_key_id
+        {
+            restart_workloads(run, &name, id).await?;
+        }
         let id = st.access_key_id.clone().unwrap_or_default();
         let mut message = format!(
             "access key {id} of IAM user {} is in Secret {name}",
@@ -340,6 +352,38 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
     Err(Error::Internal(format!(
         "the access key did not settle within {MAX_STEPS} steps"
     )))
+}
+
+/// Annotate the workloads reading the Secret with the new key id (event
+/// `WorkloadsRestarted`). Without the RBAC for it the object says how to grant it.
+async fn restart_workloads(run: &Run<'_>, secret: &str, id: &str) -> Result<(), Error> {
+    let ns = run.k.namespace().unwrap_or_default();
+    match workloads::restart(&run.ctx.client, &ns, secret, id).await {
+        Ok(rolled) if rolled.is_empty() => Ok(()),
+        Ok(rolled) => {
+            run.ctx
+                .event(
+                    run.k,
+                    false,
+                    "WorkloadsRestarted",
+                    format!(
+                        "rolled {} to access key {id} (pod-template annotation {})",
+                        rolled.join(", "),
+                        workloads::ANNOTATION
+                    ),
+                )
+                .await;
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 403 => Err(Error::Waiting {
+            reason: Reason::KubernetesError,
+            message: format!(
+                "spec.rotation.restartWorkloads: the operator may not list or patch the namespace's Deployments, StatefulSets and DaemonSets ({}); install the chart with rbac.restartWorkloads=true. The new key {id} is in Secret {secret}",
+                s.message
+            ),
+        }),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// When each object's key was last asked about its last use: GetAccessKeyLastUsed is

@@ -254,6 +254,7 @@ mod tests {
             every: every.into(),
             grace_period: grace.map(Into::into),
             deactivated_for: None,
+            restart_workloads: false,
         };
         assert_eq!(schedule(None), Ok(None));
         assert_eq!(
@@ -300,6 +301,7 @@ mod tests {
             every: every.into(),
             grace_period: grace.map(Into::into),
             deactivated_for: off.map(Into::into),
+            restart_workloads: false,
         };
         let off = |r: Rotation| schedule(Some(&r)).map(|s| s.unwrap().deactivated);
         // A day when `every` leaves room, else shortened so existing specs still work.
