@@ -85,6 +85,16 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         ],
     );
 
+    add_rules(
+        &mut role,
+        &["spec", "credentials"],
+        &[(
+            "!has(self.duration) || (duration(self.duration) >= duration('15m') && duration(self.duration) <= duration('12h'))",
+            "spec.credentials.duration must be between 15m and 12h",
+            ".duration",
+        )],
+    );
+
     let mut binding = InstanceProfileBinding::crd();
     finish(
         &mut binding,
@@ -127,6 +137,13 @@ const ROTATION_RULES: &[(&str, &str, &str)] = &[
         "!has(self.gracePeriod) || duration(self.gracePeriod) < duration(self.every)",
         "spec.rotation.gracePeriod must be shorter than spec.rotation.every",
         ".gracePeriod",
+    ),
+    (
+        // The default grace period is 1h, or half of `every` below 2h (CEL durations
+        // cannot be divided, so that half is compared as deactivatedFor twice).
+        "!has(self.deactivatedFor) || (has(self.gracePeriod) ? duration(self.gracePeriod) + duration(self.deactivatedFor) < duration(self.every) : (duration(self.every) >= duration('2h') ? duration('1h') + duration(self.deactivatedFor) < duration(self.every) : duration(self.deactivatedFor) + duration(self.deactivatedFor) < duration(self.every)))",
+        "spec.rotation.deactivatedFor: gracePeriod + deactivatedFor must be shorter than spec.rotation.every",
+        ".deactivatedFor",
     ),
 ];
 

@@ -20,6 +20,8 @@ pub enum Reason {
     AwsThrottled,
     AwsError,
     Rotating,
+    /// A new access key is checked with STS before it is delivered.
+    Verifying,
     SecretRecreated,
     NotPermitted,
     ScopeConflict,
@@ -54,6 +56,7 @@ impl Reason {
             Reason::AwsThrottled => "AwsThrottled",
             Reason::AwsError => "AwsError",
             Reason::Rotating => "Rotating",
+            Reason::Verifying => "Verifying",
             Reason::SecretRecreated => "SecretRecreated",
             Reason::NotPermitted => "NotPermitted",
             Reason::ScopeConflict => "ScopeConflict",

@@ -744,6 +744,78 @@ spec:
 }
 
 #[cfg(test)]
+mod rotation_tests {
+    use super::*;
+
+    #[test]
+    fn a_deactivation_that_does_not_fit_inside_every_is_refused() {
+        let key = |rotation: &str| {
+            let yaml = format!(
+                "apiVersion: iamwright.dev/v1alpha1\nkind: IamUserAccessKey\nmetadata: {{name: k}}\nspec:\n  userName: u\n  rotation: {rotation}\n"
+            );
+            validate_text(
+                Path::new("k.yaml"),
+                &yaml,
+                &schemas(),
+                &Guardrails::default(),
+            )
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+        };
+        let got = key("{every: 20h, gracePeriod: 10h, deactivatedFor: 10h}");
+        assert!(
+            got.iter().any(|g| g.starts_with(
+                "k.yaml:IamUserAccessKey/k: spec.rotation.deactivatedFor: gracePeriod + deactivatedFor must be shorter than spec.rotation.every"
+            )),
+            "{got:#?}"
+        );
+        assert_eq!(
+            key("{every: 20h, gracePeriod: 10h, deactivatedFor: 9h}"),
+            Vec::<String>::new()
+        );
+        // Without deactivatedFor the default is shortened to fit: no problem.
+        assert_eq!(key("{every: 1h}"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn role_credentials_must_fit_sts_and_the_session_limit() {
+        let role = |extra: &str| {
+            let yaml = format!(
+                "apiVersion: iamwright.dev/v1alpha1\nkind: IamRole\nmetadata: {{name: r}}\nspec:\n  assumeRolePolicy: {{Version: \"2012-10-17\", Statement: [{{Effect: Allow, Principal: {{Service: ec2.amazonaws.com}}, Action: \"sts:AssumeRole\"}}]}}\n{extra}"
+            );
+            validate_text(
+                Path::new("r.yaml"),
+                &yaml,
+                &schemas(),
+                &Guardrails::default(),
+            )
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            role("  credentials: {secretName: app-aws}\n"),
+            Vec::<String>::new()
+        );
+        let got = role("  credentials: {secretName: app-aws, duration: 2h}\n");
+        assert!(
+            got.iter().any(|g| g
+                .contains("spec.credentials.duration: must not exceed spec.maxSessionDuration")),
+            "{got:#?}"
+        );
+        let got = role(
+            "  maxSessionDuration: 43200\n  credentials: {secretName: app-aws, duration: 5m}\n",
+        );
+        assert!(
+            got.iter()
+                .any(|g| g.contains("spec.credentials.duration") && g.contains("15m and 12h")),
+            "{got:#?}"
+        );
+    }
+}
+
+#[cfg(test)]
 mod document_from_tests {
     use super::*;
 

@@ -161,6 +161,18 @@ fn aws_refuses_what_the_scope_forbids_and_allows_the_operators_calls() {
             "arn:aws:iam::123456789012:role/admin",
             json!({}),
         ),
+        req(
+            "AssumeRole of a role in the path iamwright does not own",
+            "sts:AssumeRole",
+            ROLE,
+            json!({}),
+        ),
+        req(
+            "AssumeRole of an owned-looking role outside the path",
+            "sts:AssumeRole",
+            "arn:aws:iam::123456789012:role/admin",
+            json!({"aws:ResourceTag/iamwright.dev/uid": "0f0e"}),
+        ),
     ];
     let allowed = [
         req(
@@ -176,6 +188,12 @@ fn aws_refuses_what_the_scope_forbids_and_allows_the_operators_calls() {
             with_boundary.clone(),
         ),
         req("GetRole", "iam:GetRole", ROLE, json!({})),
+        req(
+            "AssumeRole of an owned role (spec.credentials)",
+            "sts:AssumeRole",
+            ROLE,
+            json!({"aws:ResourceTag/iamwright.dev/uid": "0f0e"}),
+        ),
         req("TagRole", "iam:TagRole", ROLE, json!({})),
         req(
             "UpdateAssumeRolePolicy",
@@ -432,6 +450,80 @@ fn generated_service_account_trust_admits_only_the_named_service_accounts() {
             "lambda.amazonaws.com",
             "sts:AssumeRole",
             json!({}),
+        ),
+    ];
+    let requests: Vec<Value> = allowed.iter().chain(&denied).cloned().collect();
+    let results = simulate_trust(&dir, &policy, &requests);
+    assert_eq!(results.len(), requests.len(), "{results:?}");
+    let wrong: Vec<String> = results
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, result))| (*i < allowed.len()) != (result == "Allowed"))
+        .map(|(_, (name, result))| format!("{name}: {result}"))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "the engine disagrees: {wrong:#?}\ntrust policy: {policy:#}"
+    );
+}
+
+/// The statement `IamRole.spec.credentials` adds to a trust policy
+/// (src/controllers/role/credentials.rs) lets the operator's sessions — and nobody
+/// else — assume the role, and only under the object's session name.
+#[test]
+fn the_credentials_trust_statement_admits_only_the_operator_under_the_objects_session() {
+    use iamwright::aws::principal_of_caller;
+    use iamwright::controllers::role::credentials::with_operator_statement;
+    let Some(dir) = engine() else { return };
+    let user_trust = json!({"Version": "2012-10-17", "Statement": {"Effect": "Allow",
+        "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}});
+    let session = "arn:aws:sts::123456789012:assumed-role/iamwright/iamwright-0";
+    let policy = with_operator_statement(&user_trust, &principal_of_caller(session), "team-a.app");
+    let named = |n: &str| json!({"sts:RoleSessionName": n});
+    let allowed = [
+        assume(
+            "the operator's session, the object's session name",
+            session,
+            "sts:AssumeRole",
+            named("team-a.app"),
+        ),
+        assume(
+            "EC2 (the user's statement)",
+            "ec2.amazonaws.com",
+            "sts:AssumeRole",
+            json!({}),
+        ),
+    ];
+    let denied = [
+        assume(
+            "the operator under another object's session name",
+            session,
+            "sts:AssumeRole",
+            named("team-b.app"),
+        ),
+        assume(
+            "the operator without a session name",
+            session,
+            "sts:AssumeRole",
+            json!({}),
+        ),
+        assume(
+            "another role of the account",
+            "arn:aws:sts::123456789012:assumed-role/other/s",
+            "sts:AssumeRole",
+            named("team-a.app"),
+        ),
+        assume(
+            "a user of the account",
+            "arn:aws:iam::123456789012:user/someone",
+            "sts:AssumeRole",
+            named("team-a.app"),
+        ),
+        assume(
+            "a role of that name in another account",
+            "arn:aws:sts::210987654321:assumed-role/iamwright/s",
+            "sts:AssumeRole",
+            named("team-a.app"),
         ),
     ];
     let requests: Vec<Value> = allowed.iter().chain(&denied).cloned().collect();

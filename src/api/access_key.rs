@@ -11,6 +11,13 @@ fn default_profile() -> String {
     "default".to_string()
 }
 
+/// A new value of this annotation rotates the key now (`status.rotateRequest` echoes
+/// the value handled).
+pub const ROTATE_ANNOTATION: &str = "iamwright.dev/rotate";
+/// While set, the previous key is kept (set Active again if it was deactivated) and
+/// not deleted.
+pub const REACTIVATE_ANNOTATION: &str = "iamwright.dev/reactivate-previous";
+
 /// Whether the access key may be used.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum KeyStatus {
@@ -38,6 +45,38 @@ pub struct Rotation {
         regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$")
     )]
     pub grace_period: Option<String>,
+    /// How long the previous key stays `Inactive` after the grace period before it is
+    /// deleted (AWS's procedure: deactivate, confirm nothing breaks, then delete).
+    /// Default: 24h, shortened to half of what `every` leaves after `gracePeriod`;
+    /// `gracePeriod + deactivatedFor` must be shorter than `every`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 32),
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$")
+    )]
+    pub deactivated_for: Option<String>,
+    /// After a new key is delivered, roll the Deployments, StatefulSets and DaemonSets
+    /// of the namespace whose pod template reads the Secret (env, envFrom, volumes,
+    /// projected volumes): their pod template gets the annotation
+    /// `iamwright.dev/access-key-id: <new key id>`. Needs the chart value
+    /// `rbac.restartWorkloads: true`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub restart_workloads: bool,
+}
+
+/// Where the key is in its rotation.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RotationPhase {
+    /// One key, in the Secret.
+    Stable,
+    /// A new key is being checked with STS GetCallerIdentity before delivery.
+    Verifying,
+    /// Workloads reading the Secret are rolling to the new key.
+    RestartingWorkloads,
+    /// The new key is delivered; the previous one is still Active.
+    Grace,
+    /// The previous key is Inactive and is deleted at `nextRotationAt`.
+    Deactivated,
 }
 
 /// An access key of an IAM user, delivered into a Secret.
@@ -173,6 +212,20 @@ pub struct IamUserAccessKeyStatus {
     /// never keeps a key that no Secret holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_key: Option<PendingKey>,
+    /// The last value of the annotation `iamwright.dev/rotate` that was handled: a new
+    /// value rotates the key now, the same value never twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_request: Option<String>,
+    /// The previous key's state (`Active` during the grace period, then `Inactive`)
+    /// while it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_key_status: Option<KeyStatus>,
+    /// When the previous key was last used (RFC 3339, GetAccessKeyLastUsed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_key_last_used_at: Option<String>,
+    /// `Stable`, `Verifying`, `RestartingWorkloads`, `Grace` or `Deactivated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_phase: Option<RotationPhase>,
 }
 
 /// The record of a key creation in progress (never the key's secret).
@@ -189,4 +242,8 @@ pub struct PendingKey {
     /// orphan is then exactly this key, never another object's key on the same user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_key_id: Option<String>,
+    /// The `iamwright.dev/rotate` value this creation answers, recorded as handled
+    /// once the key is delivered (also when delivery is recovered after a crash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_request: Option<String>,
 }

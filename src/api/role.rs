@@ -109,6 +109,34 @@ pub struct IamRoleSpec {
     /// an instance-profile name. Deleted with the role, or when set back to false.
     #[serde(default, skip_serializing_if = "is_false")]
     pub instance_profile: bool,
+    /// Short-lived credentials instead of access keys: the operator assumes the role
+    /// (from its own identity; the trust statement that lets it is added to the trust
+    /// policy) and keeps STS session credentials in a Secret of the namespace,
+    /// refreshed when a quarter of their duration is left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<RoleCredentials>,
+}
+
+/// Where and for how long the role's session credentials are kept.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleCredentials {
+    /// The Secret that receives `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_SESSION_TOKEN`, `AWS_CREDENTIAL_EXPIRATION` and `credentials` (an INI file,
+    /// profile `default`). It must not exist, or be this object's.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub secret_name: String,
+    /// Session length, a duration between `15m` and `12h` and at most
+    /// `maxSessionDuration`. Default `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 32),
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$")
+    )]
+    pub duration: Option<String>,
 }
 
 /// A Kubernetes service account trusted to assume a role.
@@ -160,4 +188,8 @@ pub struct IamRoleStatus {
     /// The ARN of the role's own instance profile (`spec.instanceProfile: true`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_profile_arn: Option<String>,
+    /// When the session credentials now in `spec.credentials.secretName` expire
+    /// (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_expire_at: Option<String>,
 }

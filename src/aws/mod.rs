@@ -171,6 +171,12 @@ impl Aws {
         Ok(self.identity().await?.partition)
     }
 
+    /// The IAM principal the operator's credentials belong to, as a trust policy names
+    /// it: an assumed role's session ARN becomes the role's ARN.
+    pub async fn principal(&self) -> Result<String, AwsError> {
+        Ok(principal_of_caller(&self.identity().await?.arn))
+    }
+
     /// The operator's region (`--region`, else the SDK's default chain), if any.
     pub fn region(&self) -> Option<String> {
         self.config.region().map(|r| r.to_string())
@@ -198,10 +204,37 @@ impl Aws {
                     .and_then(partition_of_arn)
                     .unwrap_or("aws")
                     .to_string();
-                Ok(Identity { account, partition })
+                Ok(Identity {
+                    account,
+                    partition,
+                    arn: out.arn.unwrap_or_default(),
+                })
             })
             .await
             .cloned()
+    }
+
+    /// The ARN STS answers GetCallerIdentity with when the request is signed with the
+    /// given access key (not the operator's credentials): proof that a new key works
+    /// before it is delivered. No SDK retry: the caller paces its own retries while
+    /// IAM propagates the key. The secret is only used to sign; it is not kept.
+    pub async fn caller_arn_as(&self, id: &str, secret: &str) -> Result<String, AwsError> {
+        let creds =
+            aws_credential_types::Credentials::new(id, secret, None, None, "iamwright-verify");
+        let conf = aws_sdk_sts::config::Builder::from(&self.config)
+            .credentials_provider(creds)
+            .retry_config(RetryConfig::disabled())
+            .build();
+        let out = self
+            .call(
+                "sts",
+                "GetCallerIdentity",
+                aws_sdk_sts::Client::from_conf(conf)
+                    .get_caller_identity()
+                    .send(),
+            )
+            .await?;
+        Ok(out.arn.unwrap_or_default())
     }
 
     /// From now on, AWS writes need the leadership confirmed (see `leader::Fence`).
@@ -320,6 +353,25 @@ pub fn is_read(operation: &str) -> bool {
 struct Identity {
     account: String,
     partition: String,
+    arn: String,
+}
+
+/// The principal of GetCallerIdentity's ARN: `arn:P:sts::A:assumed-role/ROLE/SESSION`
+/// is the role `arn:P:iam::A:role/ROLE` (STS does not show the role's path, so a role
+/// with a path must be named without it); a user or role ARN is itself. moto answers
+/// credentials it does not know with `arn:P:sts::A:user/moto`, taken as that user.
+pub fn principal_of_caller(caller: &str) -> String {
+    let f: Vec<&str> = caller.splitn(6, ':').collect();
+    if let [_, partition, "sts", _, account, resource] = f.as_slice() {
+        if let Some(rest) = resource.strip_prefix("assumed-role/") {
+            let role = rest.split('/').next().unwrap_or_default();
+            return format!("arn:{partition}:iam::{account}:role/{role}");
+        }
+        if let Some(user) = resource.strip_prefix("user/") {
+            return format!("arn:{partition}:iam::{account}:user/{user}");
+        }
+    }
+    caller.to_string()
 }
 
 /// The pacer's ceiling: `--aws-max-requests-per-second`, 0 for none.
@@ -418,6 +470,22 @@ mod tests {
             .call("iam", "PutRolePolicy", async { Ok::<(), NoError>(()) })
             .await;
         assert!(write.is_ok());
+    }
+
+    #[test]
+    fn the_principal_of_an_assumed_role_session_is_the_role() {
+        assert_eq!(
+            principal_of_caller("arn:aws:sts::111122223333:assumed-role/iamwright/i-0abc"),
+            "arn:aws:iam::111122223333:role/iamwright"
+        );
+        assert_eq!(
+            principal_of_caller("arn:aws-cn:iam::111122223333:user/ops/bot"),
+            "arn:aws-cn:iam::111122223333:user/ops/bot"
+        );
+        assert_eq!(
+            principal_of_caller("arn:aws:sts::123456789012:user/moto"),
+            "arn:aws:iam::123456789012:user/moto"
+        );
     }
 
     #[test]

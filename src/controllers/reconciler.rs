@@ -476,6 +476,13 @@ fn trigger_hash<K: Resource>(obj: &K) -> Option<u64> {
     m.generation.hash(&mut h);
     m.deletion_timestamp.is_some().hash(&mut h);
     m.uid.hash(&mut h);
+    // The annotations that ask for an action (rotate now, keep the previous key).
+    for a in [
+        crate::api::ROTATE_ANNOTATION,
+        crate::api::REACTIVATE_ANNOTATION,
+    ] {
+        m.annotations.as_ref().and_then(|x| x.get(a)).hash(&mut h);
+    }
     Some(h.finish())
 }
 

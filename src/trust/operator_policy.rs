@@ -163,6 +163,13 @@ pub fn policy(scopes: &[IamScope], trust: &TrustArgs) -> Value {
         allow("InstanceProfiles", PROFILE_ACTIONS, all("instance-profile")),
         allow("UsersAndKeys", USER_ACTIONS, all("user")),
     ];
+    // IamRole.spec.credentials: the operator assumes the roles it owns (tagged with
+    // its ownership uid), and no other, to issue their session credentials.
+    statements.push(
+        json!({"Sid": "AssumeOwnedRolesForCredentials", "Effect": "Allow",
+        "Action": "sts:AssumeRole", "Resource": one_or_many(all("role")),
+        "Condition": {"Null": {"aws:ResourceTag/iamwright.dev/uid": "false"}}}),
+    );
     // Scopes in other accounts: the operator's role may assume exactly their roles
     // (the same policy then belongs on each of those roles, in its account).
     let assumed: Vec<String> = scopes
@@ -351,7 +358,7 @@ mod tests {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|s| s["Action"].to_string().contains("sts:AssumeRole"))
+            .filter(|s| s["Sid"] == "AssumeScopeAccounts")
             .collect();
         assert_eq!(assume.len(), 1);
         assert_eq!(
@@ -361,7 +368,7 @@ mod tests {
         assert!(
             !policy(&[scope()], &TrustArgs::default())
                 .to_string()
-                .contains("sts:AssumeRole")
+                .contains("AssumeScopeAccounts")
         );
     }
 

@@ -213,18 +213,23 @@ async fn a_key_is_delivered_into_a_usable_secret() {
         format!("[ci]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n")
     );
 
+    // The key was used once before it was delivered: by its verification (STS
+    // GetCallerIdentity signed with it), which the status reports as its last use.
+    let used_at = st
+        .last_used_at
+        .clone()
+        .expect("the verification used the key");
+    assert!(used_at.starts_with("20"), "{used_at}");
+    assert_eq!(st.last_used_service.as_deref(), Some("sts"), "{st:?}");
+    let events = events_for(&ns.name, "ci").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, n)| r == "KeyVerified" && n.contains(&id)),
+        "{events:?}"
+    );
     // The credentials work: STS says who they belong to.
-    assert!(st.last_used_at.is_none(), "a new key was never used");
     assert_eq!(caller_arn(&id, &secret).await, user_arn);
-    // ...and the object reports that use (GetAccessKeyLastUsed, once per resync).
-    let used = eventually(T, "status.lastUsedAt", || async {
-        let k: IamUserAccessKey = get(&ns.name, "ci").await?;
-        let st = k.status?;
-        Some((st.last_used_at?, st.last_used_service))
-    })
-    .await;
-    assert!(used.0.starts_with("20"), "{used:?}");
-    assert_eq!(used.1.as_deref(), Some("sts"), "{used:?}");
     let (ok, out, _) = kubectl(&["get", "iamkey", "ci", "-n", &ns.name], None);
     assert!(ok && out.contains("LAST USED"), "{out}");
 
@@ -330,54 +335,102 @@ async fn rotation_keeps_the_old_key_for_the_grace_period_then_deletes_it() {
     assert!(
         events
             .iter()
-            .any(|(r, n)| r == "KeyRetired" && n.contains(&first)),
+            .any(|(r, n)| r == "PreviousKeyDeleted" && n.contains(&first)),
         "{events:?}"
     );
 }
 
+/// A SIGKILL after CreateAccessKey, before (`after-create-access-key`) or after
+/// (`after-verify`) the new key's verification: no Secret ever holds it, and the
+/// restarted operator deletes it and delivers a fresh one.
 #[tokio::test]
 async fn a_crash_between_create_and_secret_write_leaves_exactly_the_delivered_key() {
     let ns = Namespace::new("key-crash").await;
-    let user = format!("{}-crash", ns.name);
-    let mut op = Operator::start_with_env(
-        &ns.name,
-        &[],
-        &[("IAMWRIGHT_FAILPOINT", "after-create-access-key")],
-    )
-    .await;
-    apply(&ns.name, &manifest("crash", json!({"userName": user})));
-    let exit = op
-        .wait_exit(T)
-        .await
-        .expect("the operator exits at the failpoint");
-    assert_eq!(exit.code(), Some(3), "{}", op.log());
-    // The key exists in AWS, no Secret holds it, and the intent was recorded.
-    let orphaned = aws_keys(&user).await;
-    assert_eq!(orphaned.len(), 1, "{orphaned:?}");
-    assert!(get::<Secret>(&ns.name, "crash").await.is_none());
-    let k: IamUserAccessKey = get(&ns.name, "crash").await.unwrap();
-    let pending = k.status.unwrap().pending_key.expect("pendingKey recorded");
-    assert!(pending.keys_before.is_empty());
+    for (i, failpoint) in ["after-create-access-key", "after-verify"]
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("crash{i}");
+        let user = format!("{}-{name}", ns.name);
+        let mut op =
+            Operator::start_with_env(&ns.name, &[], &[("IAMWRIGHT_FAILPOINT", failpoint)]).await;
+        apply(&ns.name, &manifest(&name, json!({"userName": user})));
+        let exit = op
+            .wait_exit(T)
+            .await
+            .expect("the operator exits at the failpoint");
+        assert_eq!(exit.code(), Some(3), "{failpoint}: {}", op.log());
+        // The key exists in AWS, no Secret holds it, and the intent was recorded.
+        let orphaned = aws_keys(&user).await;
+        assert_eq!(orphaned.len(), 1, "{failpoint}: {orphaned:?}");
+        assert!(
+            get::<Secret>(&ns.name, &name).await.is_none(),
+            "{failpoint}"
+        );
+        let k: IamUserAccessKey = get(&ns.name, &name).await.unwrap();
+        let st = k.status.unwrap();
+        let pending = st.pending_key.expect("pendingKey recorded");
+        assert!(pending.keys_before.is_empty());
+        if failpoint == "after-verify" {
+            // Verified, and still never delivered: the key is named in the record.
+            assert_eq!(
+                pending.created_key_id.as_deref(),
+                Some(orphaned[0].0.as_str())
+            );
+            assert_eq!(
+                st.rotation_phase,
+                Some(iamwright::api::RotationPhase::Verifying)
+            );
+            // STS was asked with that key (moto records the use): it was verified.
+            let used = iam()
+                .await
+                .get_access_key_last_used()
+                .access_key_id(&orphaned[0].0)
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                used.access_key_last_used()
+                    .and_then(|u| u.last_used_date())
+                    .is_some(),
+                "{used:?}"
+            );
+        }
 
-    let _op = Operator::start(&ns.name, &[]).await;
-    let k = ready(&ns.name, "crash").await;
-    let id = current_key(&k);
-    assert_ne!(id, orphaned[0].0, "the orphan was not delivered");
-    assert_eq!(aws_keys(&user).await, vec![(id.clone(), true)]);
-    let (sid, secret, _) = secret_values(&ns.name, "crash").await.unwrap();
-    assert_eq!(sid, id);
-    assert_eq!(
-        caller_arn(&id, &secret).await,
-        format!("arn:aws:iam::123456789012:user/{user}")
-    );
-    assert!(k.status.unwrap().pending_key.is_none());
-    let events = events_for(&ns.name, "crash").await;
-    assert!(
-        events
-            .iter()
-            .any(|(r, n)| r == "OrphanKeyDeleted" && n.contains(&orphaned[0].0)),
-        "{events:?}"
-    );
+        let _op = Operator::start(&ns.name, &[]).await;
+        let k = ready(&ns.name, &name).await;
+        let id = current_key(&k);
+        assert_ne!(
+            id, orphaned[0].0,
+            "{failpoint}: the orphan was not delivered"
+        );
+        assert_eq!(aws_keys(&user).await, vec![(id.clone(), true)]);
+        let (sid, secret, _) = secret_values(&ns.name, &name).await.unwrap();
+        assert_eq!(sid, id);
+        assert_eq!(
+            caller_arn(&id, &secret).await,
+            format!("arn:aws:iam::123456789012:user/{user}")
+        );
+        let st = k.status.unwrap();
+        assert!(st.pending_key.is_none());
+        assert_eq!(
+            st.rotation_phase,
+            Some(iamwright::api::RotationPhase::Stable)
+        );
+        let events = events_for(&ns.name, &name).await;
+        assert!(
+            events
+                .iter()
+                .any(|(r, n)| r == "OrphanKeyDeleted" && n.contains(&orphaned[0].0)),
+            "{events:?}"
+        );
+        assert!(
+            events
+                .iter()
+                .any(|(r, n)| r == "KeyVerified" && n.contains(&id)),
+            "{events:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -659,6 +712,22 @@ async fn an_invalid_spec_or_a_foreign_secret_is_stalled_before_any_aws_call() {
             "spec.rotation.gracePeriod",
             "shorter than",
         ),
+        (
+            json!({"every": "20h", "gracePeriod": "10h", "deactivatedFor": "10h"}),
+            "spec.rotation.deactivatedFor",
+            "gracePeriod + deactivatedFor must be shorter than spec.rotation.every",
+        ),
+        // The default grace period counts too: 1h, or half of a shorter `every`.
+        (
+            json!({"every": "10h", "deactivatedFor": "9h"}),
+            "spec.rotation.deactivatedFor",
+            "gracePeriod + deactivatedFor must be shorter than spec.rotation.every",
+        ),
+        (
+            json!({"every": "90m", "deactivatedFor": "45m"}),
+            "spec.rotation.deactivatedFor",
+            "gracePeriod + deactivatedFor must be shorter than spec.rotation.every",
+        ),
     ] {
         let (ok, out, err) = kubectl(
             &["apply", "-n", &ns.name, "-f", "-"],
@@ -671,6 +740,20 @@ async fn an_invalid_spec_or_a_foreign_secret_is_stalled_before_any_aws_call() {
             !ok && err.contains(field) && err.contains(words),
             "{spec}: {out}{err}"
         );
+    }
+    // What fits is admitted (dry run: no object, no AWS call).
+    for spec in [
+        json!({"every": "10h", "deactivatedFor": "8h59m"}),
+        json!({"every": "90m", "deactivatedFor": "44m"}),
+    ] {
+        let (ok, out, err) = kubectl(
+            &["apply", "--dry-run=server", "-n", &ns.name, "-f", "-"],
+            Some(&manifest(
+                "fits",
+                json!({"userName": user, "rotation": spec}),
+            )),
+        );
+        assert!(ok, "{spec}: {out}{err}");
     }
     let (ok, _, err) = kubectl(
         &["apply", "-n", &ns.name, "-f", "-"],
@@ -1024,4 +1107,482 @@ async fn dependencies_are_waited_for_and_policy_refs_followed() {
         .unwrap()
         .tags;
     assert!(tags.is_empty(), "{tags:?}");
+}
+
+/// `kubectl annotate ... iamwright.dev/rotate=<value>`: one rotation per new value,
+/// none for a value already handled (after a spec change and after a restart).
+#[tokio::test]
+async fn the_rotate_annotation_rotates_exactly_once_per_value() {
+    let ns = Namespace::new("key-ondemand").await;
+    let mut op = Operator::start(&ns.name, &[]).await;
+    let user = format!("{}-od", ns.name);
+    apply(&ns.name, &manifest("od", json!({"userName": user})));
+    let first = current_key(&ready(&ns.name, "od").await);
+    let annotate = |value: &str| {
+        let (ok, out, err) = kubectl(
+            &[
+                "annotate",
+                "--overwrite",
+                "iamkey",
+                "od",
+                "-n",
+                &ns.name,
+                &format!("iamwright.dev/rotate={value}"),
+            ],
+            None,
+        );
+        assert!(ok, "{out}{err}");
+    };
+    let handled = async |value: &str| {
+        eventually(T, &format!("rotateRequest {value} handled"), || async {
+            let k: IamUserAccessKey = get(&ns.name, "od").await?;
+            let st = k.status.clone()?;
+            (st.rotate_request.as_deref() == Some(value)
+                && st.previous_access_key_id.is_none()
+                && condition(&st.conditions, "Ready")?.0 == "True")
+                .then_some(k)
+        })
+        .await
+    };
+    annotate("leak-1");
+    let second = current_key(&handled("leak-1").await);
+    assert_ne!(second, first);
+    // Without spec.rotation the leaked key goes at once; the Secret holds the new key.
+    assert_eq!(aws_keys(&user).await, vec![(second.clone(), true)]);
+    let (sid, secret, _) = secret_values(&ns.name, "od").await.unwrap();
+    assert_eq!(sid, second);
+    assert_eq!(
+        caller_arn(&second, &secret).await,
+        format!("arn:aws:iam::123456789012:user/{user}")
+    );
+
+    // The same value again: a spec change makes the operator look, and it keeps the key.
+    annotate("leak-1");
+    apply(
+        &ns.name,
+        &manifest("od", json!({"userName": user, "tags": {"team": "a"}})),
+    );
+    let k = ready(&ns.name, "od").await;
+    assert_eq!(current_key(&k), second);
+    // Nor after a restart (the handled value is in the status, not in memory).
+    op.stop();
+    let op = Operator::start(&ns.name, &[]).await;
+    apply(
+        &ns.name,
+        &manifest("od", json!({"userName": user, "tags": {"team": "b"}})),
+    );
+    let k = ready(&ns.name, "od").await;
+    assert_eq!(current_key(&k), second);
+    assert_eq!(op.aws_requests(|o, _| o == "CreateAccessKey").await, 0);
+
+    // A new value rotates once more.
+    annotate("leak-2");
+    let third = current_key(&handled("leak-2").await);
+    assert!(third != second && third != first);
+    assert_eq!(aws_keys(&user).await, vec![(third.clone(), true)]);
+    assert_eq!(op.aws_requests(|o, _| o == "CreateAccessKey").await, 1);
+    let events = events_for(&ns.name, "od").await;
+    let rotations = events
+        .iter()
+        .filter(|(r, n)| r == "Rotating" && n.contains("iamwright.dev/rotate="))
+        .count();
+    assert_eq!(rotations, 2, "{events:?}");
+}
+
+/// AWS's procedure, with rotation an hour a second, started on demand: the new key is
+/// delivered, the old one stays Active for gracePeriod, is deactivated for
+/// deactivatedFor (a use of it warns; reactivation holds it), then deleted — never
+/// more than two keys.
+#[tokio::test]
+async fn the_rotation_procedure_deactivates_then_deletes_the_previous_key() {
+    let ns = Namespace::new("key-procedure").await;
+    let _op = Operator::start_with_env(&ns.name, &[], FAST_ROTATION).await;
+    let user = format!("{}-pr", ns.name);
+    let spec = |tags: Value| {
+        json!({"userName": user, "tags": tags,
+               "rotation": {"every": "40h", "gracePeriod": "4h", "deactivatedFor": "8h"}})
+    };
+    apply(&ns.name, &manifest("pr", spec(json!({}))));
+    let first = current_key(&ready(&ns.name, "pr").await);
+    let (_, first_secret, _) = secret_values(&ns.name, "pr").await.unwrap();
+    // The two-key limit, sampled all along.
+    let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sampler = {
+        let (most, user) = (most.clone(), user.clone());
+        tokio::spawn(async move {
+            loop {
+                let n = aws_keys(&user).await.len();
+                most.fetch_max(n, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let status = async || {
+        get::<IamUserAccessKey>(&ns.name, "pr")
+            .await
+            .and_then(|k| k.status)
+    };
+    use iamwright::api::{KeyStatus, RotationPhase};
+
+    // Rotated (now, on request): delivered, the previous key still Active (Grace).
+    let (ok, out, err) = kubectl(
+        &[
+            "annotate",
+            "iamkey",
+            "pr",
+            "-n",
+            &ns.name,
+            "iamwright.dev/rotate=now",
+        ],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    let second = secret_changes_from(&ns.name, "pr", &first).await;
+    eventually(T, "phase Grace", || async {
+        let st = status().await?;
+        (st.rotation_phase == Some(RotationPhase::Grace)
+            && st.previous_key_status == Some(KeyStatus::Active)
+            && st.access_key_id.as_deref() == Some(second.as_str()))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(
+        aws_keys(&user).await,
+        sorted(vec![(first.clone(), true), (second.clone(), true)])
+    );
+    // A workload still signs with the old key after the new one was delivered.
+    caller_arn(&first, &first_secret).await;
+
+    // After gracePeriod: Inactive, not deleted; the late use is reported.
+    eventually(T, "previous key deactivated", || async {
+        let st = status().await?;
+        (st.rotation_phase == Some(RotationPhase::Deactivated)
+            && st.previous_key_status == Some(KeyStatus::Inactive)
+            && st.previous_key_last_used_at.is_some())
+        .then_some(())
+    })
+    .await;
+    assert_eq!(
+        aws_keys(&user).await,
+        sorted(vec![(first.clone(), false), (second.clone(), true)])
+    );
+    let warnings = events_of(&ns.name, "pr", true).await;
+    assert!(
+        warnings
+            .iter()
+            .any(|(r, n)| r == "PreviousKeyStillUsed" && n.contains(&first)),
+        "{warnings:?}"
+    );
+
+    // Reactivated by the user: Active again, and kept past its deletion time.
+    let (ok, out, err) = kubectl(
+        &[
+            "annotate",
+            "iamkey",
+            "pr",
+            "-n",
+            &ns.name,
+            "iamwright.dev/reactivate-previous=incident-42",
+        ],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    eventually(T, "previous key Active again", || async {
+        (aws_keys(&user).await.contains(&(first.clone(), true))).then_some(())
+    })
+    .await;
+    let st = status().await.unwrap();
+    let delete_at = iamwright::controllers::access_key::schedule::parse_rfc3339(
+        st.key_created_at.as_deref().unwrap(),
+    )
+    .unwrap()
+        + chrono::Duration::seconds(4 + 8 + 1);
+    eventually(T, "past the deletion time", || async {
+        (chrono::Utc::now() > delete_at).then_some(())
+    })
+    .await;
+    // A spec change makes the operator reconcile after that time: the key stays.
+    apply(&ns.name, &manifest("pr", spec(json!({"held": "yes"}))));
+    ready(&ns.name, "pr").await;
+    assert!(aws_keys(&user).await.contains(&(first.clone(), true)));
+    let events = events_for(&ns.name, "pr").await;
+    assert!(
+        events.iter().any(|(r, _)| r == "PreviousKeyReactivated"),
+        "{events:?}"
+    );
+
+    // Released: deactivated and deleted; one key left, phase Stable.
+    kubectl(
+        &[
+            "annotate",
+            "iamkey",
+            "pr",
+            "-n",
+            &ns.name,
+            "iamwright.dev/reactivate-previous-",
+        ],
+        None,
+    );
+    eventually(T, "previous key deleted", || async {
+        let st = status().await?;
+        (st.previous_access_key_id.is_none()
+            && st.rotation_phase == Some(RotationPhase::Stable)
+            && st.previous_key_status.is_none())
+        .then_some(())
+    })
+    .await;
+    assert!(!aws_keys(&user).await.iter().any(|(id, _)| *id == first));
+    let events = events_for(&ns.name, "pr").await;
+    for reason in [
+        "KeyVerified",
+        "Rotating",
+        "PreviousKeyDeactivated",
+        "PreviousKeyDeleted",
+    ] {
+        assert!(
+            events.iter().any(|(r, _)| r == reason),
+            "{reason}: {events:?}"
+        );
+    }
+    sampler.abort();
+    assert!(most.load(std::sync::atomic::Ordering::SeqCst) <= 2);
+}
+
+fn sorted(mut v: Vec<(String, bool)>) -> Vec<(String, bool)> {
+    v.sort();
+    v
+}
+
+/// A crash in the middle of an on-demand rotation — after the new key verified, or
+/// after it reached the Secret — leaves no orphaned key and no Secret with a dead
+/// key, and the request is answered exactly once: by the key the restarted operator
+/// delivers, or by the key the Secret already holds (no second rotation).
+#[tokio::test]
+async fn a_crash_during_an_on_demand_rotation_rotates_exactly_once() {
+    let ns = Namespace::new("key-crash-rot").await;
+    for (i, failpoint) in ["after-verify", "after-secret-write"]
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("r{i}");
+        let user = format!("{}-{name}", ns.name);
+        let mut op = Operator::start(&ns.name, &[]).await;
+        apply(&ns.name, &manifest(&name, json!({"userName": user})));
+        let first = current_key(&ready(&ns.name, &name).await);
+        op.stop();
+
+        let mut op =
+            Operator::start_with_env(&ns.name, &[], &[("IAMWRIGHT_FAILPOINT", failpoint)]).await;
+        let (ok, out, err) = kubectl(
+            &[
+                "annotate",
+                "iamkey",
+                &name,
+                "-n",
+                &ns.name,
+                "iamwright.dev/rotate=leak",
+            ],
+            None,
+        );
+        assert!(ok, "{out}{err}");
+        let exit = op
+            .wait_exit(T)
+            .await
+            .expect("the operator exits at the failpoint");
+        assert_eq!(exit.code(), Some(3), "{failpoint}: {}", op.log());
+        let keys = aws_keys(&user).await;
+        assert_eq!(keys.len(), 2, "{failpoint}: {keys:?}");
+        let made = keys.iter().find(|(id, _)| *id != first).unwrap().0.clone();
+        let (in_secret, ..) = secret_values(&ns.name, &name).await.unwrap();
+        let k: IamUserAccessKey = get(&ns.name, &name).await.unwrap();
+        let st = k.status.unwrap();
+        assert_ne!(st.rotate_request.as_deref(), Some("leak"), "{failpoint}");
+        assert_eq!(
+            st.pending_key.and_then(|p| p.rotate_request).as_deref(),
+            Some("leak"),
+            "{failpoint}"
+        );
+
+        let op = Operator::start(&ns.name, &[]).await;
+        let k = eventually(T, "the request answered", || async {
+            let k: IamUserAccessKey = get(&ns.name, &name).await?;
+            let st = k.status.as_ref()?;
+            (st.rotate_request.as_deref() == Some("leak")
+                && st.pending_key.is_none()
+                && st.previous_access_key_id.is_none())
+            .then_some(k)
+        })
+        .await;
+        let now = current_key(&k);
+        let created = op.aws_requests(|o, _| o == "CreateAccessKey").await;
+        if failpoint == "after-verify" {
+            // The verified key never reached the Secret: deleted; one new key made.
+            assert_eq!(in_secret, first, "{failpoint}");
+            assert!(now != first && now != made, "{failpoint}");
+            assert_eq!(created, 1, "{failpoint}");
+        } else {
+            // The Secret already held the new key: it answers the request.
+            assert_eq!(in_secret, made, "{failpoint}");
+            assert_eq!(now, made, "{failpoint}");
+            assert_eq!(created, 0, "{failpoint}: no second rotation");
+        }
+        // Only the delivered key is left (no schedule: the leaked one goes at once).
+        assert_eq!(
+            aws_keys(&user).await,
+            vec![(now.clone(), true)],
+            "{failpoint}"
+        );
+        let (sid, secret, _) = secret_values(&ns.name, &name).await.unwrap();
+        assert_eq!(sid, now);
+        assert_eq!(
+            caller_arn(&now, &secret).await,
+            format!("arn:aws:iam::123456789012:user/{user}")
+        );
+    }
+}
+
+/// `spec.rotation.restartWorkloads`: every delivered key rolls the Deployments that
+/// read the Secret (pod-template annotation with the new key id), and only those;
+/// without the RBAC the chart grants under `rbac.restartWorkloads` the object says so.
+#[tokio::test]
+async fn delivered_keys_roll_the_workloads_that_read_the_secret() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let ns = Namespace::new("key-restart").await;
+    let _op = Operator::start(&ns.name, &[]).await;
+    let deployment = |name: &str, pod: Value| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+               "spec": {"selector": {"matchLabels": {"app": name}},
+                        "template": {"metadata": {"labels": {"app": name}}, "spec": pod}}})
+        .to_string()
+    };
+    let container = |extra: Value| {
+        let mut c = json!({"name": "app", "image": "busybox"});
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        c
+    };
+    apply(
+        &ns.name,
+        &deployment(
+            "reader",
+            json!({"containers": [container(json!({"envFrom": [{"secretRef": {"name": "app-key"}}]}))]}),
+        ),
+    );
+    apply(
+        &ns.name,
+        &deployment(
+            "mounter",
+            json!({"containers": [container(json!({}))],
+                   "volumes": [{"name": "aws", "projected": {"sources": [{"secret": {"name": "app-key"}}]}}]}),
+        ),
+    );
+    apply(
+        &ns.name,
+        &deployment("other", json!({"containers": [container(json!({}))]})),
+    );
+    let user = format!("{}-rw", ns.name);
+    apply(
+        &ns.name,
+        &manifest(
+            "app",
+            json!({"userName": user, "secretName": "app-key",
+                   "rotation": {"every": "720h", "restartWorkloads": true}}),
+        ),
+    );
+    // Without the RBAC (the chart's default): the key is delivered, the object says
+    // what is missing.
+    let (status, message, _) = ready_reason(&ns.name, "app", "KubernetesError").await;
+    assert_eq!(status, "False");
+    assert!(message.contains("rbac.restartWorkloads=true"), "{message}");
+    assert!(secret_values(&ns.name, "app-key").await.is_some());
+
+    // The chart renders the rule only with the value; grant it as the chart would.
+    let rendered = |set: &[&str]| {
+        let mut args = vec![
+            "template",
+            "x",
+            "charts/iamwright",
+            "--set",
+            "operator.clusterName=e2e",
+            "--kube-version",
+            "1.34.0",
+        ];
+        for s in set {
+            args.extend(["--set", s]);
+        }
+        let out = std::process::Command::new("helm")
+            .args(&args)
+            .current_dir(repo_root())
+            .output()
+            .expect("helm");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(!rendered(&[]).contains("deployments"));
+    assert!(
+        rendered(&["rbac.restartWorkloads=true"])
+            .contains(r#"resources: ["deployments", "statefulsets", "daemonsets"]"#)
+    );
+    let rbac = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": "iamwright-restart"},
+         "rules": [{"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"],
+                    "verbs": ["get", "list", "patch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": "iamwright-restart"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "iamwright-restart"},
+         "subjects": [{"kind": "ServiceAccount", "name": "iamwright", "namespace": "iamwright-system"}]}]});
+    apply(&ns.name, &rbac.to_string());
+    let first = current_key(&ready(&ns.name, "app").await);
+
+    let rolled_to = async |name: &str| -> Option<String> {
+        let d: Deployment = get(&ns.name, name).await?;
+        d.spec?
+            .template
+            .metadata?
+            .annotations?
+            .get("iamwright.dev/access-key-id")
+            .cloned()
+    };
+    let wait_rolled = async |key: &str| {
+        eventually(T, &format!("workloads rolled to {key}"), || async {
+            (rolled_to("reader").await.as_deref() == Some(key)
+                && rolled_to("mounter").await.as_deref() == Some(key))
+            .then_some(())
+        })
+        .await
+    };
+    wait_rolled(&first).await;
+    // A rotation rolls them again, to the new key.
+    let (ok, out, err) = kubectl(
+        &[
+            "annotate",
+            "iamkey",
+            "app",
+            "-n",
+            &ns.name,
+            "iamwright.dev/rotate=1",
+        ],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    let second = secret_changes_from(&ns.name, "app-key", &first).await;
+    wait_rolled(&second).await;
+    assert_eq!(
+        rolled_to("other").await,
+        None,
+        "a Deployment not reading the Secret"
+    );
+    let events = events_for(&ns.name, "app").await;
+    assert!(
+        events.iter().any(|(r, n)| r == "WorkloadsRestarted"
+            && n.contains(&second)
+            && n.contains("Deployment/reader")),
+        "{events:?}"
+    );
 }

@@ -84,6 +84,22 @@ spec:
         ns,
         r#"
 apiVersion: iamwright.dev/v1alpha1
+kind: IamRole
+metadata: {name: short-credentials}
+spec:
+  credentials: {secretName: app-aws, duration: 5m}
+  assumeRolePolicy: {Version: "2012-10-17", Statement: [{Effect: Allow, Principal: {Service: ec2.amazonaws.com}, Action: "sts:AssumeRole"}]}
+"#,
+    );
+    assert!(
+        err.contains("spec.credentials.duration must be between 15m and 12h"),
+        "{err}"
+    );
+
+    let err = rejected(
+        ns,
+        r#"
+apiVersion: iamwright.dev/v1alpha1
 kind: IamPolicy
 metadata: {name: string-document}
 spec:

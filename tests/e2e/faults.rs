@@ -438,3 +438,75 @@ async fn sigkill_at_any_moment_leaves_keys_in_iam_equal_to_keys_in_secrets() {
         keys.len()
     );
 }
+
+/// A new key that STS never accepts is never delivered: it is deleted, the object
+/// says so (reason `Verifying`), and no Secret ever holds it. Then lost
+/// GetCallerIdentity answers only delay the delivery: the keys in IAM end up equal
+/// to the keys in the Secrets.
+#[tokio::test]
+async fn a_key_that_never_verifies_never_reaches_a_secret() {
+    let ns = Namespace::new("fault-verify").await;
+    let proxy = FaultProxy::start().await;
+    let (k, v) = proxy.operator_env();
+    let op = Operator::start_with_env(&ns.name, &[], &[(k, &v)]).await;
+    // One key delivered first: the operator's own identity is known from here on.
+    let u0 = format!("{}-u0", ns.name);
+    apply(&ns.name, &key_manifest("k0", json!({"userName": u0})));
+    ready::<IamUserAccessKey>(&ns.name, "k0").await;
+    let verified_before = op
+        .aws_requests(|o, r| o == "GetCallerIdentity" && r == "success")
+        .await;
+    assert!(verified_before >= 1, "the first key was verified");
+
+    proxy
+        .set_rules(json!([{"operations": ["GetCallerIdentity"], "fault": "error5xx"}]))
+        .await;
+    let u1 = format!("{}-u1", ns.name);
+    apply(&ns.name, &key_manifest("k1", json!({"userName": u1})));
+    let (status, message, _) = ready_reason::<IamUserAccessKey>(&ns.name, "k1", "Verifying").await;
+    assert_eq!(status, "False");
+    assert!(message.contains("GetCallerIdentity"), "{message}");
+    // Every key made was deleted again, and no Secret was written.
+    eventually(
+        Duration::from_secs(90),
+        "unverified keys deleted",
+        || async {
+            let events = events_of(&ns.name, "k1", true).await;
+            let failed = events.iter().filter(|(r, _)| r == "KeyNotVerified").count();
+            (failed >= 1 && aws_keys(&u1).await.is_empty()).then_some(())
+        },
+    )
+    .await;
+    assert!(secret_values(&ns.name, "k1").await.is_none());
+    let k1: IamUserAccessKey = get(&ns.name, "k1").await.unwrap();
+    let st = k1.status.unwrap();
+    assert!(st.access_key_id.is_none(), "{st:?}");
+
+    // Lost answers (STS answered, the operator never heard): delivered all the same.
+    proxy
+        .set_rules(
+            json!([{"operations": ["GetCallerIdentity"], "fault": "lost", "probability": 0.5}]),
+        )
+        .await;
+    let u2 = format!("{}-u2", ns.name);
+    apply(&ns.name, &key_manifest("k2", json!({"userName": u2})));
+    let keys = vec![
+        ("k0".to_string(), u0),
+        ("k1".to_string(), u1),
+        ("k2".to_string(), u2),
+    ];
+    for (name, _) in &keys {
+        ready::<IamUserAccessKey>(&ns.name, name).await;
+    }
+    eventually(
+        Duration::from_secs(30),
+        "keys in IAM == keys in Secrets",
+        || async { keys_match_secrets(&ns.name, &keys).await.ok() },
+    )
+    .await;
+    eprintln!(
+        "figures: {} GetCallerIdentity answers failed, {} lost; keys in IAM == keys in Secrets",
+        proxy.count("GetCallerIdentity", "errors5xx").await,
+        proxy.count("GetCallerIdentity", "lost").await
+    );
+}

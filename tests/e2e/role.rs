@@ -1026,3 +1026,150 @@ async fn a_profile_of_that_name_owned_by_nobody_is_not_taken() {
     assert!(message.contains("instance-profile"), "{message}");
     assert!(profile_roles(&aws_profile(&n).await.unwrap()).is_empty());
 }
+
+/// `spec.credentials`: the operator assumes the role (the trust statement naming it
+/// and the object's session name is added) and keeps STS session credentials in a
+/// Secret, which STS resolves to the role, and refreshes them before they expire.
+#[tokio::test]
+async fn session_credentials_reach_a_secret_resolve_to_the_role_and_are_refreshed() {
+    use k8s_openapi::api::core::v1::Secret;
+    let ns = Namespace::new("role-creds").await;
+    // A minute a second: 15m credentials are refreshed after 11.25 s (3/4 of them).
+    // At trace level, so the leak scan below sees everything the process logs.
+    let op = Operator::start_with_env(
+        &ns.name,
+        &[],
+        &[
+            ("IAMWRIGHT_ROTATION_TIME_SCALE", "60"),
+            ("RUST_LOG", "trace"),
+        ],
+    )
+    .await;
+    apply(
+        &ns.name,
+        &role_manifest(
+            "app",
+            json!({"credentials": {"secretName": "app-aws", "duration": "15m"}}),
+        ),
+    );
+    let r: IamRole = ready(&ns.name, "app").await;
+    let st = r.status.unwrap();
+    assert_eq!(st.arn.as_deref(), Some(role_arn(&ns.name, "app").as_str()));
+    let expire = st
+        .credentials_expire_at
+        .expect("status.credentialsExpireAt");
+    let values = async || {
+        let s: Secret = get(&ns.name, "app-aws").await?;
+        let d = s.data?;
+        let text = |k: &str| d.get(k).map(|b| String::from_utf8(b.0.clone()).unwrap());
+        Some((
+            text("AWS_ACCESS_KEY_ID")?,
+            text("AWS_SECRET_ACCESS_KEY")?,
+            text("AWS_SESSION_TOKEN")?,
+            text("AWS_CREDENTIAL_EXPIRATION")?,
+            text("credentials")?,
+        ))
+    };
+    let (id, secret, token, expiration, file) = values().await.expect("the Secret");
+    assert_eq!(expiration, expire);
+    assert_eq!(
+        file,
+        format!(
+            "[default]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\naws_session_token = {token}\n"
+        )
+    );
+    // STS resolves the credentials to a session of the role, under the object's name.
+    let caller = |id: String, secret: String, token: String| async move {
+        let creds = aws_sdk_sts::config::Credentials::new(id, secret, Some(token), None, "e2e");
+        let conf = aws_sdk_sts::config::Builder::from(&aws_config().await)
+            .credentials_provider(creds)
+            .build();
+        aws_sdk_sts::Client::from_conf(conf)
+            .get_caller_identity()
+            .send()
+            .await
+            .unwrap()
+            .arn
+            .unwrap()
+    };
+    let mut seen = vec![secret.clone(), token.clone()];
+    assert_eq!(
+        caller(id.clone(), secret, token).await,
+        format!(
+            "arn:aws:sts::{ACCOUNT}:assumed-role/{}-app/{}.app",
+            ns.name, ns.name
+        )
+    );
+    // The trust policy lets exactly the operator's principal in, under that name.
+    let role = iam()
+        .await
+        .get_role()
+        .role_name(format!("{}-app", ns.name))
+        .send()
+        .await
+        .unwrap()
+        .role
+        .unwrap();
+    let trust = decode_aws_document(role.assume_role_policy_document.as_deref().unwrap()).unwrap();
+    let ours: Vec<&Value> = trust["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["Sid"] == "IamwrightCredentials")
+        .collect();
+    assert_eq!(ours.len(), 1, "{trust:#}");
+    // moto answers the operator's test credentials with user/moto.
+    assert_eq!(
+        ours[0]["Principal"]["AWS"],
+        format!("arn:aws:iam::{ACCOUNT}:user/moto")
+    );
+    assert_eq!(
+        ours[0]["Condition"]["StringEquals"]["sts:RoleSessionName"],
+        format!("{}.app", ns.name)
+    );
+    // Refreshed before expiry: new credentials, a later expiry, in the status too.
+    let (new_expire, new_secret, new_token) =
+        eventually(Duration::from_secs(45), "credentials refreshed", || async {
+            let (new_id, new_secret, new_token, expiration, _) = values().await?;
+            // RFC 3339 in UTC with whole seconds: later is greater as text too.
+            (new_id != id && expiration > expire).then_some((expiration, new_secret, new_token))
+        })
+        .await;
+    seen.extend([new_secret, new_token]);
+    eventually(T, "status follows the refresh", || async {
+        let r: IamRole = get(&ns.name, "app").await?;
+        (r.status?.credentials_expire_at.as_deref() == Some(new_expire.as_str())).then_some(())
+    })
+    .await;
+    let events = events_for(&ns.name, "app").await;
+    assert!(
+        events
+            .iter()
+            .filter(|(r, _)| r == "CredentialsIssued")
+            .count()
+            >= 2,
+        "{events:?}"
+    );
+    // The session's secret and token are in the Secret and nowhere else.
+    let log = op.log();
+    assert!(log.contains("TRACE"), "the operator ran at trace level");
+    let (_, events, _) = kubectl(&["get", "events", "-n", &ns.name, "-o", "json"], None);
+    let (_, object, _) = kubectl(
+        &["get", "iamrole", "app", "-n", &ns.name, "-o", "json"],
+        None,
+    );
+    let metrics = op.metrics().await;
+    for value in &seen {
+        for (what, text) in [
+            ("operator log", &log),
+            ("events", &events),
+            ("object", &object),
+            ("metrics", &metrics),
+        ] {
+            assert!(
+                !text.contains(value.as_str()),
+                "a session secret appears in the {what}"
+            );
+        }
+    }
+}

@@ -49,4 +49,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- if .Values.rbac.restartWorkloads }}
+# IamUserAccessKey spec.rotation.restartWorkloads: roll the workloads that read a
+# rotated key's Secret (a pod-template annotation with the new key id).
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets", "daemonsets"]
+  verbs: ["get", "list", "patch"]
+{{- end }}
 {{- end -}}

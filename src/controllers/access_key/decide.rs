@@ -7,8 +7,8 @@
 use chrono::{DateTime, Utc};
 
 use super::keys::{KeyInfo, is_orphan};
-use super::schedule::{Schedule, Step as Due, next_step, parse_rfc3339};
-use crate::api::IamUserAccessKeyStatus;
+use super::schedule::{Previous, Schedule, Step as Due, next_step, parse_rfc3339};
+use crate::api::{IamUserAccessKeyStatus, KeyStatus, RotationPhase};
 
 /// What the Secret named by the spec holds now (ids only: the decision never needs
 /// the secret itself).
@@ -51,6 +51,10 @@ pub struct View<'a> {
     pub want_active: bool,
     pub schedule: Option<Schedule>,
     pub now: DateTime<Utc>,
+    /// The annotation `iamwright.dev/rotate`, if set.
+    pub rotate_request: Option<&'a str>,
+    /// The annotation `iamwright.dev/reactivate-previous` is set.
+    pub hold_previous: bool,
 }
 
 /// Why a new key is made.
@@ -64,6 +68,9 @@ pub enum Why {
     Heal { stale: Option<String> },
     /// The current key reached its age: the old one stays for the grace period.
     Rotate { current: String },
+    /// A new value of `iamwright.dev/rotate`: rotate now (an older previous key still
+    /// there is deleted first, to make room).
+    Requested { current: String, value: String },
 }
 
 /// The one next step.
@@ -91,7 +98,11 @@ pub enum Step {
     LimitExceeded { foreign: Vec<String> },
     /// The previous key is no longer in AWS: forget it.
     ForgetPrevious,
-    /// Deactivate and delete the previous key.
+    /// The grace period is over: set the previous key Inactive.
+    Deactivate { id: String },
+    /// `iamwright.dev/reactivate-previous`: set the Inactive previous key Active again.
+    Reactivate { id: String },
+    /// Deactivate (if still Active) and delete the previous key.
     Retire { id: String },
     /// Set the current key's status to the spec's.
     SetKeyStatus { id: String, active: bool },
@@ -190,12 +201,37 @@ pub fn decide(v: &View<'_>) -> Step {
         .and_then(parse_rfc3339)
         .or(info.created)
         .unwrap_or(v.now);
-    let retiring = st.previous_access_key_id.is_some();
-    match next_step(v.schedule, created, retiring, v.now) {
+    let previous = live(keys, st.previous_access_key_id.as_ref())
+        .and_then(|p| keys.iter().find(|k| &k.id == p))
+        .map(|k| Previous {
+            active: k.active,
+            held: v.hold_previous,
+        });
+    // A new rotate request (not while the user holds the previous key).
+    if let Some(value) = v.rotate_request
+        && st.rotate_request.as_deref() != Some(value)
+        && !previous.is_some_and(|p| p.held)
+    {
+        let free = live(keys, st.previous_access_key_id.as_ref())
+            .into_iter()
+            .cloned()
+            .collect();
+        return create_or_limit(
+            keys,
+            Why::Requested {
+                current: current.clone(),
+                value: value.to_string(),
+            },
+            free,
+            Some(current),
+        );
+    }
+    let prev_id = || st.previous_access_key_id.clone().expect("a previous key");
+    match next_step(v.schedule, created, previous, v.now) {
         Due::Wait { next } => Step::Done { next },
-        Due::Retire => Step::Retire {
-            id: st.previous_access_key_id.clone().expect("retiring"),
-        },
+        Due::Deactivate => Step::Deactivate { id: prev_id() },
+        Due::Reactivate => Step::Reactivate { id: prev_id() },
+        Due::Retire => Step::Retire { id: prev_id() },
         Due::Rotate => create_or_limit(
             keys,
             Why::Rotate {
@@ -204,6 +240,20 @@ pub fn decide(v: &View<'_>) -> Step {
             vec![],
             Some(current),
         ),
+    }
+}
+
+/// The rotation phase and the previous key's state once settled (no create under way).
+pub fn settled_phase(
+    recorded: &IamUserAccessKeyStatus,
+    keys: &[KeyInfo],
+) -> (RotationPhase, Option<KeyStatus>) {
+    let previous = live(keys, recorded.previous_access_key_id.as_ref())
+        .and_then(|p| keys.iter().find(|k| &k.id == p));
+    match previous {
+        None => (RotationPhase::Stable, None),
+        Some(k) if k.active => (RotationPhase::Grace, Some(KeyStatus::Active)),
+        Some(_) => (RotationPhase::Deactivated, Some(KeyStatus::Inactive)),
     }
 }
 
@@ -270,6 +320,7 @@ mod tests {
             started_at: T0.into(),
             keys_before: before.iter().map(|s| s.to_string()).collect(),
             created_key_id: created.map(Into::into),
+            rotate_request: None,
         })
     }
     fn decide_at(
@@ -287,12 +338,15 @@ mod tests {
             want_active: true,
             schedule,
             now: t(now),
+            rotate_request: None,
+            hold_previous: false,
         })
     }
     fn rotation() -> Option<Schedule> {
         Some(Schedule {
             every: Duration::from_secs(3600),
             grace: Duration::from_secs(600),
+            deactivated: Duration::from_secs(600),
         })
     }
 
@@ -496,6 +550,18 @@ mod tests {
         );
         assert_eq!(
             decide_at(&st, &keys, &held, rotation(), "2026-01-01T00:10:00Z"),
+            Step::Deactivate { id: "A".into() }
+        );
+        // Deactivated for its time, then deleted.
+        let keys = [key("A", false), key("B", true)];
+        assert_eq!(
+            decide_at(&st, &keys, &held, rotation(), "2026-01-01T00:15:00Z"),
+            Step::Done {
+                next: Some(t("2026-01-01T00:20:00Z"))
+            }
+        );
+        assert_eq!(
+            decide_at(&st, &keys, &held, rotation(), "2026-01-01T00:20:00Z"),
             Step::Retire { id: "A".into() }
         );
         // A rotation due while a foreign key fills the second slot: limit, not loop.
@@ -516,6 +582,92 @@ mod tests {
     }
 
     #[test]
+    fn a_rotate_request_rotates_once_per_value() {
+        let view = |st: &IamUserAccessKeyStatus, keys: &[KeyInfo], req, hold| {
+            decide(&View {
+                recorded: st,
+                keys,
+                secret: &ours(Some("A"), true),
+                secret_name: "s",
+                want_active: true,
+                schedule: rotation(),
+                now: t("2026-01-01T00:30:00Z"),
+                rotate_request: req,
+                hold_previous: hold,
+            })
+        };
+        let st = status(Some("A"), None);
+        let one = [key("A", true)];
+        // A new value rotates now, with or without a schedule due.
+        assert_eq!(
+            view(&st, &one, Some("leak-1"), false),
+            Step::Create {
+                why: Why::Requested {
+                    current: "A".into(),
+                    value: "leak-1".into()
+                },
+                free: vec![],
+                retiring: Some("A".into())
+            }
+        );
+        // The value handled is not handled again.
+        let handled = IamUserAccessKeyStatus {
+            rotate_request: Some("leak-1".into()),
+            ..st.clone()
+        };
+        assert_eq!(
+            view(&handled, &one, Some("leak-1"), false),
+            Step::Done {
+                next: Some(t("2026-01-01T01:00:00Z"))
+            }
+        );
+        // During a grace period the older previous key makes room first.
+        let st = IamUserAccessKeyStatus {
+            rotate_request: Some("leak-1".into()),
+            ..status(Some("A"), Some("P"))
+        };
+        let two = [key("A", true), key("P", true)];
+        assert_eq!(
+            view(&st, &two, Some("leak-2"), false),
+            Step::Create {
+                why: Why::Requested {
+                    current: "A".into(),
+                    value: "leak-2".into()
+                },
+                free: vec!["P".into()],
+                retiring: Some("A".into())
+            }
+        );
+        // Not while the user holds the previous key.
+        assert_eq!(
+            view(&st, &two, Some("leak-2"), true),
+            Step::Done { next: None }
+        );
+        let two_off = [key("A", true), key("P", false)];
+        assert_eq!(
+            view(&st, &two_off, None, true),
+            Step::Reactivate { id: "P".into() }
+        );
+    }
+
+    #[test]
+    fn the_phase_follows_the_previous_key() {
+        let st = status(Some("A"), Some("P"));
+        assert_eq!(
+            settled_phase(&st, &[key("A", true)]),
+            (RotationPhase::Stable, None)
+        );
+        assert_eq!(
+            settled_phase(&st, &[key("A", true), key("P", true)]),
+            (RotationPhase::Grace, Some(KeyStatus::Active))
+        );
+        assert_eq!(
+            settled_phase(&st, &[key("A", true), key("P", false)]),
+            (RotationPhase::Deactivated, Some(KeyStatus::Inactive))
+        );
+    }
+
+    #[test]
     fn key_status_and_moves() {
         let st = status(Some("A"), None);
         let keys = [key("A", true)];
@@ -528,6 +680,8 @@ mod tests {
             want_active: false,
             schedule: None,
             now: t(T0),
+            rotate_request: None,
+            hold_previous: false,
         });
         assert_eq!(
             step,
@@ -544,6 +698,8 @@ mod tests {
             want_active: true,
             schedule: None,
             now: t(T0),
+            rotate_request: None,
+            hold_previous: false,
         });
         assert_eq!(
             step,

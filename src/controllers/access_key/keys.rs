@@ -113,6 +113,28 @@ pub async fn last_used(aws: &Aws, id: &str) -> Result<Option<(DateTime<Utc>, Str
     }))
 }
 
+/// The ARN STS reports for a request signed with `key` itself.
+pub async fn caller_arn(aws: &Aws, key: &KeyMaterial) -> Result<String, AwsError> {
+    aws.caller_arn_as(&key.id, key.secret.expose()).await
+}
+
+/// Whether GetCallerIdentity's answer `caller` is the IAM user `user_arn`: the same
+/// account and user name (the user's path may or may not be shown).
+pub fn is_user(caller: &str, user_arn: &str) -> bool {
+    if caller == user_arn {
+        return true;
+    }
+    let parts = |arn: &str| -> Option<(String, String)> {
+        let f: Vec<&str> = arn.splitn(6, ':').collect();
+        let resource = f.get(5)?.strip_prefix("user/")?;
+        Some((
+            f.get(4)?.to_string(),
+            resource.rsplit('/').next()?.to_string(),
+        ))
+    };
+    matches!((parts(caller), parts(user_arn)), (Some(a), Some(b)) if a == b && !a.1.is_empty())
+}
+
 /// Delete a key; one already gone counts as deleted.
 pub async fn delete(aws: &Aws, user: &str, id: &str) -> Result<(), AwsError> {
     match aws
@@ -167,6 +189,7 @@ mod tests {
             started_at: "2026-01-01T00:00:00Z".into(),
             keys_before: vec!["OLD".into()],
             created_key_id: None,
+            rotate_request: None,
         };
         let key = |id: &str, at: &str| KeyInfo {
             id: id.into(),
@@ -196,11 +219,27 @@ mod tests {
     }
 
     #[test]
+    fn the_verified_caller_must_be_the_user() {
+        let user = "arn:aws:iam::123456789012:user/team/app";
+        assert!(is_user(user, user));
+        assert!(is_user("arn:aws:iam::123456789012:user/app", user));
+        // Another account, another user, or a role session is not the key's user.
+        assert!(!is_user("arn:aws:iam::210987654321:user/app", user));
+        assert!(!is_user("arn:aws:iam::123456789012:user/other", user));
+        assert!(!is_user(
+            "arn:aws:sts::123456789012:assumed-role/app/s",
+            user
+        ));
+        assert!(!is_user("", user));
+    }
+
+    #[test]
     fn a_recorded_create_names_its_orphan_exactly() {
         let pending = PendingKey {
             started_at: "2026-01-01T00:00:00Z".into(),
             keys_before: vec![],
             created_key_id: Some("MINE".into()),
+            rotate_request: None,
         };
         let at = parse_rfc3339("2026-01-01T00:00:01Z");
         let key = |id: &str| KeyInfo {

@@ -13,6 +13,7 @@ mod observe;
 pub mod schedule;
 mod secret;
 pub mod user;
+mod workloads;
 
 use crate::reason::Reason;
 use std::collections::BTreeSet;
@@ -80,7 +81,8 @@ pub(crate) async fn policy_arns(
 
 /// Test-only failpoints: `IAMWRIGHT_FAILPOINT=<name>` makes the process exit (code 3)
 /// at a step — `after-create-access-key` (between CreateAccessKey and the Secret
-/// write), `after-secret-write` (between the Secret write and the status record) — or
+/// write), `after-verify` (between the key's verification and the Secret write),
+/// `after-secret-write` (between the Secret write and the status record) — or
 /// fails one: `fail-secret-write` (the Secret write returns an error). Unset in
 /// production; they exist so the e2e suite can prove crash safety on a real process.
 fn failpoint(name: &str) -> bool {
@@ -106,6 +108,10 @@ struct Run<'a> {
     /// The resourceVersion of `recorded`: every status write is conditional on it, so
     /// two writers (an old leader, a stale cache) can never interleave key records.
     rv: String,
+    /// The annotation `iamwright.dev/rotate` on the object as read with `recorded`.
+    rotate_request: Option<String>,
+    /// The annotation `iamwright.dev/reactivate-previous` is set.
+    hold_previous: bool,
 }
 
 impl Run<'_> {
@@ -124,15 +130,28 @@ impl Run<'_> {
     fn user(&self) -> &str {
         &self.k.spec.user_name
     }
+
+    /// Show a step in progress in the conditions now (e.g. the wait for a new key to
+    /// verify), before the reconcile's final report.
+    async fn progress(&mut self, reason: Reason, message: String) -> Result<(), Error> {
+        let mut st = self.recorded.clone();
+        st.conditions = status::conditions(
+            &st.conditions,
+            self.k.metadata.generation,
+            &status::Outcome::progressing(reason, message),
+        );
+        self.record(st).await
+    }
 }
 
 async fn apply(k: Arc<IamUserAccessKey>, ctx: Arc<Context>) -> Applied<IamUserAccessKeyStatus> {
     let ns = k.namespace().unwrap_or_default();
     let api: Api<IamUserAccessKey> = Api::namespaced(ctx.client.clone(), &ns);
-    let (recorded, rv) = match api.get(&k.name_any()).await {
+    let (recorded, rv, annotations) = match api.get(&k.name_any()).await {
         Ok(fresh) => (
             fresh.status.unwrap_or_default(),
             fresh.metadata.resource_version.unwrap_or_default(),
+            fresh.metadata.annotations.unwrap_or_default(),
         ),
         Err(e) => {
             // Report on the cached copy only if it is still current: a stale status
@@ -152,6 +171,8 @@ async fn apply(k: Arc<IamUserAccessKey>, ctx: Arc<Context>) -> Applied<IamUserAc
         secrets: Api::namespaced(ctx.client.clone(), &ns),
         recorded,
         rv,
+        rotate_request: annotations.get(crate::api::ROTATE_ANNOTATION).cloned(),
+        hold_previous: annotations.contains_key(crate::api::REACTIVATE_ANNOTATION),
     };
     if k.spec.management_policy == crate::api::ManagementPolicy::Observe {
         return Applied {
@@ -253,6 +274,8 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
             want_active: k.spec.key_status == KeyStatus::Active,
             schedule,
             now: Utc::now(),
+            rotate_request: run.rotate_request.as_deref(),
+            hold_previous: run.hold_previous,
         });
         tracing::debug!(object = %key_of(k), ?step, "access key step");
         let next = match step {
@@ -277,7 +300,24 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
         st.user_arn = Some(user.arn.clone());
         st.secret_name = Some(name.clone());
         st.next_rotation_at = next.map(rfc3339);
+        let (phase, previous) = decide::settled_phase(&st, &keys);
+        st.rotation_phase = Some(phase);
+        st.previous_key_status = previous;
+        if previous.is_none() {
+            st.previous_key_last_used_at = None;
+        }
         key_hygiene(run, &mut st).await?;
+        // Roll the consumers still on another key: checked on every reconcile (Kubernetes
+        // reads only; patches only stale templates), so a crash or a refused patch
+        // right after a delivery is made up for by the next reconcile.
+        if k.spec
+            .rotation
+            .as_ref()
+            .is_some_and(|r| r.restart_workloads)
+            && let Some(id) = &st.access_key_id
+        {
+            restart_workloads(run, &name, id).await?;
+        }
         let id = st.access_key_id.clone().unwrap_or_default();
         let mut message = format!(
             "access key {id} of IAM user {} is in Secret {name}",
@@ -286,11 +326,20 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
         if !user.owned {
             message.push_str(" (the user itself is not managed by this object)");
         }
-        if let (Some(prev), Some(at)) = (&st.previous_access_key_id, next) {
-            message.push_str(&format!(
-                "; previous key {prev} is retired at {}",
+        match (&st.previous_access_key_id, previous, next) {
+            (Some(prev), Some(KeyStatus::Active), Some(at)) => message.push_str(&format!(
+                "; previous key {prev} stays Active until {}, then Inactive",
                 rfc3339(at)
-            ));
+            )),
+            (Some(prev), Some(KeyStatus::Inactive), Some(at)) => message.push_str(&format!(
+                "; previous key {prev} is Inactive and is deleted at {}",
+                rfc3339(at)
+            )),
+            (Some(prev), Some(_), None) if run.hold_previous => message.push_str(&format!(
+                "; previous key {prev} is kept Active ({} is set; remove it to let the rotation go on)",
+                crate::api::REACTIVATE_ANNOTATION
+            )),
+            _ => {}
         }
         let requeue = next.map(|at| {
             at.signed_duration_since(Utc::now())
@@ -303,6 +352,38 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
     Err(Error::Internal(format!(
         "the access key did not settle within {MAX_STEPS} steps"
     )))
+}
+
+/// Annotate the workloads reading the Secret with the new key id (event
+/// `WorkloadsRestarted`). Without the RBAC for it the object says how to grant it.
+async fn restart_workloads(run: &Run<'_>, secret: &str, id: &str) -> Result<(), Error> {
+    let ns = run.k.namespace().unwrap_or_default();
+    match workloads::restart(&run.ctx.client, &ns, secret, id).await {
+        Ok(rolled) if rolled.is_empty() => Ok(()),
+        Ok(rolled) => {
+            run.ctx
+                .event(
+                    run.k,
+                    false,
+                    "WorkloadsRestarted",
+                    format!(
+                        "rolled {} to access key {id} (pod-template annotation {})",
+                        rolled.join(", "),
+                        workloads::ANNOTATION
+                    ),
+                )
+                .await;
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 403 => Err(Error::Waiting {
+            reason: Reason::KubernetesError,
+            message: format!(
+                "spec.rotation.restartWorkloads: the operator may not list or patch the namespace's Deployments, StatefulSets and DaemonSets ({}); install the chart with rbac.restartWorkloads=true. The new key {id} is in Secret {secret}",
+                s.message
+            ),
+        }),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// When each object's key was last asked about its last use: GetAccessKeyLastUsed is
@@ -330,10 +411,53 @@ async fn key_hygiene(run: &Run<'_>, st: &mut IamUserAccessKeyStatus) -> Result<(
     st.last_used_service = used
         .map(|(_, service)| service)
         .filter(|s| !s.is_empty() && s != "N/A");
+    if let Some(prev) = st.previous_access_key_id.clone()
+        && st.previous_key_status.is_some()
+    {
+        previous_use(run, st, &prev).await?;
+    }
     LAST_USED_READ
         .lock()
         .expect("last-used lock")
         .insert(object, (id, std::time::Instant::now()));
+    Ok(())
+}
+
+/// Read when the previous key was last used (status.previousKeyLastUsedAt) and warn
+/// (`PreviousKeyStillUsed`) on a use after the new key was delivered: AWS's procedure
+/// is to confirm the old key is unused before deactivating and deleting it.
+async fn previous_use(
+    run: &Run<'_>,
+    st: &mut IamUserAccessKeyStatus,
+    prev: &str,
+) -> Result<(), Error> {
+    let used = keys::last_used(&run.ctx.aws().await, prev)
+        .await?
+        .map(|(at, _)| at);
+    let before = st.previous_key_last_used_at.clone();
+    st.previous_key_last_used_at = used.map(rfc3339);
+    let delivered = st
+        .key_created_at
+        .as_deref()
+        .and_then(schedule::parse_rfc3339);
+    if let (Some(at), Some(delivered)) = (used, delivered)
+        && at > delivered
+        && before != st.previous_key_last_used_at
+    {
+        run.ctx
+            .event(
+                run.k,
+                true,
+                "PreviousKeyStillUsed",
+                format!(
+                    "previous access key {prev} of IAM user {} was used at {} after key {} was delivered: a workload still holds the old key",
+                    run.user(),
+                    rfc3339(at),
+                    st.access_key_id.as_deref().unwrap_or_default()
+                ),
+            )
+            .await;
+    }
     Ok(())
 }
 
@@ -373,6 +497,13 @@ async fn take(
         } => {
             let mut st = run.recorded.clone();
             if let Some(id) = delivered {
+                if let Some(r) = st
+                    .pending_key
+                    .as_ref()
+                    .and_then(|p| p.rotate_request.clone())
+                {
+                    st.rotate_request = Some(r);
+                }
                 st.previous_access_key_id = retiring;
                 st.key_created_at = created_of(keys, &id).map(rfc3339);
                 st.access_key_id = Some(id);
@@ -412,7 +543,7 @@ async fn take(
             retiring,
         } => {
             let old_name = run.recorded.secret_name.clone();
-            create_and_deliver(run, keys, name, &free, retiring).await?;
+            create_and_deliver(run, keys, name, &free, retiring, user_arn).await?;
             let new_id = run.recorded.access_key_id.clone().unwrap_or_default();
             *view = SecretView::Ours {
                 held: Some(new_id.clone()),
@@ -433,7 +564,54 @@ async fn take(
             st.previous_access_key_id = None;
             run.record(st).await?;
         }
-        Step::Retire { .. } => retire(run, keys).await?,
+        Step::Retire { id } => {
+            // The last check of AWS's procedure: was it used since the new key came?
+            let mut st = run.recorded.clone();
+            previous_use(run, &mut st, &id).await?;
+            retire(run, keys).await?
+        }
+        Step::Deactivate { ref id } | Step::Reactivate { ref id } => {
+            let active = matches!(step, Step::Reactivate { .. });
+            let id = id.clone();
+            let mut st = run.recorded.clone();
+            if !active {
+                // AWS's procedure: confirm the old key is unused before deactivating.
+                previous_use(run, &mut st, &id).await?;
+            }
+            let want = if active {
+                KeyStatus::Active
+            } else {
+                KeyStatus::Inactive
+            };
+            keys::set_status(&ctx.aws().await, run.user(), &id, want).await?;
+            for x in keys.iter_mut().filter(|x| x.id == id) {
+                x.active = active;
+            }
+            let (reason, note) = if active {
+                (
+                    "PreviousKeyReactivated",
+                    format!(
+                        "previous access key {id} of IAM user {} is Active again ({} is set); it is kept until the annotation is removed",
+                        run.user(),
+                        crate::api::REACTIVATE_ANNOTATION
+                    ),
+                )
+            } else {
+                (
+                    "PreviousKeyDeactivated",
+                    format!(
+                        "previous access key {id} of IAM user {} is now Inactive after the grace period; it is deleted later (annotate {}=<any> to reactivate it meanwhile)",
+                        run.user(),
+                        crate::api::REACTIVATE_ANNOTATION
+                    ),
+                )
+            };
+            ctx.event(k, false, reason, note).await;
+            let (phase, previous) = decide::settled_phase(&st, keys);
+            st.rotation_phase = Some(phase);
+            st.previous_key_status = previous;
+            run.record(st).await?;
+        }
         Step::SetKeyStatus { id, active } => {
             let want = if active {
                 KeyStatus::Active
@@ -494,6 +672,14 @@ async fn announce(run: &Run<'_>, why: &Why, new_id: &str, name: &str) {
                 "rotated: access key {new_id} is in Secret {name}; previous key {current} stays active for the grace period"
             ),
         ),
+        Why::Requested { current, value } => (
+            false,
+            "Rotating",
+            format!(
+                "rotated on request ({}={value}): access key {new_id} is in Secret {name}; previous key {current} follows the rotation procedure (grace period, then Inactive, then deleted; deleted at once without spec.rotation)",
+                crate::api::ROTATE_ANNOTATION
+            ),
+        ),
     };
     ctx.event(k, warning, reason, note).await;
 }
@@ -507,6 +693,7 @@ async fn create_and_deliver(
     name: &str,
     free: &[String],
     retiring: Option<String>,
+    user_arn: &str,
 ) -> Result<(), Error> {
     let (ctx, k) = (run.ctx, run.k);
     let user = run.user().to_string();
@@ -546,6 +733,7 @@ async fn create_and_deliver(
         started_at: rfc3339(Utc::now()),
         keys_before: keys.iter().map(|x| x.id.clone()).collect(),
         created_key_id: None,
+        rotate_request: run.rotate_request.clone(),
     });
     run.record(st).await?;
 
@@ -560,9 +748,38 @@ async fn create_and_deliver(
     if let Some(p) = st.pending_key.as_mut() {
         p.created_key_id = Some(key.id.clone());
     }
+    st.rotation_phase = Some(crate::api::RotationPhase::Verifying);
     if let Err(e) = run.record(st).await {
         tracing::warn!(object = %key_of(k), error = %e, "recording the created key id failed; delivering it anyway");
     }
+    // Verified before delivered: no Secret ever holds a key AWS does not accept. A
+    // key that never verifies is deleted (status.pendingKey covers a crash meanwhile).
+    if let Err(e) = verify(run, &key, user_arn).await {
+        keys::delete(&ctx.aws().await, &user, &key.id).await?;
+        let mut st = run.recorded.clone();
+        st.pending_key = None;
+        st.rotation_phase = Some(decide::settled_phase(&st, keys).0);
+        run.record(st).await?;
+        ctx.event(
+            k,
+            true,
+            "KeyNotVerified",
+            format!(
+                "new access key {} of IAM user {user} was deleted: STS GetCallerIdentity did not accept it ({e}); the Secret keeps its key and the creation is retried",
+                key.id
+            ),
+        )
+        .await;
+        return Err(Error::Waiting {
+            reason: Reason::Verifying,
+            message: format!(
+                "Verifying: new access key {} of IAM user {user} was not accepted by STS GetCallerIdentity within {}s ({e}); it was deleted and is replaced after a backoff",
+                key.id,
+                VERIFY_WAITS.iter().sum::<std::time::Duration>().as_secs()
+            ),
+        });
+    }
+    crash_point("after-verify");
     let written = if failpoint("fail-secret-write") {
         Err(Error::Waiting {
             reason: Reason::AwsError,
@@ -609,8 +826,65 @@ async fn create_and_deliver(
     st.access_key_id = Some(key.id.clone());
     st.key_created_at = Some(rfc3339(created));
     st.secret_name = Some(name.to_string());
-    st.pending_key = None;
+    if let Some(r) = st.pending_key.take().and_then(|p| p.rotate_request) {
+        st.rotate_request = Some(r);
+    }
+    st.rotation_phase = Some(decide::settled_phase(&st, keys).0);
     run.record(st).await
+}
+
+/// The waits between verification attempts of a new key: IAM takes a few seconds to
+/// make a new key usable everywhere (`InvalidClientTokenId` meanwhile).
+const VERIFY_WAITS: [std::time::Duration; 5] = [
+    std::time::Duration::from_millis(500),
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_secs(4),
+    std::time::Duration::from_secs(8),
+];
+
+/// Check the new key with STS GetCallerIdentity signed with it, until STS names the
+/// user or the waits run out. The first refusal is shown in the conditions (reason
+/// `Verifying`); success is event `KeyVerified`.
+async fn verify(run: &mut Run<'_>, key: &KeyMaterial, user_arn: &str) -> Result<(), String> {
+    let mut waits = VERIFY_WAITS.iter();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let problem = match keys::caller_arn(&run.ctx.aws().await, key).await {
+            Ok(arn) if keys::is_user(&arn, user_arn) => break,
+            Ok(arn) => format!("it answered {arn:?}, not {user_arn}"),
+            Err(e) => e.to_string(),
+        };
+        let Some(wait) = waits.next() else {
+            return Err(problem);
+        };
+        if attempts == 1 {
+            let message = format!(
+                "Verifying: new access key {} of IAM user {} is not accepted by STS GetCallerIdentity yet ({problem}); IAM propagates new keys within seconds, retried for up to {}s before it is written to the Secret",
+                key.id,
+                run.user(),
+                VERIFY_WAITS.iter().sum::<std::time::Duration>().as_secs()
+            );
+            if let Err(e) = run.progress(Reason::Verifying, message).await {
+                tracing::debug!(object = %key_of(run.k), error = %e, "showing the verification wait failed");
+            }
+        }
+        tokio::time::sleep(*wait).await;
+    }
+    run.ctx
+        .event(
+            run.k,
+            false,
+            "KeyVerified",
+            format!(
+                "new access key {} of IAM user {} verified with STS GetCallerIdentity (attempt {attempts})",
+                key.id,
+                run.user()
+            ),
+        )
+        .await;
+    Ok(())
 }
 
 /// Why the Secret cannot be written, as the object shows it: a refused name or
@@ -651,8 +925,8 @@ async fn retire(run: &mut Run<'_>, keys: &mut Vec<KeyInfo>) -> Result<(), Error>
             .event(
                 run.k,
                 false,
-                "KeyRetired",
-                format!("deactivated and deleted previous access key {prev} of IAM user {user}"),
+                "PreviousKeyDeleted",
+                format!("deleted previous access key {prev} of IAM user {user}"),
             )
             .await;
     }

@@ -44,11 +44,21 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
 pub struct Schedule {
     pub every: Duration,
     pub grace: Duration,
+    /// How long the previous key stays Inactive before it is deleted.
+    pub deactivated: Duration,
 }
 
 /// The default grace period: an hour, or half of `every` when that is shorter.
 fn default_grace(every: Duration) -> Duration {
     Duration::from_secs(3600).min(every / 2)
+}
+
+/// The default time a previous key stays Inactive: a day (a daily job that still
+/// uses it shows up as `PreviousKeyStillUsed` or fails while it can be reactivated),
+/// or half of what `every` leaves after the grace period when that is shorter, so
+/// specs written before the field existed keep working.
+fn default_deactivated(every: Duration, grace: Duration) -> Duration {
+    Duration::from_secs(24 * 3600).min(every.saturating_sub(grace) / 2)
 }
 
 /// The shortest rotation period: a key must live long enough to be picked up.
@@ -103,9 +113,26 @@ pub fn schedule_scaled(
             r.every
         ));
     }
+    let deactivated = match &r.deactivated_for {
+        Some(d) => {
+            let d =
+                parse_go_duration(d).map_err(|e| format!("spec.rotation.deactivatedFor: {e}"))?;
+            if grace.saturating_add(d) >= every {
+                return Err(format!(
+                    "spec.rotation.deactivatedFor: gracePeriod + deactivatedFor must be shorter than spec.rotation.every ({:?} + {:?} >= {:?}): the previous key must be gone before the next rotation needs its slot",
+                    r.grace_period.as_deref().unwrap_or("default"),
+                    r.deactivated_for.as_deref().unwrap_or_default(),
+                    r.every
+                ));
+            }
+            d
+        }
+        None => default_deactivated(every, grace),
+    };
     Ok(Some(Schedule {
         every: every / scale,
         grace: grace / scale,
+        deactivated: deactivated / scale,
     }))
 }
 
@@ -114,19 +141,31 @@ pub fn schedule_scaled(
 pub enum Step {
     /// Nothing due; look again at `next` (None: never, no rotation configured).
     Wait { next: Option<DateTime<Utc>> },
-    /// The retiring key's grace period is over: deactivate and delete it.
+    /// The grace period is over: set the previous key Inactive.
+    Deactivate,
+    /// `iamwright.dev/reactivate-previous` is set and the previous key is Inactive.
+    Reactivate,
+    /// The previous key's time is over: delete it (deactivating it first if Active).
     Retire,
     /// The current key is old enough: create its successor.
     Rotate,
 }
 
-/// The next step for a current key created at `created`, with `retiring` telling
-/// whether a previous key is still in its grace period. Without a schedule a leftover
-/// previous key (from a heal or a recovered crash) is retired at once.
+/// The previous key, as the schedule sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Previous {
+    pub active: bool,
+    /// `iamwright.dev/reactivate-previous` is set: keep it Active, never delete it.
+    pub held: bool,
+}
+
+/// The next step for a current key created at `created`, with `previous` the key it
+/// replaced, if that still exists. Without a schedule a leftover previous key (from a
+/// heal, a recovered crash or an on-demand rotation) is retired at once.
 pub fn next_step(
     schedule: Option<Schedule>,
     created: DateTime<Utc>,
-    retiring: bool,
+    previous: Option<Previous>,
     now: DateTime<Utc>,
 ) -> Step {
     // Saturating: no duration, however large, may overflow the clock (a panic here
@@ -137,21 +176,40 @@ pub fn next_step(
             .and_then(|d| created.checked_add_signed(d))
             .unwrap_or(DateTime::<Utc>::MAX_UTC)
     };
-    let Some(s) = schedule else {
-        return if retiring {
-            Step::Retire
-        } else {
-            Step::Wait { next: None }
+    if let Some(p) = previous {
+        if p.held {
+            // Held by the user: no step (and no rotation: it would need the slot)
+            // until the annotation is removed.
+            return if p.active {
+                Step::Wait { next: None }
+            } else {
+                Step::Reactivate
+            };
+        }
+        let Some(s) = schedule else {
+            return Step::Retire;
         };
-    };
-    if retiring {
-        let at = add(s.grace);
-        return if now >= at {
+        let grace_end = add(s.grace);
+        if now < grace_end {
+            return Step::Wait {
+                next: Some(grace_end),
+            };
+        }
+        if p.active {
+            return Step::Deactivate;
+        }
+        let delete_at = add(s.grace.saturating_add(s.deactivated));
+        return if now >= delete_at {
             Step::Retire
         } else {
-            Step::Wait { next: Some(at) }
+            Step::Wait {
+                next: Some(delete_at),
+            }
         };
     }
+    let Some(s) = schedule else {
+        return Step::Wait { next: None };
+    };
     let at = add(s.every);
     if now >= at {
         Step::Rotate
@@ -195,6 +253,8 @@ mod tests {
         let r = |every: &str, grace: Option<&str>| Rotation {
             every: every.into(),
             grace_period: grace.map(Into::into),
+            deactivated_for: None,
+            restart_workloads: false,
         };
         assert_eq!(schedule(None), Ok(None));
         assert_eq!(
@@ -226,9 +286,42 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(
-            (s.every, s.grace),
-            (Duration::from_secs(20), Duration::from_secs(10))
+            (s.every, s.grace, s.deactivated),
+            (
+                Duration::from_secs(20),
+                Duration::from_secs(10),
+                Duration::from_secs(5)
+            )
         );
+    }
+
+    #[test]
+    fn deactivated_for_defaults_to_a_day_or_fits_inside_every() {
+        let r = |every: &str, grace: Option<&str>, off: Option<&str>| Rotation {
+            every: every.into(),
+            grace_period: grace.map(Into::into),
+            deactivated_for: off.map(Into::into),
+            restart_workloads: false,
+        };
+        let off = |r: Rotation| schedule(Some(&r)).map(|s| s.unwrap().deactivated);
+        // A day when `every` leaves room, else shortened so existing specs still work.
+        assert_eq!(
+            off(r("2160h", None, None)),
+            Ok(Duration::from_secs(24 * 3600))
+        );
+        assert_eq!(
+            off(r("20h", Some("10h"), None)),
+            Ok(Duration::from_secs(5 * 3600))
+        );
+        assert_eq!(
+            off(r("20h", Some("10h"), Some("9h"))),
+            Ok(Duration::from_secs(9 * 3600))
+        );
+        // An explicit value that does not fit is refused, naming the field.
+        for bad in ["10h", "11h", "1x"] {
+            let e = off(r("20h", Some("10h"), Some(bad))).unwrap_err();
+            assert!(e.starts_with("spec.rotation.deactivatedFor: "), "{e}");
+        }
     }
 
     #[test]
@@ -236,14 +329,25 @@ mod tests {
         let s = Some(Schedule {
             every: Duration::from_secs(u64::MAX / 4),
             grace: Duration::from_secs(u64::MAX / 8),
+            deactivated: Duration::from_secs(u64::MAX / 8),
         });
+        let prev = |active| {
+            Some(Previous {
+                active,
+                held: false,
+            })
+        };
         let t0 = parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
         assert!(matches!(
-            next_step(s, t0, false, t0),
+            next_step(s, t0, None, t0),
             Step::Wait { next: Some(_) }
         ));
         assert!(matches!(
-            next_step(s, t0, true, t0),
+            next_step(s, t0, prev(true), t0),
+            Step::Wait { next: Some(_) }
+        ));
+        assert!(matches!(
+            next_step(s, t0, prev(false), t0),
             Step::Wait { next: Some(_) }
         ));
     }
@@ -254,22 +358,44 @@ mod tests {
         let s = Some(Schedule {
             every: Duration::from_secs(20),
             grace: Duration::from_secs(10),
+            deactivated: Duration::from_secs(5),
         });
         let at = |secs| t0 + chrono::Duration::seconds(secs);
+        let prev = |active, held| Some(Previous { active, held });
         assert_eq!(
-            next_step(s, t0, false, at(5)),
+            next_step(s, t0, None, at(5)),
             Step::Wait { next: Some(at(20)) }
         );
-        assert_eq!(next_step(s, t0, false, at(20)), Step::Rotate);
+        assert_eq!(next_step(s, t0, None, at(20)), Step::Rotate);
+        // Grace: the previous key stays Active; then Inactive; then deleted.
         assert_eq!(
-            next_step(s, t0, true, at(5)),
+            next_step(s, t0, prev(true, false), at(5)),
             Step::Wait { next: Some(at(10)) }
         );
-        assert_eq!(next_step(s, t0, true, at(10)), Step::Retire);
-        assert_eq!(next_step(None, t0, true, at(0)), Step::Retire);
         assert_eq!(
-            next_step(None, t0, false, at(99)),
+            next_step(s, t0, prev(true, false), at(10)),
+            Step::Deactivate
+        );
+        assert_eq!(
+            next_step(s, t0, prev(false, false), at(12)),
+            Step::Wait { next: Some(at(15)) }
+        );
+        assert_eq!(next_step(s, t0, prev(false, false), at(15)), Step::Retire);
+        // Reactivated by the user: Active again, and held (no deletion, no rotation)
+        // until the annotation goes; then deactivated and deleted as before.
+        assert_eq!(
+            next_step(s, t0, prev(false, true), at(12)),
+            Step::Reactivate
+        );
+        assert_eq!(
+            next_step(s, t0, prev(true, true), at(99)),
             Step::Wait { next: None }
         );
+        assert_eq!(
+            next_step(s, t0, prev(true, false), at(99)),
+            Step::Deactivate
+        );
+        assert_eq!(next_step(None, t0, prev(true, false), at(0)), Step::Retire);
+        assert_eq!(next_step(None, t0, None, at(99)), Step::Wait { next: None });
     }
 }

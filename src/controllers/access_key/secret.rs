@@ -23,14 +23,16 @@ pub const FINGERPRINT: &str = "iamwright.dev/key-sha256";
 
 /// A secret access key. Its `Debug` is redacted and it has no `Display`, so neither a
 /// log line, an event, a status nor an error message can carry it by accident; the
-/// only way out is [`SecretValue::expose`], used when the Secret is rendered.
+/// only way out is [`SecretValue::expose`], used when the Secret is rendered (and to
+/// sign the STS request that verifies a new key).
 pub struct SecretValue(String);
 
 impl SecretValue {
     pub fn new(s: String) -> Self {
         Self(s)
     }
-    fn expose(&self) -> &str {
+    /// Only to render the Secret and to sign the key's verification request.
+    pub(super) fn expose(&self) -> &str {
         &self.0
     }
 }

@@ -5,6 +5,7 @@
 //! One reconcile: resolve → build (`spec`) → observe (`io`) → plan (`plan`) → apply
 //! (`io`) → report. `managementPolicy: Observe` stops after the plan and reports it.
 
+pub mod credentials;
 mod io;
 mod plan;
 mod spec;
@@ -102,9 +103,22 @@ async fn sync(
         let aws = ctx.aws().await;
         aws.snapshot.saw_in_sync(&entity(&d), fingerprint(&d));
     }
-    let status = status_of(&seen, d.attached.clone(), profile);
-    let message = format!("role {} is in sync", seen.arn);
-    Ok(Applied::synced(status, message))
+    let mut status = status_of(&seen, d.attached.clone(), profile);
+    let mut message = format!("role {} is in sync", seen.arn);
+    let mut requeue_after = None;
+    if let Some(c) = &r.spec.credentials {
+        let (expire, refresh_in) = credentials::ensure(r, ctx, &seen.arn, c).await?;
+        message.push_str(&format!(
+            "; session credentials in Secret {} expire at {expire}",
+            c.secret_name
+        ));
+        status.credentials_expire_at = Some(expire);
+        requeue_after = Some(refresh_in);
+    }
+    Ok(Applied {
+        requeue_after,
+        ..Applied::synced(status, message)
+    })
 }
 
 /// Resolve: the `policyRefs` to ARNs (waiting for each IamPolicy to be Ready), the
@@ -140,7 +154,17 @@ async fn build(
     refs: &[String],
     account: Option<&Account>,
 ) -> Result<Desired, Error> {
-    let d = spec::desired(r, spec, ctx, refs, account)?;
+    let mut d = spec::desired(r, spec, ctx, refs, account)?;
+    // spec.credentials: the operator itself may assume the role, under the object's
+    // session name only (not in Observe: nothing is assumed or written then).
+    if r.spec.credentials.is_some() && r.spec.management_policy == ManagementPolicy::Manage {
+        let principal = ctx.aws().await.principal().await?;
+        d.trust = credentials::with_operator_statement(
+            &d.trust,
+            &principal,
+            &credentials::session_name(r),
+        );
+    }
     let gov = crate::trust::current();
     ctx.managed_policies
         .check(

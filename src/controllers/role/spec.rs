@@ -144,6 +144,10 @@ pub fn validate(
             )
         })?;
     }
+    if let Some(c) = &spec.credentials {
+        super::credentials::duration(c, spec.max_session_duration)
+            .map_err(|m| Error::stalled(Reason::InvalidSpec, m))?;
+    }
     if let Some(b) = &spec.permissions_boundary {
         check_policy_arn(b).map_err(|m| {
             Error::stalled(
