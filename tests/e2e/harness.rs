@@ -311,16 +311,7 @@ impl Operator {
 
     /// Successful reconciles of `kind` (`iamwright_reconcile_total`).
     pub async fn reconciles(&self, kind: &str) -> u64 {
-        self.metrics()
-            .await
-            .lines()
-            .filter(|l| {
-                l.starts_with("iamwright_reconcile_total{")
-                    && l.contains(&format!("kind=\"{kind}\""))
-                    && l.contains("result=\"success\"")
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
+        successful_reconciles(&self.metrics().await, kind)
     }
 
     /// AWS writes made (calls other than Get*, List*, Describe* that succeeded). A
@@ -356,6 +347,19 @@ impl Drop for Operator {
 
 pub fn is_read(op: &str) -> bool {
     op.starts_with("Get") || op.starts_with("List") || op.starts_with("Describe")
+}
+
+/// Successful reconciles of `kind` in a `/metrics` text (`iamwright_reconcile_total`).
+pub fn successful_reconciles(metrics: &str, kind: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("iamwright_reconcile_total{")
+                && l.contains(&format!("kind=\"{kind}\""))
+                && l.contains("result=\"success\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
 /// (operation, outcome, count) of every `iamwright_aws_requests_total` sample.

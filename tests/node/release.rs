@@ -89,45 +89,35 @@ pub fn base_values(proxy: &FaultProxy) -> Vec<String> {
 
 pub const OPERATOR_ROLE: &str = "arn:aws:iam::123456789012:role/iamwright-operator";
 
+/// `helm install|upgrade` of the chart with `values`, waiting until the Deployment's
+/// pods are Ready through their own readiness probes.
+fn helm_apply(verb: &str, values: &[String]) {
+    let mut args = vec![
+        verb,
+        RELEASE,
+        "charts/iamwright",
+        "--namespace",
+        RELEASE_NAMESPACE,
+        "--wait",
+        "--timeout",
+        "180s",
+    ];
+    for v in values {
+        args.extend(["--set", v.as_str()]);
+    }
+    let (ok, out, err) = helm(&args);
+    assert!(ok, "helm {verb} failed: {out}{err}\n{}", describe_pods());
+}
+
 impl Release {
-    /// `helm install --wait`: returns once the Deployment's pods are Ready through
-    /// their own readiness probes.
     pub fn install(values: &[String]) -> Self {
         release_namespace();
-        let mut args = vec![
-            "install",
-            RELEASE,
-            "charts/iamwright",
-            "--namespace",
-            RELEASE_NAMESPACE,
-            "--wait",
-            "--timeout",
-            "180s",
-        ];
-        for v in values {
-            args.extend(["--set", v.as_str()]);
-        }
-        let (ok, out, err) = helm(&args);
-        assert!(ok, "helm install failed: {out}{err}\n{}", describe_pods());
+        helm_apply("install", values);
         Self { installed: true }
     }
 
     pub fn upgrade(&self, values: &[String]) {
-        let mut args = vec![
-            "upgrade",
-            RELEASE,
-            "charts/iamwright",
-            "--namespace",
-            RELEASE_NAMESPACE,
-            "--wait",
-            "--timeout",
-            "180s",
-        ];
-        for v in values {
-            args.extend(["--set", v.as_str()]);
-        }
-        let (ok, out, err) = helm(&args);
-        assert!(ok, "helm upgrade failed: {out}{err}\n{}", describe_pods());
+        helm_apply("upgrade", values);
     }
 
     pub fn uninstall(&mut self) {
@@ -310,16 +300,7 @@ pub async fn pod_metrics(pod: &Pod) -> String {
 
 /// Successful reconciles of `kind` the pod made (`iamwright_reconcile_total`).
 pub async fn pod_reconciles(pod: &Pod, kind: &str) -> u64 {
-    pod_metrics(pod)
-        .await
-        .lines()
-        .filter(|l| {
-            l.starts_with("iamwright_reconcile_total{")
-                && l.contains(&format!("kind=\"{kind}\""))
-                && l.contains("result=\"success\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    successful_reconciles(&pod_metrics(pod).await, kind)
 }
 
 /// AWS writes that reached moto through the proxy since its counters were reset
