@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates every generated file: crds/crds.yaml and the chart's CRD template.
+# Regenerates every generated file: crds/crds.yaml, the chart's CRD template and the
+# API reference docs/api.md.
 # Unit tests fail when the committed files differ from what this writes.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -8,7 +9,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/iamwright/cargo-target
 cargo build --locked --quiet --bin iamwright
 "$CARGO_TARGET_DIR/debug/iamwright" crds >crds/crds.yaml
 "$CARGO_TARGET_DIR/debug/iamwright" crds --helm >charts/iamwright/templates/crds.yaml
-echo "generated crds/crds.yaml and charts/iamwright/templates/crds.yaml"
+"$CARGO_TARGET_DIR/debug/iamwright" crds --reference >docs/api.md
+echo "generated crds/crds.yaml, charts/iamwright/templates/crds.yaml and docs/api.md"
 # The Argo CD snippet embeds the one health script once per kind.
 python3 - "$repo/charts/iamwright/argocd" <<'PY'
 import sys

@@ -35,6 +35,9 @@ pub enum Command {
         /// Print them as the Helm chart's template (behind `crds.install`, kept on uninstall).
         #[arg(long)]
         helm: bool,
+        /// Print the API reference rendered from them (docs/api.md) instead.
+        #[arg(long, conflicts_with = "helm")]
+        reference: bool,
     },
 }
 
@@ -77,7 +80,7 @@ pub struct PolicyArgs {
     pub partition: String,
 }
 
-/// The trust-model grants of the whole cluster (api.md "Trust model"): without them a
+/// The trust-model grants of the whole cluster (docs/trust-model.md): without them a
 /// namespace touches only what its own objects created.
 #[derive(Args, Debug, Clone, Default)]
 pub struct TrustArgs {

@@ -9,6 +9,7 @@ pub mod leader;
 pub mod operator;
 pub mod policy;
 pub mod reason;
+pub mod reference;
 pub mod status;
 pub mod telemetry;
 pub mod trust;

@@ -5,8 +5,10 @@ use iamwright::config::{Cli, Command};
 async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Crds { helm } => {
-            if helm {
+        Command::Crds { helm, reference } => {
+            if reference {
+                print!("{}", iamwright::reference::markdown());
+            } else if helm {
                 print!("{}", iamwright::crds::to_helm_template());
             } else {
                 print!("{}", iamwright::crds::to_yaml());
