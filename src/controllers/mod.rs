@@ -275,6 +275,15 @@ pub fn jitter(d: Duration) -> Duration {
 /// operator's role lacks a permission and a human has to grant it.
 const ACCESS_DENIED_STALLS_AFTER: u32 = 3;
 
+/// What a reference wait waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Awaited {
+    /// No object of that name in the namespace (yet).
+    Missing,
+    /// The object exists and is not Ready for its current generation yet.
+    NotReady,
+}
+
 /// Why a reconcile did not reach Ready.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -284,6 +293,11 @@ pub enum Error {
     /// Waiting for something outside the object (a dependency, AWS consistency).
     #[error("{message}")]
     Waiting { reason: Reason, message: String },
+    /// Waiting for an object of the namespace that a reference names (`policyRefs`,
+    /// `roleRef`); condition reason `DependencyNotReady`. A type of its own, so that no
+    /// other wait (e.g. AWS's own "does not exist") can be taken for one by its text.
+    #[error("{message}")]
+    Reference { awaited: Awaited, message: String },
     #[error(transparent)]
     Aws(#[from] AwsError),
     #[error("Kubernetes API error: {0}")]
@@ -308,6 +322,9 @@ impl Error {
         match self {
             Error::Stalled { reason, message } => Outcome::stalled(*reason, message.clone()),
             Error::Waiting { reason, message } => Outcome::progressing(*reason, message.clone()),
+            Error::Reference { message, .. } => {
+                Outcome::progressing(Reason::DependencyNotReady, message.clone())
+            }
             Error::Aws(e) => {
                 let m = e.to_string();
                 match e.kind {
@@ -355,7 +372,7 @@ impl Error {
             Error::Internal(_) => Action::requeue(ctx.backoff(key, generation, true)),
             // Waiting for another object: its change (a watch event) is the very
             // thing to react to, so no hold; the backoff only paces the re-checks.
-            Error::Waiting { .. } => {
+            Error::Waiting { .. } | Error::Reference { .. } => {
                 let wait = ctx.backoff(key, generation, false);
                 ctx.hold(key, generation, Duration::ZERO);
                 Action::requeue(wait)
@@ -367,7 +384,7 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Stalled { .. } => "stalled",
-            Error::Waiting { .. } => "waiting",
+            Error::Waiting { .. } | Error::Reference { .. } => "waiting",
             Error::Aws(_) => "aws_error",
             Error::Kube(_) => "kube_error",
             Error::Internal(_) => "internal_error",

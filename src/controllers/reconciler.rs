@@ -682,33 +682,32 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controllers::refs::RefState;
     use crate::reason::Reason;
     use std::time::{Duration, SystemTime};
 
-    fn waiting(why: &str) -> Error {
-        Error::Waiting {
-            reason: Reason::DependencyNotReady,
-            message: format!("spec.policyRefs[0]: IamPolicy \"p\" {why}"),
-        }
+    fn waiting(state: RefState) -> Error {
+        state
+            .ready_arn(r#"spec.policyRefs[0]: IamPolicy "p""#)
+            .unwrap_err()
     }
 
     #[test]
     fn only_a_new_objects_first_wait_for_a_referenced_object_goes_unreported() {
         let now = SystemTime::now();
         let new = Some(now - Duration::from_secs(2));
-        let on_its_way = waiting("is not Ready yet");
+        let on_its_way = waiting(RefState::NotReady);
         assert!(first_wait_unreported(&on_its_way, new, false, now));
         // Not there yet: it may come in the same apply, by another client.
         assert!(first_wait_unreported(
-            &waiting("does not exist"),
+            &waiting(RefState::Missing),
             new,
             false,
             now
         ));
-        let role_ref = Error::Waiting {
-            reason: Reason::DependencyNotReady,
-            message: r#"spec.roleRef: IamRole "app" does not exist"#.into(),
-        };
+        let role_ref = RefState::Missing
+            .ready_arn(r#"spec.roleRef: IamRole "app""#)
+            .unwrap_err();
         assert!(first_wait_unreported(&role_ref, new, false, now));
         // Reported: an object that already has a status, an object waiting longer than
         // the grace, a wait for something in AWS, and any other problem.
@@ -719,6 +718,16 @@ mod tests {
                 .into(),
         };
         assert!(!first_wait_unreported(&in_aws, new, false, now));
+        // AWS's own text can end like a reference wait (an EC2 association refused with
+        // InvalidInstanceID.NotFound): a wait in AWS all the same, reported at once.
+        let instance_gone = Error::Waiting {
+            reason: Reason::DependencyNotReady,
+            message:
+                "1 instance(s) cannot be bound; i-0abc: The instance ID 'i-0abc' does not exist"
+                    .into(),
+        };
+        assert!(!first_wait_unreported(&instance_gone, new, false, now));
+        assert!(!refs::is_dependency_in_progress(&instance_gone));
         let old = Some(now - FIRST_WAIT_UNREPORTED - Duration::from_secs(1));
         assert!(!first_wait_unreported(&on_its_way, old, false, now));
         assert!(!first_wait_unreported(&on_its_way, None, false, now));

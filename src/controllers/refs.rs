@@ -9,12 +9,11 @@ use futures::{Stream, StreamExt};
 use kube::api::Api;
 use kube::runtime::watcher::{self, Event};
 
-use crate::reason::Reason;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 
-use super::Error;
 use super::reconciler::{Guarded, Managed};
+use super::{Awaited, Error};
 use crate::api::{IamPolicy, IamRole, LocalObjectRef};
 
 /// The ARNs of the referenced IamPolicies, in order. A policy that is missing or not
@@ -35,23 +34,22 @@ pub async fn resolve_policy_refs(
     Ok(arns)
 }
 
-/// How a reference wait ends its message: the object named exists and is not Ready.
-const NOT_READY_YET: &str = "is not Ready yet";
-/// How a reference wait ends its message: no object of that name in the namespace.
-const DOES_NOT_EXIST: &str = "does not exist";
-
-/// Waiting for a referenced IamPolicy that exists and is not Ready yet: progress, not
+/// Waiting for a referenced object that exists and is not Ready yet: progress, not
 /// a problem worth a warning event (a missing one is).
 pub fn is_dependency_in_progress(e: &Error) -> bool {
-    matches!(e, Error::Waiting { reason: Reason::DependencyNotReady, message }
-        if message.ends_with(NOT_READY_YET))
+    matches!(
+        e,
+        Error::Reference {
+            awaited: Awaited::NotReady,
+            ..
+        }
+    )
 }
 
 /// Waiting for an object of the namespace that a reference names (a `policyRefs`
 /// IamPolicy, a `roleRef` IamRole): missing, or not Ready yet.
 pub fn is_reference_wait(e: &Error) -> bool {
-    matches!(e, Error::Waiting { reason: Reason::DependencyNotReady, message }
-        if message.ends_with(NOT_READY_YET) || message.ends_with(DOES_NOT_EXIST))
+    matches!(e, Error::Reference { .. })
 }
 
 /// What a reference needs of the object it names.
@@ -67,13 +65,13 @@ impl RefState {
     /// The ARN of a Ready object; else `DependencyNotReady`, its message `what` (the
     /// field and the object) followed by why.
     pub fn ready_arn(self, what: &str) -> Result<String, Error> {
-        let why = match self {
+        let (awaited, why) = match self {
             RefState::Ready(arn) => return Ok(arn),
-            RefState::Missing => DOES_NOT_EXIST,
-            RefState::NotReady => NOT_READY_YET,
+            RefState::Missing => (Awaited::Missing, "does not exist"),
+            RefState::NotReady => (Awaited::NotReady, "is not Ready yet"),
         };
-        Err(Error::Waiting {
-            reason: Reason::DependencyNotReady,
+        Err(Error::Reference {
+            awaited,
             message: format!("{what} {why}"),
         })
     }

@@ -114,11 +114,12 @@ async fn apply(
     state: Arc<State>,
 ) -> Applied<InstanceProfileBindingStatus> {
     let applied = Applied::from(sync(&b, &ctx, &state).await);
-    if let Err(Error::Waiting { reason, .. }) = &applied.result
-        && matches!(
-            reason,
-            Reason::InstanceConflict | Reason::DependencyNotReady | Reason::NotPermitted
-        )
+    if let Err(e) = &applied.result
+        && (matches!(e, Error::Reference { .. })
+            || matches!(e, Error::Waiting { reason, .. } if matches!(
+                reason,
+                Reason::InstanceConflict | Reason::DependencyNotReady | Reason::NotPermitted
+            )))
     {
         let resync = ctx.settings.instance_resync;
         let mut recheck = state.recheck.lock().expect("recheck lock");
