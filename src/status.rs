@@ -1,5 +1,5 @@
 //! Condition bookkeeping (Ready / Reconciling / Stalled, keeping lastTransitionTime)
-//! and the server-side-apply status patch.
+//! and the status patch (a JSON patch of the whole status subresource).
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
@@ -184,7 +184,7 @@ pub fn new_problems<'a>(existing: &[Condition], extras: &'a [Extra]) -> Vec<&'a 
         .collect()
 }
 
-/// Write `status` with server-side apply, unless it already is the object's status (an
+/// Write `status` (a JSON patch of the whole status), unless it already is the object's status (an
 /// unchanged status costs no write, so an object in sync causes no watch event).
 pub async fn patch<K, S>(api: &Api<K>, obj: &K, current: Option<&S>, status: &S) -> kube::Result<()>
 where

@@ -95,11 +95,6 @@ pub(crate) fn is_false(b: &bool) -> bool {
 /// Tags map type shared by every kind.
 pub type Tags = BTreeMap<String, String>;
 
-/// The status fields every kind shares, flattened into each status.
-pub trait HasConditions {
-    fn conditions(&self) -> &[Condition];
-}
-
 /// A policy document as a spec holds it: its JSON text, compact. Every watched object
 /// stays in the operator's cache, where a parsed tree (a B-tree node of about 600 bytes
 /// per JSON object) took several times the text: 8 MB of the 5,000-object benchmark's

@@ -84,11 +84,6 @@ impl Cache {
     fn seen_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, u64)>> {
         self.seen.lock().expect("snapshot seen lock")
     }
-
-    /// Forget the snapshot (tests; a write the operator wants seen at once).
-    pub async fn clear(&self) {
-        *self.current.lock().await = None;
-    }
 }
 
 /// The fingerprint of a desired state (its `Debug` form: every field, documents

@@ -149,11 +149,6 @@ impl Context {
         aws
     }
 
-    /// The operator's own account's clients (leader fence, startup checks).
-    pub fn base_aws(&self) -> &Aws {
-        &self.base_aws
-    }
-
     /// The ownership tags' owner for an object.
     pub fn owner<K: Resource>(&self, obj: &K) -> Owner {
         Owner {

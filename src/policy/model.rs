@@ -316,7 +316,7 @@ pub(crate) fn suggestion(got: &str, known: &[&str]) -> String {
         .iter()
         .map(|k| {
             (
-                edit_distance(&got.to_ascii_lowercase(), &k.to_ascii_lowercase()),
+                strsim::levenshtein(&got.to_ascii_lowercase(), &k.to_ascii_lowercase()),
                 k,
             )
         })
@@ -324,22 +324,6 @@ pub(crate) fn suggestion(got: &str, known: &[&str]) -> String {
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| format!("; did you mean {k:?}?"))
         .unwrap_or_default()
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 pub const STATEMENT_KEYS: &[&str] = &[

@@ -116,7 +116,7 @@ struct Run<'a> {
 
 impl Run<'_> {
     /// Write `next` as the status now, before the next AWS step (e.g. the intent to
-    /// create a key), with the same server-side-apply manager as the final report.
+    /// create a key), conditional on the resourceVersion read, like the final report.
     async fn record(&mut self, next: IamUserAccessKeyStatus) -> Result<(), Error> {
         if let Some(rv) =
             status::patch_at(&self.api, self.k, Some(&self.recorded), &next, &self.rv).await?
