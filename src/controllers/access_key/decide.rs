@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 
 use super::keys::{KeyInfo, is_orphan};
-use super::schedule::{Previous, Schedule, Step as Due, next_step, parse_rfc3339};
+use super::schedule::{Previous, Schedule, Step as Due, next_step_from, parse_rfc3339};
 use crate::api::{IamUserAccessKeyStatus, KeyStatus, RotationPhase};
 
 /// What the Secret named by the spec holds now (ids only: the decision never needs
@@ -106,6 +106,9 @@ pub enum Step {
     Retire { id: String },
     /// Set the current key's status to the spec's.
     SetKeyStatus { id: String, active: bool },
+    /// `restartWorkloads`: the new key is delivered and the workloads' rollouts are
+    /// awaited (since `since`) before the previous key's grace period starts.
+    AwaitRollouts { since: DateTime<Utc> },
     /// In sync; look again at `next` (a rotation step), if any.
     Done { next: Option<DateTime<Utc>> },
 }
@@ -226,8 +229,20 @@ pub fn decide(v: &View<'_>) -> Step {
             Some(current),
         );
     }
+    // The previous key's grace period waits for the workloads' rollouts (not while
+    // the user holds it: then nothing is due anyway).
+    if let Some(since) = awaiting_rollouts(st)
+        && previous.is_some_and(|p| p.active && !p.held)
+    {
+        return Step::AwaitRollouts { since };
+    }
+    let grace_from = st
+        .grace_started_at
+        .as_deref()
+        .and_then(parse_rfc3339)
+        .unwrap_or(created);
     let prev_id = || st.previous_access_key_id.clone().expect("a previous key");
-    match next_step(v.schedule, created, previous, v.now) {
+    match next_step_from(v.schedule, created, grace_from, previous, v.now) {
         Due::Wait { next } => Step::Done { next },
         Due::Deactivate => Step::Deactivate { id: prev_id() },
         Due::Reactivate => Step::Reactivate { id: prev_id() },
@@ -252,9 +267,34 @@ pub fn settled_phase(
         .and_then(|p| keys.iter().find(|k| &k.id == p));
     match previous {
         None => (RotationPhase::Stable, None),
+        Some(k) if k.active && awaiting_rollouts(recorded).is_some() => {
+            (RotationPhase::RestartingWorkloads, Some(KeyStatus::Active))
+        }
         Some(k) if k.active => (RotationPhase::Grace, Some(KeyStatus::Active)),
         Some(_) => (RotationPhase::Deactivated, Some(KeyStatus::Inactive)),
     }
+}
+
+/// When the rollouts began to be awaited, while the grace period has not started.
+pub fn awaiting_rollouts(st: &IamUserAccessKeyStatus) -> Option<DateTime<Utc>> {
+    if st.grace_started_at.is_some() {
+        return None;
+    }
+    st.rollouts_awaited_since.as_deref().and_then(parse_rfc3339)
+}
+
+/// Record a delivered key that replaces another (in `st`, with its previous key set):
+/// with `restart_workloads` its grace period waits for the rollouts from `now`;
+/// without, it counts from the key's creation, as recorded.
+pub fn mark_delivered(
+    st: &mut IamUserAccessKeyStatus,
+    restart_workloads: bool,
+    now: DateTime<Utc>,
+) {
+    st.grace_started_at = None;
+    st.workloads_not_rolled_out = vec![];
+    st.rollouts_awaited_since = (restart_workloads && st.previous_access_key_id.is_some())
+        .then(|| super::schedule::rfc3339(now));
 }
 
 /// Create, unless the keys that would remain after freeing ours are already two.
