@@ -690,6 +690,138 @@ mod tests {
         );
     }
 
+    /// `restartWorkloads`: the grace period waits for the rollouts, then counts from
+    /// when they completed (or the bound passed), across restarts: all of it is in
+    /// the status.
+    #[test]
+    fn the_grace_period_waits_for_the_rollouts() {
+        use crate::controllers::access_key::schedule::{ROLLOUT_BOUND, Rollouts, await_rollouts};
+        let keys = [key("B", true), key("A", true)];
+        let secret = ours(Some("B"), true);
+        // Delivered at T0 with restartWorkloads: the wait begins in the same record.
+        let mut delivered = status(Some("B"), Some("A"));
+        mark_delivered(&mut delivered, true, t(T0));
+        assert_eq!(delivered.rollouts_awaited_since.as_deref(), Some(T0));
+        // Without restartWorkloads (or without a key replaced) nothing is awaited.
+        let mut plain = status(Some("B"), Some("A"));
+        mark_delivered(&mut plain, false, t(T0));
+        assert_eq!(plain.rollouts_awaited_since, None);
+        let mut first = status(Some("B"), None);
+        mark_delivered(&mut first, true, t(T0));
+        assert_eq!(first.rollouts_awaited_since, None);
+
+        // Waiting: long past the 10-minute grace counted from creation, the previous
+        // key is not deactivated; the phase is RestartingWorkloads. A restarted
+        // operator reads the same status, so the same answer.
+        for now in ["2026-01-01T00:00:30Z", "2026-01-01T00:20:00Z"] {
+            assert_eq!(
+                decide_at(&delivered, &keys, &secret, rotation(), now),
+                Step::AwaitRollouts { since: t(T0) },
+                "{now}"
+            );
+        }
+        assert_eq!(
+            settled_phase(&delivered, &keys),
+            (RotationPhase::RestartingWorkloads, Some(KeyStatus::Active))
+        );
+        // The wait itself: recheck every few seconds until the bound, then start
+        // anyway naming what had not rolled out; start at once when all have.
+        let pending = vec!["Deployment/app".to_string()];
+        let at = |s: &str| await_rollouts(t(T0), &pending, t(s), ROLLOUT_BOUND);
+        assert_eq!(
+            at("2026-01-01T00:00:30Z"),
+            Rollouts::Wait {
+                recheck: t("2026-01-01T00:00:35Z"),
+                deadline: t("2026-01-01T00:10:00Z")
+            }
+        );
+        assert_eq!(
+            at("2026-01-01T00:09:58Z"),
+            Rollouts::Wait {
+                recheck: t("2026-01-01T00:10:00Z"),
+                deadline: t("2026-01-01T00:10:00Z")
+            }
+        );
+        assert_eq!(
+            at("2026-01-01T00:10:00Z"),
+            Rollouts::Start {
+                late: pending.clone()
+            }
+        );
+        assert_eq!(
+            await_rollouts(t(T0), &[], t("2026-01-01T00:00:30Z"), ROLLOUT_BOUND),
+            Rollouts::Start { late: vec![] }
+        );
+
+        // Completed at 00:03: the grace period (10 minutes) counts from then.
+        let mut started = delivered.clone();
+        started.grace_started_at = Some("2026-01-01T00:03:00Z".into());
+        assert_eq!(
+            decide_at(&started, &keys, &secret, rotation(), "2026-01-01T00:12:00Z"),
+            Step::Done {
+                next: Some(t("2026-01-01T00:13:00Z"))
+            }
+        );
+        assert_eq!(
+            decide_at(&started, &keys, &secret, rotation(), "2026-01-01T00:13:00Z"),
+            Step::Deactivate { id: "A".into() }
+        );
+        assert_eq!(
+            settled_phase(&started, &keys),
+            (RotationPhase::Grace, Some(KeyStatus::Active))
+        );
+        // Deleted deactivatedFor (10 minutes) after the grace period's end.
+        let inactive = [key("B", true), key("A", false)];
+        assert_eq!(
+            decide_at(
+                &started,
+                &inactive,
+                &secret,
+                rotation(),
+                "2026-01-01T00:20:00Z"
+            ),
+            Step::Done {
+                next: Some(t("2026-01-01T00:23:00Z"))
+            }
+        );
+        // The next rotation still counts from the key's creation.
+        let alone = [key("B", true)];
+        let mut settled = started.clone();
+        settled.previous_access_key_id = None;
+        assert_eq!(
+            decide_at(
+                &settled,
+                &alone,
+                &secret,
+                rotation(),
+                "2026-01-01T00:30:00Z"
+            ),
+            Step::Done {
+                next: Some(t("2026-01-01T01:00:00Z"))
+            }
+        );
+        // A previous key the user holds is not awaited (nothing is due while held).
+        let held = decide(&View {
+            recorded: &delivered,
+            keys: &keys,
+            secret: &secret,
+            secret_name: "s",
+            want_active: true,
+            schedule: rotation(),
+            now: t("2026-01-01T00:00:30Z"),
+            rotate_request: None,
+            hold_previous: true,
+        });
+        assert_eq!(held, Step::Done { next: None });
+        // A new delivery waits again, from its own time.
+        let mut again = started.clone();
+        again.workloads_not_rolled_out = vec!["Deployment/app".into()];
+        mark_delivered(&mut again, true, t("2026-01-01T02:00:00Z"));
+        assert_eq!(again.grace_started_at, None);
+        assert!(again.workloads_not_rolled_out.is_empty());
+        assert_eq!(awaiting_rollouts(&again), Some(t("2026-01-01T02:00:00Z")));
+    }
+
     #[test]
     fn the_phase_follows_the_previous_key() {
         let st = status(Some("A"), Some("P"));
