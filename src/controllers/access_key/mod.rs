@@ -285,9 +285,21 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
             Step::AwaitRollouts { since } => {
                 let id = run.recorded.access_key_id.clone().unwrap_or_default();
                 let pending = if restarts_workloads(k) {
-                    restart_workloads(run, &name, &id).await?;
-                    let ns = k.namespace().unwrap_or_default();
-                    workloads::not_rolled_out(&ctx.client, &ns, &name, &id).await?
+                    match rollouts_pending(run, &name, &id).await {
+                        Ok(pending) => pending,
+                        // Workloads that cannot be read (RBAC revoked) must not hold the
+                        // previous key for ever either: retried until the bound, then
+                        // the grace period starts and the error is what is reported.
+                        Err(e)
+                            if Utc::now()
+                                < since
+                                    + chrono::Duration::from_std(schedule::ROLLOUT_BOUND)
+                                        .unwrap_or_default() =>
+                        {
+                            return Err(e);
+                        }
+                        Err(e) => vec![format!("(the workloads could not be read: {e})")],
+                    }
                 } else {
                     // restartWorkloads was turned off meanwhile: nothing to await.
                     vec![]
@@ -419,6 +431,13 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
     Err(Error::Internal(format!(
         "the access key did not settle within {MAX_STEPS} steps"
     )))
+}
+
+/// Roll what still needs it, then the workloads not rolled out to `id` yet.
+async fn rollouts_pending(run: &Run<'_>, secret: &str, id: &str) -> Result<Vec<String>, Error> {
+    restart_workloads(run, secret, id).await?;
+    let ns = run.k.namespace().unwrap_or_default();
+    Ok(workloads::not_rolled_out(&run.ctx.client, &ns, secret, id).await?)
 }
 
 fn restarts_workloads(k: &IamUserAccessKey) -> bool {
