@@ -226,6 +226,21 @@ pub struct IamUserAccessKeyStatus {
     /// `Stable`, `Verifying`, `RestartingWorkloads`, `Grace` or `Deactivated`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation_phase: Option<RotationPhase>,
+    /// With `spec.rotation.restartWorkloads`: when the new key was delivered and the
+    /// rollouts of the workloads reading the Secret began to be awaited (RFC 3339).
+    /// The previous key's grace period waits for them (phase `RestartingWorkloads`)
+    /// until `graceStartedAt` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollouts_awaited_since: Option<String>,
+    /// When the previous key's grace period started (RFC 3339): when the workloads'
+    /// rollouts completed, or when the bound for them passed. Without it the grace
+    /// period counts from `keyCreatedAt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_started_at: Option<String>,
+    /// The workloads whose rollout had not completed when the bound passed and the
+    /// grace period started anyway (`Kind/name`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workloads_not_rolled_out: Vec<String>,
 }
 
 /// The record of a key creation in progress (never the key's secret).

@@ -1578,6 +1578,42 @@ async fn delivered_keys_roll_the_workloads_that_read_the_secret() {
         None,
         "a Deployment not reading the Secret"
     );
+    // This bed runs no deployment controller, so the rollouts never complete: the
+    // previous key's grace period has not started, and the object says what it waits
+    // for and until when (the bound, 10 minutes after the delivery; the node suite
+    // shows a rollout completing and the grace period starting then).
+    let waiting = eventually(T, "rotationPhase RestartingWorkloads", || async {
+        let k: IamUserAccessKey = get(&ns.name, "app").await?;
+        let st = k.status.clone()?;
+        (st.access_key_id.as_deref() == Some(second.as_str())
+            && st.rotation_phase == Some(iamwright::api::RotationPhase::RestartingWorkloads))
+        .then_some(st)
+    })
+    .await;
+    assert_eq!(
+        waiting.previous_key_status,
+        Some(iamwright::api::KeyStatus::Active)
+    );
+    assert_eq!(
+        waiting.previous_access_key_id.as_deref(),
+        Some(first.as_str())
+    );
+    assert_eq!(waiting.grace_started_at, None);
+    let since = chrono::DateTime::parse_from_rfc3339(
+        waiting
+            .rollouts_awaited_since
+            .as_deref()
+            .expect("rolloutsAwaitedSince"),
+    )
+    .unwrap();
+    let due =
+        chrono::DateTime::parse_from_rfc3339(waiting.next_rotation_at.as_deref().unwrap()).unwrap();
+    assert_eq!(due - since, chrono::Duration::minutes(10));
+    let (_, message, _) = ready_reason(&ns.name, "app", "Synced").await;
+    assert!(
+        message.contains("waiting for Deployment/mounter, Deployment/reader to roll out"),
+        "{message}"
+    );
     let events = events_for(&ns.name, "app").await;
     assert!(
         events.iter().any(|(r, n)| r == "WorkloadsRestarted"

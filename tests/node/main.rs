@@ -12,3 +12,4 @@ mod image;
 mod install;
 mod lifecycle;
 mod release;
+mod rotation;

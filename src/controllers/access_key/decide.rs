@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 
 use super::keys::{KeyInfo, is_orphan};
-use super::schedule::{Previous, Schedule, Step as Due, next_step, parse_rfc3339};
+use super::schedule::{Previous, Schedule, Step as Due, next_step_from, parse_rfc3339};
 use crate::api::{IamUserAccessKeyStatus, KeyStatus, RotationPhase};
 
 /// What the Secret named by the spec holds now (ids only: the decision never needs
@@ -106,6 +106,9 @@ pub enum Step {
     Retire { id: String },
     /// Set the current key's status to the spec's.
     SetKeyStatus { id: String, active: bool },
+    /// `restartWorkloads`: the new key is delivered and the workloads' rollouts are
+    /// awaited (since `since`) before the previous key's grace period starts.
+    AwaitRollouts { since: DateTime<Utc> },
     /// In sync; look again at `next` (a rotation step), if any.
     Done { next: Option<DateTime<Utc>> },
 }
@@ -226,8 +229,20 @@ pub fn decide(v: &View<'_>) -> Step {
             Some(current),
         );
     }
+    // The previous key's grace period waits for the workloads' rollouts (not while
+    // the user holds it: then nothing is due anyway).
+    if let Some(since) = awaiting_rollouts(st)
+        && previous.is_some_and(|p| p.active && !p.held)
+    {
+        return Step::AwaitRollouts { since };
+    }
+    let grace_from = st
+        .grace_started_at
+        .as_deref()
+        .and_then(parse_rfc3339)
+        .unwrap_or(created);
     let prev_id = || st.previous_access_key_id.clone().expect("a previous key");
-    match next_step(v.schedule, created, previous, v.now) {
+    match next_step_from(v.schedule, created, grace_from, previous, v.now) {
         Due::Wait { next } => Step::Done { next },
         Due::Deactivate => Step::Deactivate { id: prev_id() },
         Due::Reactivate => Step::Reactivate { id: prev_id() },
@@ -252,9 +267,34 @@ pub fn settled_phase(
         .and_then(|p| keys.iter().find(|k| &k.id == p));
     match previous {
         None => (RotationPhase::Stable, None),
+        Some(k) if k.active && awaiting_rollouts(recorded).is_some() => {
+            (RotationPhase::RestartingWorkloads, Some(KeyStatus::Active))
+        }
         Some(k) if k.active => (RotationPhase::Grace, Some(KeyStatus::Active)),
         Some(_) => (RotationPhase::Deactivated, Some(KeyStatus::Inactive)),
     }
+}
+
+/// When the rollouts began to be awaited, while the grace period has not started.
+pub fn awaiting_rollouts(st: &IamUserAccessKeyStatus) -> Option<DateTime<Utc>> {
+    if st.grace_started_at.is_some() {
+        return None;
+    }
+    st.rollouts_awaited_since.as_deref().and_then(parse_rfc3339)
+}
+
+/// Record a delivered key that replaces another (in `st`, with its previous key set):
+/// with `restart_workloads` its grace period waits for the rollouts from `now`;
+/// without, it counts from the key's creation, as recorded.
+pub fn mark_delivered(
+    st: &mut IamUserAccessKeyStatus,
+    restart_workloads: bool,
+    now: DateTime<Utc>,
+) {
+    st.grace_started_at = None;
+    st.workloads_not_rolled_out = vec![];
+    st.rollouts_awaited_since = (restart_workloads && st.previous_access_key_id.is_some())
+        .then(|| super::schedule::rfc3339(now));
 }
 
 /// Create, unless the keys that would remain after freeing ours are already two.
@@ -648,6 +688,138 @@ mod tests {
             view(&st, &two_off, None, true),
             Step::Reactivate { id: "P".into() }
         );
+    }
+
+    /// `restartWorkloads`: the grace period waits for the rollouts, then counts from
+    /// when they completed (or the bound passed), across restarts: all of it is in
+    /// the status.
+    #[test]
+    fn the_grace_period_waits_for_the_rollouts() {
+        use crate::controllers::access_key::schedule::{ROLLOUT_BOUND, Rollouts, await_rollouts};
+        let keys = [key("B", true), key("A", true)];
+        let secret = ours(Some("B"), true);
+        // Delivered at T0 with restartWorkloads: the wait begins in the same record.
+        let mut delivered = status(Some("B"), Some("A"));
+        mark_delivered(&mut delivered, true, t(T0));
+        assert_eq!(delivered.rollouts_awaited_since.as_deref(), Some(T0));
+        // Without restartWorkloads (or without a key replaced) nothing is awaited.
+        let mut plain = status(Some("B"), Some("A"));
+        mark_delivered(&mut plain, false, t(T0));
+        assert_eq!(plain.rollouts_awaited_since, None);
+        let mut first = status(Some("B"), None);
+        mark_delivered(&mut first, true, t(T0));
+        assert_eq!(first.rollouts_awaited_since, None);
+
+        // Waiting: long past the 10-minute grace counted from creation, the previous
+        // key is not deactivated; the phase is RestartingWorkloads. A restarted
+        // operator reads the same status, so the same answer.
+        for now in ["2026-01-01T00:00:30Z", "2026-01-01T00:20:00Z"] {
+            assert_eq!(
+                decide_at(&delivered, &keys, &secret, rotation(), now),
+                Step::AwaitRollouts { since: t(T0) },
+                "{now}"
+            );
+        }
+        assert_eq!(
+            settled_phase(&delivered, &keys),
+            (RotationPhase::RestartingWorkloads, Some(KeyStatus::Active))
+        );
+        // The wait itself: recheck every few seconds until the bound, then start
+        // anyway naming what had not rolled out; start at once when all have.
+        let pending = vec!["Deployment/app".to_string()];
+        let at = |s: &str| await_rollouts(t(T0), &pending, t(s), ROLLOUT_BOUND);
+        assert_eq!(
+            at("2026-01-01T00:00:30Z"),
+            Rollouts::Wait {
+                recheck: t("2026-01-01T00:00:35Z"),
+                deadline: t("2026-01-01T00:10:00Z")
+            }
+        );
+        assert_eq!(
+            at("2026-01-01T00:09:58Z"),
+            Rollouts::Wait {
+                recheck: t("2026-01-01T00:10:00Z"),
+                deadline: t("2026-01-01T00:10:00Z")
+            }
+        );
+        assert_eq!(
+            at("2026-01-01T00:10:00Z"),
+            Rollouts::Start {
+                late: pending.clone()
+            }
+        );
+        assert_eq!(
+            await_rollouts(t(T0), &[], t("2026-01-01T00:00:30Z"), ROLLOUT_BOUND),
+            Rollouts::Start { late: vec![] }
+        );
+
+        // Completed at 00:03: the grace period (10 minutes) counts from then.
+        let mut started = delivered.clone();
+        started.grace_started_at = Some("2026-01-01T00:03:00Z".into());
+        assert_eq!(
+            decide_at(&started, &keys, &secret, rotation(), "2026-01-01T00:12:00Z"),
+            Step::Done {
+                next: Some(t("2026-01-01T00:13:00Z"))
+            }
+        );
+        assert_eq!(
+            decide_at(&started, &keys, &secret, rotation(), "2026-01-01T00:13:00Z"),
+            Step::Deactivate { id: "A".into() }
+        );
+        assert_eq!(
+            settled_phase(&started, &keys),
+            (RotationPhase::Grace, Some(KeyStatus::Active))
+        );
+        // Deleted deactivatedFor (10 minutes) after the grace period's end.
+        let inactive = [key("B", true), key("A", false)];
+        assert_eq!(
+            decide_at(
+                &started,
+                &inactive,
+                &secret,
+                rotation(),
+                "2026-01-01T00:20:00Z"
+            ),
+            Step::Done {
+                next: Some(t("2026-01-01T00:23:00Z"))
+            }
+        );
+        // The next rotation still counts from the key's creation.
+        let alone = [key("B", true)];
+        let mut settled = started.clone();
+        settled.previous_access_key_id = None;
+        assert_eq!(
+            decide_at(
+                &settled,
+                &alone,
+                &secret,
+                rotation(),
+                "2026-01-01T00:30:00Z"
+            ),
+            Step::Done {
+                next: Some(t("2026-01-01T01:00:00Z"))
+            }
+        );
+        // A previous key the user holds is not awaited (nothing is due while held).
+        let held = decide(&View {
+            recorded: &delivered,
+            keys: &keys,
+            secret: &secret,
+            secret_name: "s",
+            want_active: true,
+            schedule: rotation(),
+            now: t("2026-01-01T00:00:30Z"),
+            rotate_request: None,
+            hold_previous: true,
+        });
+        assert_eq!(held, Step::Done { next: None });
+        // A new delivery waits again, from its own time.
+        let mut again = started.clone();
+        again.workloads_not_rolled_out = vec!["Deployment/app".into()];
+        mark_delivered(&mut again, true, t("2026-01-01T02:00:00Z"));
+        assert_eq!(again.grace_started_at, None);
+        assert!(again.workloads_not_rolled_out.is_empty());
+        assert_eq!(awaiting_rollouts(&again), Some(t("2026-01-01T02:00:00Z")));
     }
 
     #[test]

@@ -265,6 +265,8 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
 
     // observe, then plan and apply one step at a time (decide.rs) until in sync.
     let mut keys = keys::list(&ctx.aws().await, run.user()).await?;
+    // The workloads not yet rolled out to the new key, while awaited.
+    let mut rolling: Option<(Vec<String>, chrono::DateTime<Utc>)> = None;
     for _ in 0..MAX_STEPS {
         let step = decide(&View {
             recorded: &run.recorded,
@@ -280,6 +282,66 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
         tracing::debug!(object = %key_of(k), ?step, "access key step");
         let next = match step {
             Step::Done { next } => next,
+            Step::AwaitRollouts { since } => {
+                let id = run.recorded.access_key_id.clone().unwrap_or_default();
+                let pending = if restarts_workloads(k) {
+                    match rollouts_pending(run, &name, &id).await {
+                        Ok(pending) => pending,
+                        // Workloads that cannot be read (RBAC revoked) must not hold the
+                        // previous key for ever either: retried until the bound, then
+                        // the grace period starts and the error is what is reported.
+                        Err(e)
+                            if Utc::now()
+                                < since
+                                    + chrono::Duration::from_std(schedule::ROLLOUT_BOUND)
+                                        .unwrap_or_default() =>
+                        {
+                            return Err(e);
+                        }
+                        Err(e) => vec![format!("(the workloads could not be read: {e})")],
+                    }
+                } else {
+                    // restartWorkloads was turned off meanwhile: nothing to await.
+                    vec![]
+                };
+                match schedule::await_rollouts(since, &pending, Utc::now(), schedule::ROLLOUT_BOUND)
+                {
+                    schedule::Rollouts::Wait { recheck, deadline } => {
+                        rolling = Some((pending, deadline));
+                        Some(recheck)
+                    }
+                    schedule::Rollouts::Start { late } => {
+                        let mut st = run.recorded.clone();
+                        st.grace_started_at = Some(rfc3339(Utc::now()));
+                        st.workloads_not_rolled_out = late.clone();
+                        run.record(st).await?;
+                        if late.is_empty() {
+                            run.ctx
+                                .event(
+                                    k,
+                                    false,
+                                    "WorkloadsRolledOut",
+                                    format!("the workloads reading Secret {name} run access key {id}; the previous key's grace period starts now"),
+                                )
+                                .await;
+                        } else {
+                            run.ctx
+                                .event(
+                                    k,
+                                    true,
+                                    "WorkloadsNotRolledOut",
+                                    format!(
+                                        "{} had not rolled out to access key {id} {}s after its delivery; the previous key's grace period starts anyway",
+                                        late.join(", "),
+                                        schedule::ROLLOUT_BOUND.as_secs()
+                                    ),
+                                )
+                                .await;
+                        }
+                        continue;
+                    }
+                }
+            }
             Step::LimitExceeded { foreign } => {
                 return Err(Error::stalled(
                     Reason::LimitExceeded,
@@ -299,7 +361,12 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
         let mut st = run.recorded.clone();
         st.user_arn = Some(user.arn.clone());
         st.secret_name = Some(name.clone());
-        st.next_rotation_at = next.map(rfc3339);
+        // While rollouts are awaited `next` is only the recheck: the next rotation step
+        // (the grace period's start) is due at the bound at the latest.
+        st.next_rotation_at = match &rolling {
+            Some((_, deadline)) => Some(rfc3339(*deadline)),
+            None => next.map(rfc3339),
+        };
         let (phase, previous) = decide::settled_phase(&st, &keys);
         st.rotation_phase = Some(phase);
         st.previous_key_status = previous;
@@ -310,10 +377,8 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
         // Roll the consumers still on another key: checked on every reconcile (Kubernetes
         // reads only; patches only stale templates), so a crash or a refused patch
         // right after a delivery is made up for by the next reconcile.
-        if k.spec
-            .rotation
-            .as_ref()
-            .is_some_and(|r| r.restart_workloads)
+        if restarts_workloads(k)
+            && rolling.is_none()
             && let Some(id) = &st.access_key_id
         {
             restart_workloads(run, &name, id).await?;
@@ -326,7 +391,21 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
         if !user.owned {
             message.push_str(" (the user itself is not managed by this object)");
         }
+        if let Some((pending, deadline)) = &rolling {
+            message.push_str(&format!(
+                "; waiting for {} to roll out to it: the previous key's grace period starts when they have, at {} at the latest",
+                pending.join(", "),
+                rfc3339(*deadline)
+            ));
+        } else if !st.workloads_not_rolled_out.is_empty() && previous.is_some() {
+            message.push_str(&format!(
+                "; {} had not rolled out to it within {}s, the grace period started anyway",
+                st.workloads_not_rolled_out.join(", "),
+                schedule::ROLLOUT_BOUND.as_secs()
+            ));
+        }
         match (&st.previous_access_key_id, previous, next) {
+            _ if rolling.is_some() => {}
             (Some(prev), Some(KeyStatus::Active), Some(at)) => message.push_str(&format!(
                 "; previous key {prev} stays Active until {}, then Inactive",
                 rfc3339(at)
@@ -352,6 +431,20 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
     Err(Error::Internal(format!(
         "the access key did not settle within {MAX_STEPS} steps"
     )))
+}
+
+/// Roll what still needs it, then the workloads not rolled out to `id` yet.
+async fn rollouts_pending(run: &Run<'_>, secret: &str, id: &str) -> Result<Vec<String>, Error> {
+    restart_workloads(run, secret, id).await?;
+    let ns = run.k.namespace().unwrap_or_default();
+    Ok(workloads::not_rolled_out(&run.ctx.client, &ns, secret, id).await?)
+}
+
+fn restarts_workloads(k: &IamUserAccessKey) -> bool {
+    k.spec
+        .rotation
+        .as_ref()
+        .is_some_and(|r| r.restart_workloads)
 }
 
 /// Annotate the workloads reading the Secret with the new key id (event
@@ -508,6 +601,7 @@ async fn take(
                 st.key_created_at = created_of(keys, &id).map(rfc3339);
                 st.access_key_id = Some(id);
                 st.secret_name = Some(name.to_string());
+                decide::mark_delivered(&mut st, restarts_workloads(k), Utc::now());
             }
             st.user_arn = Some(user_arn.to_string());
             st.pending_key = None;
@@ -630,7 +724,9 @@ async fn take(
             ctx.event(k, false, reason, format!("access key {id} is now {want:?}"))
                 .await;
         }
-        Step::Done { .. } | Step::LimitExceeded { .. } => unreachable!("handled by sync"),
+        Step::Done { .. } | Step::LimitExceeded { .. } | Step::AwaitRollouts { .. } => {
+            unreachable!("handled by sync")
+        }
     }
     Ok(())
 }
@@ -826,6 +922,8 @@ async fn create_and_deliver(
     st.access_key_id = Some(key.id.clone());
     st.key_created_at = Some(rfc3339(created));
     st.secret_name = Some(name.to_string());
+    // In the same write as the delivery: a restart never loses the wait or skips it.
+    decide::mark_delivered(&mut st, restarts_workloads(k), Utc::now());
     if let Some(r) = st.pending_key.take().and_then(|p| p.rotate_request) {
         st.rotate_request = Some(r);
     }

@@ -168,14 +168,28 @@ pub fn next_step(
     previous: Option<Previous>,
     now: DateTime<Utc>,
 ) -> Step {
-    // Saturating: no duration, however large, may overflow the clock (a panic here
-    // would take every object down with the process).
-    let add = |d: Duration| {
-        chrono::Duration::from_std(d)
-            .ok()
-            .and_then(|d| created.checked_add_signed(d))
-            .unwrap_or(DateTime::<Utc>::MAX_UTC)
-    };
+    next_step_from(schedule, created, created, previous, now)
+}
+
+/// Saturating: no duration, however large, may overflow the clock (a panic here
+/// would take every object down with the process).
+fn plus(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// [`next_step`], with the previous key's grace period counted from `grace_from`
+/// (when the workloads finished rolling to the new key) instead of `created`.
+pub fn next_step_from(
+    schedule: Option<Schedule>,
+    created: DateTime<Utc>,
+    grace_from: DateTime<Utc>,
+    previous: Option<Previous>,
+    now: DateTime<Utc>,
+) -> Step {
+    let add = |d: Duration| plus(grace_from, d);
     if let Some(p) = previous {
         if p.held {
             // Held by the user: no step (and no rotation: it would need the slot)
@@ -210,11 +224,62 @@ pub fn next_step(
     let Some(s) = schedule else {
         return Step::Wait { next: None };
     };
-    let at = add(s.every);
+    let at = plus(created, s.every);
     if now >= at {
         Step::Rotate
     } else {
         Step::Wait { next: Some(at) }
+    }
+}
+
+/// How long the previous key's grace period waits for the workloads rolled by
+/// `spec.rotation.restartWorkloads` to complete their rollouts: a rollout stuck
+/// longer (an image that no longer pulls, a quota, a PodDisruptionBudget) must not
+/// keep the previous key Active for ever, so the grace period then starts anyway and
+/// the object says which workloads had not rolled out (event `WorkloadsNotRolledOut`).
+pub const ROLLOUT_BOUND: Duration = Duration::from_secs(10 * 60);
+
+/// How often the rollouts are looked at while awaited (Kubernetes reads only, no AWS
+/// call). Polled rather than watched: a watch of every Deployment, StatefulSet and
+/// DaemonSet in the scope would cost memory in every cluster for a wait of minutes
+/// that happens once per rotation.
+pub const ROLLOUT_RECHECK: Duration = Duration::from_secs(5);
+
+/// The rollouts' wait, as one reconcile sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rollouts {
+    /// Some rollout is still running: look again at `recheck`; the grace period
+    /// starts at `deadline` at the latest.
+    Wait {
+        recheck: DateTime<Utc>,
+        deadline: DateTime<Utc>,
+    },
+    /// Start the grace period now: every rollout completed (`late` empty), or the
+    /// bound passed with `late` still rolling.
+    Start { late: Vec<String> },
+}
+
+/// Whether the grace period may start, rollouts awaited `since`, with `pending` the
+/// workloads not yet rolled out to the new key. Pure: `since` is in the status, so
+/// a restarted operator neither restarts the wait nor skips it.
+pub fn await_rollouts(
+    since: DateTime<Utc>,
+    pending: &[String],
+    now: DateTime<Utc>,
+    bound: Duration,
+) -> Rollouts {
+    if pending.is_empty() {
+        return Rollouts::Start { late: vec![] };
+    }
+    let deadline = plus(since, bound);
+    if now >= deadline {
+        return Rollouts::Start {
+            late: pending.to_vec(),
+        };
+    }
+    Rollouts::Wait {
+        recheck: plus(now, ROLLOUT_RECHECK).min(deadline),
+        deadline,
     }
 }
 

@@ -136,9 +136,175 @@ pub async fn restart(
     Ok(rolled)
 }
 
+/// A Deployment's rollout is complete, by the rule of `kubectl rollout status`: the
+/// controller has seen the spec, and every replica is updated and available, with no
+/// old replica left.
+pub fn deployment_rolled_out(d: &Deployment) -> bool {
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let Some(s) = &d.status else { return false };
+    s.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0)
+        && s.updated_replicas.unwrap_or(0) >= want
+        && s.replicas.unwrap_or(0) <= s.updated_replicas.unwrap_or(0)
+        && s.available_replicas.unwrap_or(0) >= s.updated_replicas.unwrap_or(0)
+}
+
+/// A StatefulSet's rollout is complete (`kubectl rollout status`, RollingUpdate):
+/// seen, every replica updated and ready, and the current revision is the update.
+pub fn statefulset_rolled_out(d: &StatefulSet) -> bool {
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let Some(s) = &d.status else { return false };
+    s.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0)
+        && s.updated_replicas.unwrap_or(0) >= want
+        && s.ready_replicas.unwrap_or(0) >= want
+        && (s.update_revision.is_none() || s.update_revision == s.current_revision)
+}
+
+/// A DaemonSet's rollout is complete (`kubectl rollout status`): seen, and every
+/// scheduled pod updated and available.
+pub fn daemonset_rolled_out(d: &DaemonSet) -> bool {
+    let Some(s) = &d.status else { return false };
+    s.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0)
+        && s.updated_number_scheduled.unwrap_or(0) >= s.desired_number_scheduled
+        && s.number_available.unwrap_or(0) >= s.desired_number_scheduled
+}
+
+async fn pending<K>(
+    client: &Client,
+    ns: &str,
+    secret: &str,
+    key_id: &str,
+    template: fn(&K) -> Option<&PodTemplateSpec>,
+    rolled_out: fn(&K) -> bool,
+    out: &mut Vec<String>,
+) -> kube::Result<()>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    for w in api.list(&ListParams::default()).await? {
+        let reads = template(&w)
+            .and_then(|t| t.spec.as_ref())
+            .is_some_and(|s| reads_secret(s, secret));
+        if reads && (stale(template(&w), secret, key_id) || !rolled_out(&w)) {
+            out.push(format!("{}/{}", K::kind(&()), w.name_any()));
+        }
+    }
+    Ok(())
+}
+
+/// The workloads of `ns` that read `secret` and have not completed their rollout to
+/// a template annotated with `key_id` (`Kind/name`). Kubernetes reads only.
+pub async fn not_rolled_out(
+    client: &Client,
+    ns: &str,
+    secret: &str,
+    key_id: &str,
+) -> kube::Result<Vec<String>> {
+    let mut out = vec![];
+    pending::<Deployment>(
+        client,
+        ns,
+        secret,
+        key_id,
+        |d| d.spec.as_ref().map(|s| &s.template),
+        deployment_rolled_out,
+        &mut out,
+    )
+    .await?;
+    pending::<StatefulSet>(
+        client,
+        ns,
+        secret,
+        key_id,
+        |d| d.spec.as_ref().map(|s| &s.template),
+        statefulset_rolled_out,
+        &mut out,
+    )
+    .await?;
+    pending::<DaemonSet>(
+        client,
+        ns,
+        secret,
+        key_id,
+        |d| d.spec.as_ref().map(|s| &s.template),
+        daemonset_rolled_out,
+        &mut out,
+    )
+    .await?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rollouts_complete_by_the_rule_of_kubectl_rollout_status() {
+        let d = |generation: i64, status: serde_json::Value| -> Deployment {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "d", "generation": generation},
+                "spec": {"replicas": 2, "selector": {}, "template": {}},
+                "status": status}))
+            .unwrap()
+        };
+        let done = serde_json::json!({"observedGeneration": 2, "replicas": 2,
+            "updatedReplicas": 2, "availableReplicas": 2});
+        assert!(deployment_rolled_out(&d(2, done.clone())));
+        // Not yet seen by the deployment controller.
+        assert!(!deployment_rolled_out(&d(3, done)));
+        // An old replica still there (surge), or a new one not available yet.
+        assert!(!deployment_rolled_out(&d(
+            2,
+            serde_json::json!({"observedGeneration": 2,
+            "replicas": 3, "updatedReplicas": 2, "availableReplicas": 3})
+        )));
+        assert!(!deployment_rolled_out(&d(
+            2,
+            serde_json::json!({"observedGeneration": 2,
+            "replicas": 2, "updatedReplicas": 2, "availableReplicas": 1})
+        )));
+        assert!(!deployment_rolled_out(&d(
+            2,
+            serde_json::json!({"observedGeneration": 2,
+            "replicas": 2, "updatedReplicas": 1, "availableReplicas": 2})
+        )));
+
+        let s = |status: serde_json::Value| -> StatefulSet {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "s", "generation": 1},
+                "spec": {"replicas": 1, "selector": {}, "serviceName": "s", "template": {}},
+                "status": status}))
+            .unwrap()
+        };
+        assert!(statefulset_rolled_out(&s(
+            serde_json::json!({"observedGeneration": 1,
+            "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1,
+            "currentRevision": "b", "updateRevision": "b"})
+        )));
+        assert!(!statefulset_rolled_out(&s(
+            serde_json::json!({"observedGeneration": 1,
+            "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1,
+            "currentRevision": "a", "updateRevision": "b"})
+        )));
+
+        let ds = |status: serde_json::Value| -> DaemonSet {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "x", "generation": 1},
+                "spec": {"selector": {}, "template": {}}, "status": status}))
+            .unwrap()
+        };
+        let ds_status = |updated: i32, available: i32| {
+            serde_json::json!({"observedGeneration": 1,
+            "currentNumberScheduled": 2, "desiredNumberScheduled": 2, "numberMisscheduled": 0,
+            "numberReady": 2, "updatedNumberScheduled": updated, "numberAvailable": available})
+        };
+        assert!(daemonset_rolled_out(&ds(ds_status(2, 2))));
+        assert!(!daemonset_rolled_out(&ds(ds_status(1, 2))));
+        assert!(!daemonset_rolled_out(&ds(ds_status(2, 1))));
+    }
 
     fn pod(v: serde_json::Value) -> PodSpec {
         serde_json::from_value(v).unwrap()
