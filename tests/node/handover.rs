@@ -42,7 +42,10 @@ async fn a_deleted_leader_pod_releases_the_lease_and_another_takes_over() {
     // Every change of the Lease from here on, in order (a watch, not polling: the
     // released state may last only until the next pod takes the Lease).
     let leases: Api<Lease> = Api::namespaced(kube().await, RELEASE_NAMESPACE);
-    let rv = lease().await.metadata.resource_version.unwrap();
+    // The holder's renewal as the watch starts; every later one comes as an event.
+    let held = lease().await;
+    let rv = held.metadata.resource_version.unwrap();
+    let mut last_renew = held.spec.unwrap().renew_time.map(|t| t.0);
     let wp = WatchParams::default().fields("metadata.name=iamwright-leader");
     let mut changes = leases
         .watch(&wp, &rv)
@@ -58,7 +61,6 @@ async fn a_deleted_leader_pod_releases_the_lease_and_another_takes_over() {
         .expect("delete the leader pod");
     apply(&ns.name, &policy("during"));
 
-    let mut last_renew = lease().await.spec.unwrap().renew_time.map(|t| t.0);
     let mut released_at = None;
     let (successor, acquired, duration) = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(event) = changes.next().await {
