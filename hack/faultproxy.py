@@ -443,7 +443,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # --- proxying -----------------------------------------------------------------
 
     def classify(self, body):
-        """(operation, service, error format) of the request."""
+        """(operation, service, error format, signing key id or "unsigned") of the request."""
         headers = self.headers
         query = urllib.parse.urlsplit(self.path).query
         op = None
@@ -462,6 +462,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
         m = CREDENTIAL_SCOPE.search(headers.get("Authorization", ""))
         service = m.group(2) if m else None
+        key_id = m.group(1) if m else "unsigned"
         if not service:
             cred = (qs.get("X-Amz-Credential") or [""])[0].split("/")
             service = cred[3] if len(cred) == 5 else None
@@ -475,7 +476,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             fmt = "ec2"
         else:
             fmt = "query"
-        return op, service or "unknown", fmt
+        return op, service or "unknown", fmt, key_id
 
     def forward(self, body):
         """Send the request upstream; (status, reason, headers, body) of its answer.
@@ -551,11 +552,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(data)
         self.wfile.flush()
 
-    def note_identity(self, op, service, body):
+    def note_identity(self, op, service, key_id, body):
         """Record who signed the request, and a web identity token's claims."""
         state = self.server.state
-        m = CREDENTIAL_SCOPE.search(self.headers.get("Authorization", ""))
-        state.note_caller(service, m.group(1) if m else "unsigned")
+        state.note_caller(service, key_id)
         if op != "AssumeRoleWithWebIdentity":
             return
         form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
@@ -574,9 +574,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def proxy(self, body):
         state = self.server.state
-        op, service, fmt = self.classify(body)
+        op, service, fmt, key_id = self.classify(body)
         state.bump(op, "requests")
-        self.note_identity(op, service, body or b"")
+        self.note_identity(op, service, key_id, body or b"")
         rule, kind = state.pick(op)
         fault = rule["fault"] if rule else None
         if fault == "ratelimit":

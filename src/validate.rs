@@ -747,21 +747,21 @@ spec:
 mod rotation_tests {
     use super::*;
 
+    /// `iamwright validate`'s problems for one manifest, as the CLI prints them.
+    fn problems(file: &str, yaml: &str) -> Vec<String> {
+        validate_text(Path::new(file), yaml, &schemas(), &Guardrails::default())
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    }
+
     #[test]
     fn a_deactivation_that_does_not_fit_inside_every_is_refused() {
         let key = |rotation: &str| {
             let yaml = format!(
                 "apiVersion: iamwright.dev/v1alpha1\nkind: IamUserAccessKey\nmetadata: {{name: k}}\nspec:\n  userName: u\n  rotation: {rotation}\n"
             );
-            validate_text(
-                Path::new("k.yaml"),
-                &yaml,
-                &schemas(),
-                &Guardrails::default(),
-            )
-            .iter()
-            .map(|p| p.to_string())
-            .collect::<Vec<_>>()
+            problems("k.yaml", &yaml)
         };
         let got = key("{every: 20h, gracePeriod: 10h, deactivatedFor: 10h}");
         assert!(
@@ -784,15 +784,7 @@ mod rotation_tests {
             let yaml = format!(
                 "apiVersion: iamwright.dev/v1alpha1\nkind: IamRole\nmetadata: {{name: r}}\nspec:\n  assumeRolePolicy: {{Version: \"2012-10-17\", Statement: [{{Effect: Allow, Principal: {{Service: ec2.amazonaws.com}}, Action: \"sts:AssumeRole\"}}]}}\n{extra}"
             );
-            validate_text(
-                Path::new("r.yaml"),
-                &yaml,
-                &schemas(),
-                &Guardrails::default(),
-            )
-            .iter()
-            .map(|p| p.to_string())
-            .collect::<Vec<_>>()
+            problems("r.yaml", &yaml)
         };
         assert_eq!(
             role("  credentials: {secretName: app-aws}\n"),

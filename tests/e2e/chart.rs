@@ -2,38 +2,7 @@
 //! accepted by `kubectl apply --dry-run=server` for the default values and for a values
 //! file that turns every option on; a misspelled value fails.
 
-use std::process::Command;
-
 use crate::harness::*;
-
-/// The bed's Kubernetes version: `helm template` and `helm lint` work offline and need
-/// it for the chart's kubeVersion constraint.
-fn server_version() -> String {
-    let (ok, out, err) = kubectl(&["version", "-o", "json"], None);
-    assert!(ok, "{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["serverVersion"]["gitVersion"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-fn helm(args: &[&str]) -> (bool, String, String) {
-    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    if matches!(args[0], "template" | "lint") {
-        all.extend(["--kube-version".to_string(), server_version()]);
-    }
-    let out = Command::new("helm")
-        .args(&all)
-        .current_dir(repo_root())
-        .output()
-        .expect("helm on PATH");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn dry_run(manifests: &str) {
     let (ok, out, err) = kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(manifests));

@@ -12,7 +12,7 @@ use rand::Rng;
 use serde::de::DeserializeOwned;
 
 /// Fails the test with a clear message when the bed's environment is missing.
-fn env(name: &str) -> String {
+pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!(
             "{name} is not set: run the e2e suite through hack/test.sh, which starts the test bed"
@@ -751,4 +751,34 @@ impl Drop for Cutter {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// The bed's Kubernetes version: `helm template` and `helm lint` work offline and need
+/// it for the chart's kubeVersion constraint.
+pub fn server_version() -> String {
+    let (ok, out, err) = kubectl(&["version", "-o", "json"], None);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["serverVersion"]["gitVersion"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Run helm from the repository root; returns (success, stdout, stderr).
+pub fn helm(args: &[&str]) -> (bool, String, String) {
+    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    if matches!(args[0], "template" | "lint") {
+        all.extend(["--kube-version".to_string(), server_version()]);
+    }
+    let out = Command::new("helm")
+        .args(&all)
+        .current_dir(repo_root())
+        .output()
+        .expect("helm on PATH");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

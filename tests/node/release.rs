@@ -11,12 +11,6 @@ use crate::harness::*;
 
 pub const RELEASE: &str = "iamwright";
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the node suite through hack/test.sh (a bed with --node)")
-    })
-}
-
 /// The host's address as pods see it.
 pub fn host_ip() -> String {
     env("IAMWRIGHT_TESTBED_HOST_IP")
@@ -27,19 +21,6 @@ pub fn image() -> (String, String) {
     let image = env("IAMWRIGHT_IMAGE");
     let (repo, tag) = image.rsplit_once(':').expect("IMAGE is repo:tag");
     (repo.to_string(), tag.to_string())
-}
-
-pub fn helm(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("helm")
-        .args(args)
-        .current_dir(repo_root())
-        .output()
-        .expect("helm on PATH");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// The release namespace, with the `restricted` Pod Security Standard enforced, as a

@@ -64,24 +64,56 @@ fn stale(t: Option<&PodTemplateSpec>, secret: &str, key_id: &str) -> bool {
     !annotated && t.spec.as_ref().is_some_and(|s| reads_secret(s, secret))
 }
 
-async fn roll<K>(
+/// A workload kind whose pod template may read the Secret.
+trait Workload:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + std::fmt::Debug
+{
+    fn template(&self) -> Option<&PodTemplateSpec>;
+    /// Its rollout is complete, by the rule of `kubectl rollout status`.
+    fn rolled_out(&self) -> bool;
+}
+
+impl Workload for Deployment {
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.as_ref().map(|s| &s.template)
+    }
+    fn rolled_out(&self) -> bool {
+        deployment_rolled_out(self)
+    }
+}
+
+impl Workload for StatefulSet {
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.as_ref().map(|s| &s.template)
+    }
+    fn rolled_out(&self) -> bool {
+        statefulset_rolled_out(self)
+    }
+}
+
+impl Workload for DaemonSet {
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.as_ref().map(|s| &s.template)
+    }
+    fn rolled_out(&self) -> bool {
+        daemonset_rolled_out(self)
+    }
+}
+
+async fn roll<K: Workload>(
     client: &Client,
     ns: &str,
     secret: &str,
     key_id: &str,
-    template: fn(&K) -> Option<&PodTemplateSpec>,
     rolled: &mut Vec<String>,
-) -> kube::Result<()>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
+) -> kube::Result<()> {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {ANNOTATION: key_id}}}}});
     for w in api.list(&ListParams::default()).await? {
-        if stale(template(&w), secret, key_id) {
+        if stale(w.template(), secret, key_id) {
             api.patch(
                 &w.name_any(),
                 &PatchParams {
@@ -106,33 +138,9 @@ pub async fn restart(
     key_id: &str,
 ) -> kube::Result<Vec<String>> {
     let mut rolled = vec![];
-    roll::<Deployment>(
-        client,
-        ns,
-        secret,
-        key_id,
-        |d| d.spec.as_ref().map(|s| &s.template),
-        &mut rolled,
-    )
-    .await?;
-    roll::<StatefulSet>(
-        client,
-        ns,
-        secret,
-        key_id,
-        |d| d.spec.as_ref().map(|s| &s.template),
-        &mut rolled,
-    )
-    .await?;
-    roll::<DaemonSet>(
-        client,
-        ns,
-        secret,
-        key_id,
-        |d| d.spec.as_ref().map(|s| &s.template),
-        &mut rolled,
-    )
-    .await?;
+    roll::<Deployment>(client, ns, secret, key_id, &mut rolled).await?;
+    roll::<StatefulSet>(client, ns, secret, key_id, &mut rolled).await?;
+    roll::<DaemonSet>(client, ns, secret, key_id, &mut rolled).await?;
     Ok(rolled)
 }
 
@@ -168,27 +176,20 @@ pub fn daemonset_rolled_out(d: &DaemonSet) -> bool {
         && s.number_available.unwrap_or(0) >= s.desired_number_scheduled
 }
 
-async fn pending<K>(
+async fn pending<K: Workload>(
     client: &Client,
     ns: &str,
     secret: &str,
     key_id: &str,
-    template: fn(&K) -> Option<&PodTemplateSpec>,
-    rolled_out: fn(&K) -> bool,
     out: &mut Vec<String>,
-) -> kube::Result<()>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
+) -> kube::Result<()> {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     for w in api.list(&ListParams::default()).await? {
-        let reads = template(&w)
+        let reads = w
+            .template()
             .and_then(|t| t.spec.as_ref())
             .is_some_and(|s| reads_secret(s, secret));
-        if reads && (stale(template(&w), secret, key_id) || !rolled_out(&w)) {
+        if reads && (stale(w.template(), secret, key_id) || !w.rolled_out()) {
             out.push(format!("{}/{}", K::kind(&()), w.name_any()));
         }
     }
@@ -204,36 +205,9 @@ pub async fn not_rolled_out(
     key_id: &str,
 ) -> kube::Result<Vec<String>> {
     let mut out = vec![];
-    pending::<Deployment>(
-        client,
-        ns,
-        secret,
-        key_id,
-        |d| d.spec.as_ref().map(|s| &s.template),
-        deployment_rolled_out,
-        &mut out,
-    )
-    .await?;
-    pending::<StatefulSet>(
-        client,
-        ns,
-        secret,
-        key_id,
-        |d| d.spec.as_ref().map(|s| &s.template),
-        statefulset_rolled_out,
-        &mut out,
-    )
-    .await?;
-    pending::<DaemonSet>(
-        client,
-        ns,
-        secret,
-        key_id,
-        |d| d.spec.as_ref().map(|s| &s.template),
-        daemonset_rolled_out,
-        &mut out,
-    )
-    .await?;
+    pending::<Deployment>(client, ns, secret, key_id, &mut out).await?;
+    pending::<StatefulSet>(client, ns, secret, key_id, &mut out).await?;
+    pending::<DaemonSet>(client, ns, secret, key_id, &mut out).await?;
     Ok(out)
 }
 
