@@ -61,6 +61,10 @@ pub struct ValidateArgs {
         value_delimiter = ','
     )]
     pub deny_actions: Vec<String>,
+    /// The operator's own IAM principal (its role ARN), shown in the trust statement an
+    /// IamRole with `spec.credentials` gets; a placeholder when not given.
+    #[arg(long, value_name = "ARN")]
+    pub operator_principal: Option<String>,
     #[command(flatten)]
     pub trust: TrustArgs,
 }

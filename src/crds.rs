@@ -75,7 +75,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
             immutable_optional("name"),
             immutable_required("path"),
             (
-                "has(self.assumeRolePolicy) || (has(self.serviceAccounts) && size(self.serviceAccounts) > 0)".into(),
+                "has(self.assumeRolePolicy) || (has(self.serviceAccounts) && size(self.serviceAccounts) > 0) || has(self.credentials)".into(),
                 crate::trust::eks::REQUIRE_ONE.into(),
             ),
             (

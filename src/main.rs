@@ -38,6 +38,7 @@ async fn main() {
             let guardrails = iamwright::validate::Guardrails {
                 deny_actions: args.deny_actions,
                 required_permissions_boundary: args.required_permissions_boundary,
+                operator_principal: args.operator_principal,
                 trust: args.trust,
             };
             let paths: Vec<_> = args.paths.into_iter().chain(args.files).collect();

@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 
 use crate::controllers::documents::{read_source, role_documents};
+use crate::controllers::role::credentials::{session_name, with_operator_statement};
 use crate::policy::{
     DocKind, Variables, allowed_actions_matching, substitute, unrecognized_actions,
     validate_document,
@@ -60,7 +61,12 @@ pub struct Guardrails {
     pub required_permissions_boundary: Option<String>,
     /// The trust grants (`--allow-public-trust` is the one that matters offline).
     pub trust: crate::config::TrustArgs,
+    /// `--operator-principal`: who the `spec.credentials` trust statement names.
+    pub operator_principal: Option<String>,
 }
+
+/// The principal shown for the operator when `--operator-principal` is not given.
+pub const OPERATOR_PLACEHOLDER: &str = "arn:aws:iam::000000000000:role/OPERATOR";
 
 impl Guardrails {
     /// The operator settings these flags stand for (the rest does not matter offline).
@@ -283,7 +289,12 @@ fn check_all(
         }
         if clean {
             let maps = config_maps.for_namespace(namespace);
-            let checks = semantic_checks(kind, &spec, guardrails, &maps);
+            let object = Object {
+                kind,
+                name,
+                namespace,
+            };
+            let checks = semantic_checks(&object, &spec, guardrails, &maps);
             for (f, m) in checks.problems {
                 push_as(Severity::Error, f, m);
             }
@@ -408,6 +419,13 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
+/// The object a manifest describes, as far as the checks need it.
+struct Object<'a> {
+    kind: &'a str,
+    name: &'a str,
+    namespace: Option<&'a str>,
+}
+
 /// What [`semantic_checks`] found: problems, and notes on what only the operator can
 /// check.
 #[derive(Default)]
@@ -439,11 +457,12 @@ fn split_error(e: &crate::controllers::Error) -> (String, String) {
 /// are checked as the operator sends them: read from the ConfigMaps among the inputs,
 /// with the variables replaced by [`Variables::placeholders`].
 fn semantic_checks(
-    kind: &str,
+    object: &Object,
     spec: &Value,
     g: &Guardrails,
     config_maps: &BTreeMap<String, ConfigMap>,
 ) -> Checks {
+    let kind = object.kind;
     let mut checks = Checks::default();
     let out = &mut checks.problems;
     let notes = &mut checks.notes;
@@ -548,6 +567,22 @@ fn semantic_checks(
                         }
                     }
                 }
+                let principal = g
+                    .operator_principal
+                    .as_deref()
+                    .unwrap_or(OPERATOR_PLACEHOLDER);
+                // As kubectl applies a manifest without a namespace: to `default`.
+                let session = session_name(object.namespace.unwrap_or("default"), object.name);
+                if role.credentials.is_some() {
+                    let added = with_operator_statement(&json!({}), principal, &session);
+                    notes.push((
+                        "spec.credentials".into(),
+                        format!(
+                            "the operator adds this statement to the trust policy (naming its own principal; give it with --operator-principal): {}",
+                            added["Statement"][0]
+                        ),
+                    ));
+                }
                 // The namespace and account only shape the generated statements' values.
                 let checked = |role: &crate::api::IamRoleSpec| {
                     let account = crate::trust::eks::Account::placeholder();
@@ -557,6 +592,12 @@ fn semantic_checks(
                         &g.trust.eks,
                         Some(&account),
                     )?;
+                    // spec.credentials: the statement the operator adds (it names the
+                    // operator, which only --operator-principal tells offline).
+                    let trust = match &role.credentials {
+                        Some(_) => with_operator_statement(&trust, principal, &session),
+                        None => trust,
+                    };
                     let inline = crate::controllers::role::inline_documents(role);
                     crate::controllers::role::validate(role, &trust, &inline, &g.settings())
                 };
@@ -751,6 +792,7 @@ mod rotation_tests {
     fn problems(file: &str, yaml: &str) -> Vec<String> {
         validate_text(Path::new(file), yaml, &schemas(), &Guardrails::default())
             .iter()
+            .filter(|p| p.is_error())
             .map(|p| p.to_string())
             .collect()
     }
@@ -803,6 +845,55 @@ mod rotation_tests {
             got.iter()
                 .any(|g| g.contains("spec.credentials.duration") && g.contains("15m and 12h")),
             "{got:#?}"
+        );
+    }
+
+    /// A role with `spec.credentials` needs no other trust: the operator's statement is
+    /// its trust policy, and validate shows that statement, naming the operator as
+    /// `--operator-principal` says and the session as the operator binds it.
+    #[test]
+    fn the_credentials_trust_statement_is_shown_and_suffices() {
+        let yaml = "apiVersion: iamwright.dev/v1alpha1\nkind: IamRole\nmetadata: {name: app, namespace: team-a}\nspec:\n  credentials: {secretName: app-aws}\n";
+        let g = Guardrails {
+            operator_principal: Some("arn:aws:iam::111122223333:role/iamwright".into()),
+            ..Guardrails::default()
+        };
+        let found = validate_text(Path::new("r.yaml"), yaml, &schemas(), &g);
+        assert!(found.iter().all(|p| !p.is_error()), "{found:#?}");
+        let [note] = &found[..] else {
+            panic!("one note expected: {found:#?}")
+        };
+        assert_eq!(note.field, "spec.credentials");
+        let shown: Value =
+            serde_json::from_str(&note.message[note.message.find('{').expect("a statement")..])
+                .expect("the statement is JSON");
+        assert_eq!(
+            shown,
+            json!({"Sid": "IamwrightCredentials", "Effect": "Allow",
+                   "Principal": {"AWS": "arn:aws:iam::111122223333:role/iamwright"},
+                   "Action": "sts:AssumeRole",
+                   "Condition": {"StringEquals": {"sts:RoleSessionName": "team-a.app"}}})
+        );
+        // Without the flag: a placeholder principal, still no problem.
+        let found = validate_text(
+            Path::new("r.yaml"),
+            yaml,
+            &schemas(),
+            &Guardrails::default(),
+        );
+        assert!(found.iter().all(|p| !p.is_error()), "{found:#?}");
+        assert!(
+            found[0].message.contains(OPERATOR_PLACEHOLDER),
+            "{found:#?}"
+        );
+        // Neither trust nor credentials: the CEL rule's words.
+        let bare = "apiVersion: iamwright.dev/v1alpha1\nkind: IamRole\nmetadata: {name: app}\nspec: {maxSessionDuration: 3600}\n";
+        assert_eq!(
+            problems("r.yaml", bare),
+            vec![format!(
+                "r.yaml:IamRole/app: spec: {}",
+                crate::trust::eks::REQUIRE_ONE
+            )]
         );
     }
 }
@@ -1007,7 +1098,7 @@ spec:
         );
         assert_eq!(
             got[1],
-            "m.yaml:IamRole/nothing: spec: at least one of spec.assumeRolePolicy and spec.serviceAccounts must be set"
+            "m.yaml:IamRole/nothing: spec: at least one of spec.assumeRolePolicy, spec.serviceAccounts and spec.credentials must be set"
         );
         assert!(
             got[2].starts_with(

@@ -214,8 +214,9 @@ pub fn merge(user: Option<&Value>, generated: Vec<Value>) -> Value {
 }
 
 /// The trust policy a role gets: `spec.assumeRolePolicy`, with the statements for
-/// `spec.serviceAccounts` merged in when there are any. Neither field: InvalidSpec (the
-/// CRD's CEL rule says the same at apply time).
+/// `spec.serviceAccounts` merged in when there are any. With `spec.credentials` only,
+/// an empty policy the operator's own statement is added to (role/credentials.rs).
+/// None of the three: InvalidSpec (the CRD's CEL rule says the same at apply time).
 pub fn trust_document(
     spec: &IamRoleSpec,
     object_ns: &str,
@@ -224,6 +225,10 @@ pub fn trust_document(
 ) -> Result<Value, Error> {
     let sas = service_accounts(spec, object_ns);
     match (&spec.assume_role_policy, sas.is_empty()) {
+        (None, true) if spec.credentials.is_some() => Ok(json!({
+            "Version": "2012-10-17",
+            "Statement": [],
+        })),
         (None, true) => Err(Error::stalled(
             Reason::InvalidSpec,
             format!("spec: {REQUIRE_ONE}"),
@@ -238,7 +243,7 @@ pub fn trust_document(
 
 /// The rule the CRD's CEL, the controller and `iamwright validate` share.
 pub const REQUIRE_ONE: &str =
-    "at least one of spec.assumeRolePolicy and spec.serviceAccounts must be set";
+    "at least one of spec.assumeRolePolicy, spec.serviceAccounts and spec.credentials must be set";
 
 #[cfg(test)]
 mod tests {

@@ -206,7 +206,7 @@ async fn service_accounts_without_an_eks_flag_are_refused() {
     );
     assert!(!ok, "{out}");
     assert!(
-        err.contains("at least one of spec.assumeRolePolicy and spec.serviceAccounts must be set"),
+        err.contains("at least one of spec.assumeRolePolicy, spec.serviceAccounts and spec.credentials must be set"),
         "{err}"
     );
 }

@@ -1173,3 +1173,39 @@ async fn session_credentials_reach_a_secret_resolve_to_the_role_and_are_refreshe
         }
     }
 }
+
+/// A role that exists only to hand out session credentials needs no trust policy of its
+/// own: the API server admits `spec.credentials` alone, and the role's trust policy is
+/// exactly the operator's statement, under which STS issues the session.
+#[tokio::test]
+async fn a_role_with_only_credentials_trusts_the_operator_alone() {
+    use k8s_openapi::api::core::v1::Secret;
+    let ns = Namespace::new("role-creds-only").await;
+    let _op = Operator::start(&ns.name, &[]).await;
+    let manifest = json!({"apiVersion": "iamwright.dev/v1alpha1", "kind": "IamRole",
+        "metadata": {"name": "app"}, "spec": {"credentials": {"secretName": "app-aws"}}});
+    apply(&ns.name, &manifest.to_string());
+    ready::<IamRole>(&ns.name, "app").await;
+    let role = iam()
+        .await
+        .get_role()
+        .role_name(format!("{}-app", ns.name))
+        .send()
+        .await
+        .unwrap()
+        .role
+        .unwrap();
+    let trust = decode_aws_document(role.assume_role_policy_document.as_deref().unwrap()).unwrap();
+    let statements = trust["Statement"].as_array().expect("a statement list");
+    assert_eq!(statements.len(), 1, "{trust:#}");
+    assert_eq!(statements[0]["Sid"], "IamwrightCredentials");
+    assert_eq!(
+        statements[0]["Condition"]["StringEquals"]["sts:RoleSessionName"],
+        format!("{}.app", ns.name)
+    );
+    let s: Secret = get(&ns.name, "app-aws").await.expect("the Secret");
+    let data = s.data.expect("Secret data");
+    for key in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+        assert!(data.contains_key(key), "{key} in the Secret");
+    }
+}

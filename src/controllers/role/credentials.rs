@@ -59,12 +59,15 @@ pub fn duration(c: &RoleCredentials, max_session: i32) -> Result<Duration, Strin
     Ok(d)
 }
 
-/// The session name, bound in the trust statement: one object, one name.
-pub fn session_name(r: &IamRole) -> String {
-    cut_name(
-        &format!("{}.{}", r.namespace().unwrap_or_default(), r.name_any()),
-        64,
-    )
+/// The session name, bound in the trust statement: one object (namespace and
+/// name), one name.
+pub fn session_name(namespace: &str, name: &str) -> String {
+    cut_name(&format!("{namespace}.{name}"), 64)
+}
+
+/// The session name of an IamRole object.
+pub fn object_session_name(r: &IamRole) -> String {
+    session_name(&r.namespace().unwrap_or_default(), &r.name_any())
 }
 
 /// `trust` with the statement that lets `principal` (the operator) assume the role
@@ -149,7 +152,7 @@ pub async fn ensure(
             aws.sts
                 .assume_role()
                 .role_arn(role_arn)
-                .role_session_name(session_name(r))
+                .role_session_name(object_session_name(r))
                 .duration_seconds(i32::try_from(d.as_secs()).unwrap_or(3600))
                 .send(),
         )

@@ -154,17 +154,14 @@ async fn build(
     refs: &[String],
     account: Option<&Account>,
 ) -> Result<Desired, Error> {
-    let mut d = spec::desired(r, spec, ctx, refs, account)?;
     // spec.credentials: the operator itself may assume the role, under the object's
-    // session name only (not in Observe: nothing is assumed or written then).
-    if r.spec.credentials.is_some() && r.spec.management_policy == ManagementPolicy::Manage {
-        let principal = ctx.aws().await.principal().await?;
-        d.trust = credentials::with_operator_statement(
-            &d.trust,
-            &principal,
-            &credentials::session_name(r),
-        );
-    }
+    // session name only. The statement is part of the desired trust in Observe too, so
+    // a role that would not let the operator in shows as drift there.
+    let operator = match &r.spec.credentials {
+        Some(_) => Some(ctx.aws().await.principal().await?),
+        None => None,
+    };
+    let d = spec::desired(r, spec, ctx, refs, account, operator.as_deref())?;
     let gov = crate::trust::current();
     ctx.managed_policies
         .check(

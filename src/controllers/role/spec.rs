@@ -47,17 +47,27 @@ pub struct Desired {
 /// Validate the spec and apply the guardrails of the namespace's governance: a failure
 /// is Stalled, before any AWS write. `spec` has its documents resolved
 /// (`documents::role_spec`); `refs` are the resolved `policyRefs` ARNs;
-/// `account` the role's account, when its trust names it (trust::eks).
+/// `account` the role's account, when its trust names it (trust::eks); `operator` the
+/// operator's own principal, which `spec.credentials` adds to the trust policy.
 pub fn desired(
     r: &IamRole,
     spec: &IamRoleSpec,
     ctx: &Context,
     refs: &[String],
     account: Option<&Account>,
+    operator: Option<&str>,
 ) -> Result<Desired, Error> {
     let gov = crate::trust::current();
     let ns = r.namespace().unwrap_or_default();
     let trust = eks::trust_document(spec, &ns, &ctx.settings.trust.eks, account)?;
+    let trust = match (operator, &spec.credentials) {
+        (Some(principal), Some(_)) => super::credentials::with_operator_statement(
+            &trust,
+            principal,
+            &super::credentials::object_session_name(r),
+        ),
+        _ => trust,
+    };
     let inline = inline_documents(spec);
     let boundary = validate(spec, &trust, &inline, &gov.settings(&ctx.settings))?;
     let name = role_name(r);
