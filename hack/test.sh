@@ -18,7 +18,7 @@ IAMWRIGHT_IAM_SIMULATE_DIR="$("$repo/hack/iam-simulate.sh")"
 export IAMWRIGHT_IAM_SIMULATE_DIR
 
 echo "== unit tests (incl. generated CRDs drift check, operator policy under a real IAM evaluator)"
-cargo test --locked --lib --bins --test argocd_health --test validate_cli --test trust_policy
+cargo test --locked --lib --bins --test argocd_health --test validate_cli --test trust_policy --test layers
 
 bed="$(mktemp -d "${TMPDIR:-/tmp}/iamwright-bed.XXXXXX")"
 cleanup() {

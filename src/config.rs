@@ -212,7 +212,7 @@ pub struct RunArgs {
     #[arg(
         long,
         env = "IAMWRIGHT_LEADER_ELECTION_LEASE_NAME",
-        default_value = crate::leader::DEFAULT_LEASE_NAME
+        default_value = DEFAULT_LEASE_NAME
     )]
     pub leader_election_lease_name: String,
     /// Permissions boundary set on every role and user the operator creates.
@@ -264,6 +264,42 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("invalid address {s:?}: {e}"))
 }
 
+/// The Lease's name: as given, except that a shard (`--object-selector`) left at the
+/// default name gets its own (`iamwright-leader-<8 hex of the selector's SHA-256>`), so
+/// two shards never wait for each other's leader.
+pub fn lease_name(args: &RunArgs) -> String {
+    let name = &args.leader_election_lease_name;
+    match &args.object_selector {
+        Some(selector) if name == DEFAULT_LEASE_NAME => {
+            use sha2::{Digest, Sha256};
+            let hash = Sha256::digest(selector.as_bytes());
+            let hex: String = hash.iter().take(4).map(|b| format!("{b:02x}")).collect();
+            format!("{name}-{hex}")
+        }
+        _ => name.clone(),
+    }
+}
+
+/// The default Lease name (`--leader-election-lease-name`).
+pub const DEFAULT_LEASE_NAME: &str = "iamwright-leader";
+
+/// Operator settings the controllers need (from the command line). Here, below the
+/// trust model and the controllers, because both read it.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub cluster_name: String,
+    pub resync: Duration,
+    pub instance_resync: Duration,
+    pub concurrency: u16,
+    pub namespaces: Vec<String>,
+    /// `--object-selector`: the shard of the objects this operator reconciles.
+    pub object_selector: Option<String>,
+    pub required_permissions_boundary: Option<String>,
+    pub deny_actions: Vec<String>,
+    /// The cluster-wide trust grants (`--allow-*`).
+    pub trust: TrustArgs,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,7 +337,7 @@ mod tests {
             let mut argv = vec!["iamwright", "run", "--cluster-name", "c1"];
             argv.extend(extra);
             match Cli::try_parse_from(argv).unwrap().command {
-                Command::Run(r) => crate::leader::lease_name(&r),
+                Command::Run(r) => lease_name(&r),
                 _ => panic!("run"),
             }
         };

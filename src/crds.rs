@@ -5,24 +5,9 @@
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
-use schemars::{Schema, SchemaGenerator, json_schema};
 use serde_json::{Value, json};
 
 use crate::api::{IamPolicy, IamRole, IamScope, IamUserAccessKey, InstanceProfileBinding};
-
-/// A policy document: any JSON object. Structural schemas need `type: object` with
-/// preserved unknown fields; schemars' `{}` for a JSON value is refused by the apiserver.
-pub fn free_form_object(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({ "type": "object", "x-kubernetes-preserve-unknown-fields": true })
-}
-
-/// A map of name to policy document.
-pub fn map_of_free_form_objects(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "object",
-        "additionalProperties": { "type": "object", "x-kubernetes-preserve-unknown-fields": true }
-    })
-}
 
 const RESERVED_TAGS: (&str, &str) = (
     "self.all(k, !k.startsWith('iamwright.dev/'))",

@@ -9,9 +9,9 @@
 //! names this replica and has not expired. A leader that cannot confirm that stops
 //! writing to AWS before a successor can start.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
@@ -19,9 +19,11 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::RunArgs;
-use crate::controllers::Shutdown;
-use crate::operator::anyhow_free::Result;
+use crate::aws::Fence;
+pub use crate::config::DEFAULT_LEASE_NAME;
+use crate::config::{RunArgs, lease_name};
+use crate::error::anyhow_free::Result;
+use crate::shutdown::Shutdown;
 
 /// Seconds a Lease is valid without renewal: a crashed leader is replaced within this.
 const LEASE_SECONDS: u64 = 15;
@@ -151,26 +153,6 @@ pub async fn acquire(
 /// Seconds taken off the Lease's expiry for clock skew between replicas.
 const FENCE_MARGIN_SECONDS: u64 = 3;
 
-/// Until when this replica may write to AWS as the leader.
-#[derive(Debug, Default)]
-pub struct Fence {
-    until: Mutex<Option<Instant>>,
-}
-
-impl Fence {
-    pub(crate) fn confirm_for(&self, valid: Duration) {
-        *self.until.lock().expect("fence lock") = Some(Instant::now() + valid);
-    }
-
-    /// Whether the leadership is confirmed right now.
-    pub fn holds(&self) -> bool {
-        self.until
-            .lock()
-            .expect("fence lock")
-            .is_some_and(|u| Instant::now() < u)
-    }
-}
-
 /// Read the Lease every couple of seconds; while it names this replica, the fence
 /// extends to its expiry (renewal time + duration, less a margin). A failed read
 /// extends nothing, so the fence runs out by itself.
@@ -202,22 +184,3 @@ async fn confirm_loop(
         }
     }
 }
-
-/// The Lease's name: as given, except that a shard (`--object-selector`) left at the
-/// default name gets its own (`iamwright-leader-<8 hex of the selector's SHA-256>`), so
-/// two shards never wait for each other's leader.
-pub fn lease_name(args: &RunArgs) -> String {
-    let name = &args.leader_election_lease_name;
-    match &args.object_selector {
-        Some(selector) if name == DEFAULT_LEASE_NAME => {
-            use sha2::{Digest, Sha256};
-            let hash = Sha256::digest(selector.as_bytes());
-            let hex: String = hash.iter().take(4).map(|b| format!("{b:02x}")).collect();
-            format!("{name}-{hex}")
-        }
-        _ => name.clone(),
-    }
-}
-
-/// The default Lease name (`--leader-election-lease-name`).
-pub const DEFAULT_LEASE_NAME: &str = "iamwright-leader";

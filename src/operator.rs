@@ -142,9 +142,7 @@ async fn wait_for_signal() {
 }
 
 /// A small boxed error for the binary's top level.
-pub mod anyhow_free {
-    pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
-}
+pub use crate::error::anyhow_free;
 
 /// Refuse to start with a label selector the API server does not accept (its own
 /// parser is the judge): a shard that silently watched nothing would look healthy.

@@ -10,6 +10,7 @@ mod binding;
 mod common;
 mod policy;
 mod role;
+pub mod schema;
 mod scope;
 
 pub use access_key::*;

@@ -54,7 +54,7 @@ pub struct IamPolicySpec {
     /// account, partition and region the policy lives in. Exactly one of `document`
     /// and `documentFrom`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::crds::free_form_object")]
+    #[schemars(schema_with = "crate::api::schema::free_form_object")]
     pub document: Option<Document>,
     /// The policy document from a ConfigMap key in the object's namespace (JSON or
     /// YAML, e.g. a file a vendor ships), followed when the ConfigMap changes. Exactly

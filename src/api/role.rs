@@ -64,7 +64,7 @@ pub struct IamRoleSpec {
     /// `${AWS_PARTITION}` and `${AWS_REGION}` are replaced by the account, partition and
     /// region the role lives in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::crds::free_form_object")]
+    #[schemars(schema_with = "crate::api::schema::free_form_object")]
     pub assume_role_policy: Option<Document>,
     /// Kubernetes service accounts whose pods may assume the role on EKS: the trust
     /// statements for IRSA (operator flag `--oidc-issuer`) and/or EKS Pod Identity
@@ -80,7 +80,7 @@ pub struct IamRoleSpec {
     /// Inline policies by name, managed exclusively (with `inlinePoliciesFrom`).
     /// Variables are replaced as in `assumeRolePolicy`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(schema_with = "crate::crds::map_of_free_form_objects")]
+    #[schemars(schema_with = "crate::api::schema::map_of_free_form_objects")]
     pub inline_policies: BTreeMap<String, Document>,
     /// Inline policies by name whose documents come from ConfigMap keys in the
     /// object's namespace (JSON or YAML), followed when a ConfigMap changes. A name is

@@ -3,12 +3,15 @@
 
 mod assumed;
 mod error;
+mod fence;
 mod ownership;
 pub mod pace;
 pub mod profiles;
+pub mod reads;
 pub mod snapshot;
 
 pub use error::{AwsError, AwsErrorKind, Found};
+pub use fence::Fence;
 pub use ownership::{
     OWNER_CLUSTER, OWNER_NAME, OWNER_NAMESPACE, OWNER_UID, Owner, Ownership, sync_tags, tag_diff,
     tag_map, to_tags,
@@ -33,7 +36,7 @@ pub struct Aws {
     pub sts: aws_sdk_sts::Client,
     config: aws_config::SdkConfig,
     identity: std::sync::Arc<OnceCell<Identity>>,
-    fence: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<crate::leader::Fence>>>,
+    fence: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<Fence>>>,
     budget: Option<std::sync::Arc<Budget>>,
     /// The HTTP client without the pacer: EC2 has rate limits of its own, per region,
     /// which IAM's throttling says nothing about.
@@ -238,7 +241,7 @@ impl Aws {
     }
 
     /// From now on, AWS writes need the leadership confirmed (see `leader::Fence`).
-    pub fn fence_writes(&self, fence: std::sync::Arc<crate::leader::Fence>) {
+    pub fn fence_writes(&self, fence: std::sync::Arc<Fence>) {
         let _ = self.fence.set(fence);
     }
 
@@ -441,7 +444,7 @@ mod tests {
     #[tokio::test]
     async fn writes_wait_for_a_confirmed_leadership_reads_do_not() {
         let aws = offline();
-        let fence = std::sync::Arc::new(crate::leader::Fence::default());
+        let fence = std::sync::Arc::new(Fence::default());
         aws.fence_writes(fence.clone());
         // Never confirmed (or expired): a write is refused before it is sent.
         let sent = std::sync::atomic::AtomicBool::new(false);

@@ -27,31 +27,16 @@ use kube::runtime::{Controller, watcher};
 use kube::{Client, Resource, ResourceExt};
 use rand::Rng;
 use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
 
-use crate::aws::{Aws, AwsError, AwsErrorKind, Owner};
-use crate::reason::Reason;
-use crate::status::Outcome;
+use crate::aws::{Aws, AwsErrorKind, Owner};
+pub use crate::config::Settings;
+pub use crate::error::{Awaited, Error};
+pub use crate::naming::cut_name;
+pub use crate::shutdown::Shutdown;
 use crate::telemetry::Metrics;
 
 /// The finalizer on every object the operator manages.
 pub const FINALIZER: &str = "iamwright.dev/cleanup";
-
-/// Operator settings the controllers need (from the command line).
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub cluster_name: String,
-    pub resync: Duration,
-    pub instance_resync: Duration,
-    pub concurrency: u16,
-    pub namespaces: Vec<String>,
-    /// `--object-selector`: the shard of the objects this operator reconciles.
-    pub object_selector: Option<String>,
-    pub required_permissions_boundary: Option<String>,
-    pub deny_actions: Vec<String>,
-    /// The cluster-wide trust grants (`--allow-*`).
-    pub trust: crate::config::TrustArgs,
-}
 
 /// What every reconcile shares.
 pub struct Context {
@@ -266,136 +251,6 @@ pub fn jitter(d: Duration) -> Duration {
     d.mul_f64(f)
 }
 
-/// Consecutive AccessDenied answers after which an object shows `Stalled`: the
-/// operator's role lacks a permission and a human has to grant it.
-const ACCESS_DENIED_STALLS_AFTER: u32 = 3;
-
-/// What a reference wait waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Awaited {
-    /// No object of that name in the namespace (yet).
-    Missing,
-    /// The object exists and is not Ready for its current generation yet.
-    NotReady,
-}
-
-/// Why a reconcile did not reach Ready.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The spec cannot succeed without a change by the user; no AWS write was made.
-    #[error("{message}")]
-    Stalled { reason: Reason, message: String },
-    /// Waiting for something outside the object (a dependency, AWS consistency).
-    #[error("{message}")]
-    Waiting { reason: Reason, message: String },
-    /// Waiting for an object of the namespace that a reference names (`policyRefs`,
-    /// `roleRef`); condition reason `DependencyNotReady`. A type of its own, so that no
-    /// other wait (e.g. AWS's own "does not exist") can be taken for one by its text.
-    #[error("{message}")]
-    Reference { awaited: Awaited, message: String },
-    #[error(transparent)]
-    Aws(#[from] AwsError),
-    #[error("Kubernetes API error: {0}")]
-    Kube(#[from] kube::Error),
-    /// A bug caught on one object (a panic in its reconcile).
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl Error {
-    pub fn stalled(reason: Reason, message: impl Into<String>) -> Self {
-        Self::Stalled {
-            reason,
-            message: message.into(),
-        }
-    }
-
-    /// The conditions this error shows, after `failures` failures in a row before it.
-    /// Errors a retry cannot fix show `Stalled=True` (kstatus: Failed) — AWS refusing
-    /// the input, a quota, access denied that persists; the rest `Reconciling=True`.
-    pub fn outcome(&self, failures: u32) -> Outcome {
-        match self {
-            Error::Stalled { reason, message } => Outcome::stalled(*reason, message.clone()),
-            Error::Waiting { reason, message } => Outcome::progressing(*reason, message.clone()),
-            Error::Reference { message, .. } => {
-                Outcome::progressing(Reason::DependencyNotReady, message.clone())
-            }
-            Error::Aws(e) => {
-                let m = e.to_string();
-                match e.kind {
-                    AwsErrorKind::Throttled => Outcome::failing(Reason::AwsThrottled, m),
-                    AwsErrorKind::AccessDenied if failures + 1 >= ACCESS_DENIED_STALLS_AFTER => {
-                        Outcome::stalled(Reason::AwsAccessDenied, m)
-                    }
-                    AwsErrorKind::AccessDenied => Outcome::failing(Reason::AwsAccessDenied, m),
-                    AwsErrorKind::LimitExceeded => Outcome::stalled(Reason::LimitExceeded, m),
-                    AwsErrorKind::Invalid => Outcome::stalled(Reason::AwsError, m),
-                    _ => Outcome::failing(Reason::AwsError, m),
-                }
-            }
-            Error::Kube(e) => Outcome::failing(
-                Reason::KubernetesError,
-                format!("Kubernetes API error: {e}"),
-            ),
-            Error::Internal(m) => Outcome::stalled(Reason::InternalError, m.clone()),
-        }
-    }
-
-    /// When to try again: stalled specs wait for a change (or a slow resync, for
-    /// conditions outside the spec such as ownership), errors back off per object.
-    /// Either way the object is held until then.
-    pub fn retry(&self, ctx: &Context, key: &str, generation: Option<i64>) -> Action {
-        match self {
-            Error::Stalled { reason, .. } => {
-                ctx.hold(key, generation, ctx.settings.resync);
-                if reason.waits_for_spec_change() {
-                    Action::await_change()
-                } else {
-                    ctx.resync()
-                }
-            }
-            Error::Aws(e)
-                if matches!(
-                    e.kind,
-                    AwsErrorKind::AccessDenied
-                        | AwsErrorKind::Invalid
-                        | AwsErrorKind::LimitExceeded
-                ) =>
-            {
-                Action::requeue(ctx.backoff(key, generation, true))
-            }
-            Error::Internal(_) => Action::requeue(ctx.backoff(key, generation, true)),
-            // Waiting for another object: its change (a watch event) is the very
-            // thing to react to, so no hold; the backoff only paces the re-checks.
-            Error::Waiting { .. } | Error::Reference { .. } => {
-                let wait = ctx.backoff(key, generation, false);
-                ctx.hold(key, generation, Duration::ZERO);
-                Action::requeue(wait)
-            }
-            _ => Action::requeue(ctx.backoff(key, generation, false)),
-        }
-    }
-
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            Error::Stalled { .. } => "stalled",
-            Error::Waiting { .. } | Error::Reference { .. } => "waiting",
-            Error::Aws(_) => "aws_error",
-            Error::Kube(_) => "kube_error",
-            Error::Internal(_) => "internal_error",
-        }
-    }
-}
-
-/// The AWS name of an object: the explicit one, else `<namespace>-<name>`, cut to `max`
-/// and ended with `-` and 8 hex characters of the full name's hash when too long.
-pub fn aws_name(explicit: Option<&str>, namespace: &str, name: &str, max: usize) -> String {
-    if let Some(n) = explicit {
-        return n.to_string();
-    }
-    cut_name(&format!("{namespace}-{name}"), max)
-}
-
 /// The AWS name of an object under the current governance: the explicit one, else the
 /// name it was created with (`recorded`, from its status ARN: a later scope change
 /// never moves an object to another AWS resource), else the scope's default name.
@@ -417,13 +272,37 @@ pub fn governed_name(
     crate::trust::current().default_name(namespace, name, max)
 }
 
-/// `full` cut to `max`, ended with `-` and 8 hex characters of its hash when too long.
-pub fn cut_name(full: &str, max: usize) -> String {
-    if full.len() <= max {
-        return full.to_string();
+/// When to try again: stalled specs wait for a change (or a slow resync, for
+/// conditions outside the spec such as ownership), errors back off per object.
+/// Either way the object is held until then.
+pub fn retry(e: &Error, ctx: &Context, key: &str, generation: Option<i64>) -> Action {
+    match e {
+        Error::Stalled { reason, .. } => {
+            ctx.hold(key, generation, ctx.settings.resync);
+            if reason.waits_for_spec_change() {
+                Action::await_change()
+            } else {
+                ctx.resync()
+            }
+        }
+        Error::Aws(e)
+            if matches!(
+                e.kind,
+                AwsErrorKind::AccessDenied | AwsErrorKind::Invalid | AwsErrorKind::LimitExceeded
+            ) =>
+        {
+            Action::requeue(ctx.backoff(key, generation, true))
+        }
+        Error::Internal(_) => Action::requeue(ctx.backoff(key, generation, true)),
+        // Waiting for another object: its change (a watch event) is the very
+        // thing to react to, so no hold; the backoff only paces the re-checks.
+        Error::Waiting { .. } | Error::Reference { .. } => {
+            let wait = ctx.backoff(key, generation, false);
+            ctx.hold(key, generation, Duration::ZERO);
+            Action::requeue(wait)
+        }
+        _ => Action::requeue(ctx.backoff(key, generation, false)),
     }
-    let hash = hex::encode(Sha256::digest(full.as_bytes()));
-    format!("{}-{}", &full[..max - 9], &hash[..8])
 }
 
 /// A stable key for per-object bookkeeping.
@@ -469,37 +348,6 @@ pub async fn drive<K, ReconcilerFut, E>(
         .await;
 }
 
-/// Fans one shutdown request out to every controller. Each gets its own future: the
-/// controller runtime needs one that is `Send + Sync`, which a oneshot receiver is.
-#[derive(Clone, Default)]
-pub struct Shutdown {
-    inner: Arc<Mutex<(bool, Vec<tokio::sync::oneshot::Sender<()>>)>>,
-}
-
-impl Shutdown {
-    /// A future that completes once [`Shutdown::trigger`] was called.
-    pub fn wait(&self) -> impl std::future::Future<Output = ()> + Send + Sync + 'static {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let mut inner = self.inner.lock().expect("shutdown lock");
-        if inner.0 {
-            let _ = tx.send(());
-        } else {
-            inner.1.push(tx);
-        }
-        async move {
-            let _ = rx.await;
-        }
-    }
-
-    pub fn trigger(&self) {
-        let mut inner = self.inner.lock().expect("shutdown lock");
-        inner.0 = true;
-        for tx in inner.1.drain(..) {
-            let _ = tx.send(());
-        }
-    }
-}
-
 /// Watcher settings shared by every controller.
 pub fn watch_config() -> watcher::Config {
     watcher::Config::default().any_semantic()
@@ -512,22 +360,5 @@ pub fn primary_watch_config(settings: &Settings) -> watcher::Config {
     match &settings.object_selector {
         Some(selector) => watch_config().labels(selector),
         None => watch_config(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_names_are_cut_with_a_hash() {
-        assert_eq!(aws_name(None, "team", "reader", 128), "team-reader");
-        assert_eq!(aws_name(Some("x"), "team", "reader", 128), "x");
-        let long = "n".repeat(70);
-        let got = aws_name(None, "team", &long, 64);
-        assert_eq!(got.len(), 64);
-        assert!(got.starts_with("team-nnnn"));
-        assert_eq!(&got[55..56], "-");
-        assert_ne!(got, aws_name(None, "team", &format!("{long}x"), 64));
     }
 }

@@ -26,7 +26,7 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Context, Error, FINALIZER, key_of, refs};
+use super::{Context, Error, FINALIZER, key_of};
 use crate::api::Condition;
 use crate::status::{self, Outcome};
 
@@ -392,14 +392,14 @@ async fn report<K: Managed>(
             // no problem: the condition says it, and a warning per such wait was a
             // fifth of all events while many objects converged.
             let was = status::ready_of(current.conditions());
-            if !refs::is_dependency_in_progress(&e)
+            if !e.is_dependency_in_progress()
                 && was != Some((outcome.reason.as_str(), outcome.message.as_str()))
             {
                 ctx.event(obj, true, outcome.reason.as_str(), outcome.message.clone())
                     .await;
             }
             tracing::info!(kind = K::KIND, object = %key, reason = %outcome.reason, error = %e, "not ready");
-            (e.retry(ctx, &key, generation), e.metric_label())
+            (super::retry(&e, ctx, &key, generation), e.metric_label())
         }
     }
 }
@@ -425,7 +425,7 @@ fn first_wait_unreported(
         now.duration_since(c)
             .is_ok_and(|age| age < FIRST_WAIT_UNREPORTED)
     });
-    refs::is_reference_wait(e) && young && !has_status
+    e.is_reference_wait() && young && !has_status
 }
 
 /// An object that does not deserialize (e.g. written before a schema change, or with
@@ -727,7 +727,7 @@ mod tests {
                     .into(),
         };
         assert!(!first_wait_unreported(&instance_gone, new, false, now));
-        assert!(!refs::is_dependency_in_progress(&instance_gone));
+        assert!(!instance_gone.is_dependency_in_progress());
         let old = Some(now - FIRST_WAIT_UNREPORTED - Duration::from_secs(1));
         assert!(!first_wait_unreported(&on_its_way, old, false, now));
         assert!(!first_wait_unreported(&on_its_way, None, false, now));

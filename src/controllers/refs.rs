@@ -34,24 +34,6 @@ pub async fn resolve_policy_refs(
     Ok(arns)
 }
 
-/// Waiting for a referenced object that exists and is not Ready yet: progress, not
-/// a problem worth a warning event (a missing one is).
-pub fn is_dependency_in_progress(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::Reference {
-            awaited: Awaited::NotReady,
-            ..
-        }
-    )
-}
-
-/// Waiting for an object of the namespace that a reference names (a `policyRefs`
-/// IamPolicy, a `roleRef` IamRole): missing, or not Ready yet.
-pub fn is_reference_wait(e: &Error) -> bool {
-    matches!(e, Error::Reference { .. })
-}
-
 /// What a reference needs of the object it names.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RefState {

@@ -4,6 +4,7 @@
 
 mod canonical;
 pub mod catalog;
+mod error;
 mod guardrail;
 pub mod model;
 mod validate;
@@ -21,12 +22,12 @@ pub use catalog::{
     ActionCheck, Unrecognized, actions_recognized, actions_recognized_in_spec, check_action,
     unrecognized_actions, unrecognized_in_spec,
 };
+pub use error::DocumentError;
 pub use guardrail::{allowed_actions_matching, glob_match};
 pub use model::Document;
 pub use validate::{
-    DocKind, DocumentError, InlineOwner, KindRules, MAX_MANAGED_POLICY_CHARS,
-    MAX_ROLE_INLINE_AGGREGATE_CHARS, MAX_TRUST_POLICY_CHARS, MAX_USER_INLINE_AGGREGATE_CHARS,
-    check_arn, check_inline_aggregate, check_inline_aggregate_for, check_policy_arn, minified_len,
-    validate_document,
+    DocKind, InlineOwner, KindRules, MAX_MANAGED_POLICY_CHARS, MAX_ROLE_INLINE_AGGREGATE_CHARS,
+    MAX_TRUST_POLICY_CHARS, MAX_USER_INLINE_AGGREGATE_CHARS, check_arn, check_inline_aggregate,
+    check_inline_aggregate_for, check_policy_arn, minified_len, validate_document,
 };
 pub use variables::{Variables, substitute, uses_variables};

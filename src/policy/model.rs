@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use super::validate::{DocumentError, err, short};
+use super::error::{DocumentError, err, short};
 
 /// A single value or a list of values, as IAM allows for `Statement`, `Action`,
 /// `Resource`, principals and condition values.

@@ -6,6 +6,7 @@
 
 use serde_json::Value;
 
+use super::error::{DocumentError, err, short};
 use super::model::{
     Document, Family, Hooks, OneOrMany, Principal, PrincipalType, Scalar, Statement,
 };
@@ -54,22 +55,6 @@ impl DocKind {
                 trust: true,
             },
         }
-    }
-}
-
-/// A problem in a document, located by its path, e.g.
-/// `document.Statement[1].Effect: must be "Allow" or "Deny", got "allow"`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct DocumentError {
-    pub path: String,
-    pub message: String,
-}
-
-pub(super) fn err(path: impl Into<String>, message: impl Into<String>) -> DocumentError {
-    DocumentError {
-        path: path.into(),
-        message: message.into(),
     }
 }
 
@@ -677,16 +662,6 @@ pub fn minified_len(doc: &Value) -> usize {
     serde_json::to_string(doc)
         .map(|s| s.chars().count())
         .unwrap_or(0)
-}
-
-/// A short rendering of a value for messages (never a whole document).
-pub(super) fn short(v: &Value) -> String {
-    let s = v.to_string();
-    if s.chars().count() > 40 {
-        format!("{}…", s.chars().take(40).collect::<String>())
-    } else {
-        s
-    }
 }
 
 #[cfg(test)]

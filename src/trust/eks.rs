@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 
 use crate::api::IamRoleSpec;
 use crate::config::EksArgs;
-use crate::controllers::{Context, Error};
+use crate::error::Error;
 use crate::reason::Reason;
 use crate::trust::Governance;
 
@@ -50,27 +50,6 @@ impl Account {
             partition: "aws".into(),
         }
     }
-}
-
-/// The account of the roles this operator manages. The one place that says so, so
-/// that roles in other accounts (per IamScope) redirect only this.
-pub async fn account(ctx: &Context) -> Result<Account, Error> {
-    Ok(Account {
-        id: ctx.aws().await.account_id().await?,
-        partition: ctx.aws().await.partition().await?,
-    })
-}
-
-/// The account when the spec needs it (IRSA statements to generate), else None: no
-/// STS call for roles without service accounts.
-pub async fn account_if_needed(
-    spec: &IamRoleSpec,
-    ctx: &Context,
-) -> Result<Option<Account>, Error> {
-    if spec.service_accounts.is_empty() || ctx.settings.trust.eks.oidc_issuer.is_none() {
-        return Ok(None);
-    }
-    account(ctx).await.map(Some)
 }
 
 /// The service accounts as (namespace, name), the namespace defaulted to the object's,

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use serde_json::Value;
 
 use crate::aws::Aws;
-use crate::controllers::Error;
+use crate::error::Error;
 use crate::policy::{allowed_actions_matching, decode_aws_document};
 use crate::reason::Reason;
 
@@ -52,7 +52,7 @@ impl ManagedPolicyCache {
     }
 
     async fn document(&self, aws: &Aws, arn: &str, at: &str) -> Result<Option<Value>, Error> {
-        let Some(policy) = crate::controllers::policy::get_policy(aws, arn).await? else {
+        let Some(policy) = crate::aws::reads::get_policy(aws, arn).await? else {
             return Ok(None);
         };
         let Some(version) = policy.default_version_id else {

@@ -17,7 +17,8 @@ use kube::core::{Selector, SelectorExt};
 use kube::{Client, ResourceExt};
 
 use crate::api::IamScope;
-use crate::controllers::{Error, Settings};
+use crate::config::Settings;
+use crate::error::Error;
 use crate::policy::glob_match;
 use crate::reason::Reason;
 
@@ -173,9 +174,9 @@ impl Governance {
         let plain = format!("{namespace}-{name}");
         match &self.name_prefix {
             Some(prefix) if !plain.starts_with(prefix.as_str()) => {
-                crate::controllers::cut_name(&format!("{prefix}{name}"), max)
+                crate::naming::cut_name(&format!("{prefix}{name}"), max)
             }
-            _ => crate::controllers::cut_name(&plain, max),
+            _ => crate::naming::cut_name(&plain, max),
         }
     }
 

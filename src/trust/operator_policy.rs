@@ -105,7 +105,7 @@ const EC2_ACTIONS: &[&str] = &[
 /// Read every IamScope in `paths` (other kinds are skipped).
 pub fn read_scopes(paths: &[PathBuf]) -> Result<Vec<IamScope>, String> {
     let mut scopes = vec![];
-    for file in crate::validate::collect_files(paths).map_err(|e| e.to_string())? {
+    for file in crate::inputs::collect_files(paths).map_err(|e| e.to_string())? {
         let text =
             std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
         for doc in serde_yaml::Deserializer::from_str(&text) {

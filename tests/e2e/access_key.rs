@@ -1200,7 +1200,9 @@ async fn the_rotation_procedure_deactivates_then_deletes_the_previous_key() {
     let user = format!("{}-pr", ns.name);
     let spec = |tags: Value| {
         json!({"userName": user, "tags": tags,
-               "rotation": {"every": "40h", "gracePeriod": "4h", "deactivatedFor": "8h"}})
+               // 16 s Inactive: the checks in that window must not race the deletion on a
+               // loaded machine (8 s did once).
+               "rotation": {"every": "60h", "gracePeriod": "4h", "deactivatedFor": "16h"}})
     };
     apply(&ns.name, &manifest("pr", spec(json!({}))));
     let first = current_key(&ready(&ns.name, "pr").await);
@@ -1296,7 +1298,7 @@ async fn the_rotation_procedure_deactivates_then_deletes_the_previous_key() {
         st.key_created_at.as_deref().unwrap(),
     )
     .unwrap()
-        + chrono::Duration::seconds(4 + 8 + 1);
+        + chrono::Duration::seconds(4 + 16 + 1);
     eventually(T, "past the deletion time", || async {
         (chrono::Utc::now() > delete_at).then_some(())
     })

@@ -1205,7 +1205,11 @@ async fn a_role_with_only_credentials_trusts_the_operator_alone() {
     );
     let s: Secret = get(&ns.name, "app-aws").await.expect("the Secret");
     let data = s.data.expect("Secret data");
-    for key in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+    for key in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ] {
         assert!(data.contains_key(key), "{key} in the Secret");
     }
 }

@@ -10,14 +10,7 @@ use super::plan::{Desired, Observed, Version, VersionStep, Write, version_step};
 use crate::aws::{Aws, AwsError, Found, tag_map, to_tags};
 use crate::policy::decode_aws_document;
 
-pub async fn get_policy(aws: &Aws, arn: &str) -> Result<Option<Policy>, AwsError> {
-    let call = aws.iam.get_policy().policy_arn(arn);
-    Ok(aws
-        .call("iam", "GetPolicy", call.send())
-        .await
-        .found()?
-        .and_then(|out| out.policy))
-}
+pub use crate::aws::reads::get_policy;
 
 pub async fn list_tags(aws: &Aws, arn: &str) -> Result<BTreeMap<String, String>, AwsError> {
     let call = aws.iam.list_policy_tags().policy_arn(arn);

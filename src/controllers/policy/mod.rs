@@ -6,8 +6,6 @@
 mod io;
 mod plan;
 
-pub(crate) use io::get_policy;
-
 use std::sync::Arc;
 
 use kube::ResourceExt;

@@ -7,9 +7,12 @@ use aws_sdk_iam::types::Role;
 
 use super::plan::{Observed, Profile, Write};
 use super::spec::Desired;
+use crate::api::IamRoleSpec;
 use crate::aws::snapshot::RoleEntry;
 use crate::aws::{Aws, AwsError, Found, tag_map, to_tags};
+use crate::controllers::{Context, Error};
 use crate::policy::decode_aws_document;
+use crate::trust::eks::Account;
 
 pub async fn get_role(aws: &Aws, name: &str) -> Result<Option<Role>, AwsError> {
     Ok(aws
@@ -296,6 +299,27 @@ pub async fn delete_role(aws: &Aws, name: &str) -> Result<(), AwsError> {
     let call = aws.iam.delete_role().role_name(name);
     aws.call("iam", "DeleteRole", call.send()).await.found()?;
     Ok(())
+}
+
+/// The account of the roles this operator manages. The one place that says so, so
+/// that roles in other accounts (per IamScope) redirect only this.
+pub async fn account(ctx: &Context) -> Result<Account, Error> {
+    Ok(Account {
+        id: ctx.aws().await.account_id().await?,
+        partition: ctx.aws().await.partition().await?,
+    })
+}
+
+/// The account when the spec needs it (IRSA statements to generate), else None: no
+/// STS call for roles without service accounts.
+pub async fn account_if_needed(
+    spec: &IamRoleSpec,
+    ctx: &Context,
+) -> Result<Option<Account>, Error> {
+    if spec.service_accounts.is_empty() || ctx.settings.trust.eks.oidc_issuer.is_none() {
+        return Ok(None);
+    }
+    account(ctx).await.map(Some)
 }
 
 #[cfg(test)]

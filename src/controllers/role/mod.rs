@@ -26,7 +26,7 @@ use crate::api::{DeletionPolicy, IamRole, IamRoleSpec, IamRoleStatus, Management
 use crate::aws::snapshot::fingerprint;
 use crate::aws::{AwsErrorKind, Ownership};
 use crate::reason::Reason;
-use crate::trust::eks::{self, Account};
+use crate::trust::eks::Account;
 use plan::{Observed, Write};
 use spec::Desired;
 
@@ -141,7 +141,7 @@ async fn resolve(
     let gov = crate::trust::current();
     let own = own_policy_arns(&ctx.client, &ns, &gov).await?;
     gov.check_managed_arns("spec.managedPolicyArns", &r.spec.managed_policy_arns, &own)?;
-    let account = eks::account_if_needed(spec, ctx).await?;
+    let account = io::account_if_needed(spec, ctx).await?;
     Ok((refs, account))
 }
 
