@@ -34,6 +34,11 @@ fn immutable_required(field: &str) -> (String, String) {
 /// both (`iamwright validate` prints it too).
 pub const POLICY_DOCUMENT_ONE_OF: &str =
     "exactly one of spec.document and spec.documentFrom must be set";
+/// The messages of the InstanceProfileBinding rules, which the controller's validate
+/// (and so `iamwright validate`) repeats.
+pub const BINDING_ROLE_ONE_OF: &str = "exactly one of spec.roleRef and spec.roleName must be set";
+pub const BINDING_INSTANCES_REQUIRED: &str =
+    "at least one of spec.instanceIds and spec.instanceSelector must be set";
 /// The message of the IamRole rule that an inline policy name is in one map only.
 pub const INLINE_POLICY_IN_BOTH: &str = "each inline policy name must be in only one of spec.inlinePolicies and spec.inlinePoliciesFrom";
 
@@ -88,11 +93,11 @@ pub fn all() -> Vec<CustomResourceDefinition> {
             immutable_required("path"),
             (
                 "has(self.roleRef) != has(self.roleName)".into(),
-                "exactly one of spec.roleRef and spec.roleName must be set".into(),
+                BINDING_ROLE_ONE_OF.into(),
             ),
             (
                 "(has(self.instanceIds) && size(self.instanceIds) > 0) || has(self.instanceSelector)".into(),
-                "at least one of spec.instanceIds and spec.instanceSelector must be set".into(),
+                BINDING_INSTANCES_REQUIRED.into(),
             ),
         ],
     );

@@ -24,11 +24,22 @@ pub enum Awaited {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The spec cannot succeed without a change by the user; no AWS write was made.
-    #[error("{message}")]
-    Stalled { reason: Reason, message: String },
-    /// Waiting for something outside the object (a dependency, AWS consistency).
-    #[error("{message}")]
-    Waiting { reason: Reason, message: String },
+    /// `field` names the spec field at fault, when one is (`iamwright validate`
+    /// reports it as such; the condition message starts with it).
+    #[error("{}{message}", field.as_ref().map(|f| format!("{f}: ")).unwrap_or_default())]
+    Stalled {
+        reason: Reason,
+        field: Option<String>,
+        message: String,
+    },
+    /// Waiting for something outside the object (a dependency, AWS consistency);
+    /// `field` as for `Stalled`.
+    #[error("{}{message}", field.as_ref().map(|f| format!("{f}: ")).unwrap_or_default())]
+    Waiting {
+        reason: Reason,
+        field: Option<String>,
+        message: String,
+    },
     /// Waiting for an object of the namespace that a reference names (`policyRefs`,
     /// `roleRef`); condition reason `DependencyNotReady`. A type of its own, so that no
     /// other wait (e.g. AWS's own "does not exist") can be taken for one by its text.
@@ -43,11 +54,68 @@ pub enum Error {
     Internal(String),
 }
 
+/// A problem with one field of a spec: where, and what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<crate::policy::DocumentError> for FieldError {
+    fn from(e: crate::policy::DocumentError) -> Self {
+        Self::new(e.path, e.message)
+    }
+}
+
 impl Error {
+    /// Stalled on something that is no one field (ownership, a conflict of scopes).
     pub fn stalled(reason: Reason, message: impl Into<String>) -> Self {
         Self::Stalled {
             reason,
+            field: None,
             message: message.into(),
+        }
+    }
+
+    /// Stalled on the spec field `field`.
+    pub fn at(reason: Reason, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Stalled {
+            reason,
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
+    /// Stalled on a [`FieldError`] (or anything that converts to one, such as a
+    /// policy document's problem).
+    pub fn invalid(reason: Reason, e: impl Into<FieldError>) -> Self {
+        let e = e.into();
+        Self::at(reason, e.field, e.message)
+    }
+
+    /// The spec field at fault, when the error names one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::Stalled { field, .. } | Error::Waiting { field, .. } => field.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The message without the field.
+    pub fn detail(&self) -> String {
+        match self {
+            Error::Stalled { message, .. } | Error::Waiting { message, .. } => message.clone(),
+            other => other.to_string(),
         }
     }
 
@@ -56,25 +124,25 @@ impl Error {
     /// the input, a quota, access denied that persists; the rest `Reconciling=True`.
     pub fn outcome(&self, failures: u32) -> Outcome {
         match self {
-            Error::Stalled { reason, message } => Outcome::stalled(*reason, message.clone()),
-            Error::Waiting { reason, message } => Outcome::progressing(*reason, message.clone()),
+            Error::Stalled { reason, .. } => Outcome::stalled(*reason, self.to_string()),
+            Error::Waiting { reason, .. } => Outcome::progressing(*reason, self.to_string()),
             Error::Reference { message, .. } => {
                 Outcome::progressing(Reason::DependencyNotReady, message.clone())
             }
             Error::Aws(e) => {
                 let m = e.to_string();
                 match e.kind {
-                    AwsErrorKind::Throttled => Outcome::failing(Reason::AwsThrottled, m),
+                    AwsErrorKind::Throttled => Outcome::progressing(Reason::AwsThrottled, m),
                     AwsErrorKind::AccessDenied if failures + 1 >= ACCESS_DENIED_STALLS_AFTER => {
                         Outcome::stalled(Reason::AwsAccessDenied, m)
                     }
-                    AwsErrorKind::AccessDenied => Outcome::failing(Reason::AwsAccessDenied, m),
+                    AwsErrorKind::AccessDenied => Outcome::progressing(Reason::AwsAccessDenied, m),
                     AwsErrorKind::LimitExceeded => Outcome::stalled(Reason::LimitExceeded, m),
                     AwsErrorKind::Invalid => Outcome::stalled(Reason::AwsError, m),
-                    _ => Outcome::failing(Reason::AwsError, m),
+                    _ => Outcome::progressing(Reason::AwsError, m),
                 }
             }
-            Error::Kube(e) => Outcome::failing(
+            Error::Kube(e) => Outcome::progressing(
                 Reason::KubernetesError,
                 format!("Kubernetes API error: {e}"),
             ),

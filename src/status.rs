@@ -33,6 +33,9 @@ impl Outcome {
             message: message.into(),
         }
     }
+    /// Not ready, and the operator keeps at it: waiting for something, or retrying
+    /// a failure (AWS errors and the like). kstatus tools see work in progress
+    /// (`Reconciling=True`), not a silent in-between state.
     pub fn progressing(reason: Reason, message: impl Into<String>) -> Self {
         Self {
             ready: false,
@@ -47,17 +50,6 @@ impl Outcome {
             ready: false,
             reconciling: false,
             stalled: true,
-            reason,
-            message: message.into(),
-        }
-    }
-    /// Not ready, retried by the operator (AWS errors and the like): kstatus tools
-    /// see work in progress (`Reconciling=True`), not a silent in-between state.
-    pub fn failing(reason: Reason, message: impl Into<String>) -> Self {
-        Self {
-            ready: false,
-            reconciling: true,
-            stalled: false,
             reason,
             message: message.into(),
         }

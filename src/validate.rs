@@ -417,13 +417,9 @@ fn checked_at_reconcile(field: &str, name: &str) -> (String, String) {
     )
 }
 
-/// A controller error as (field, message): its message starts with the field.
+/// A controller error as (field, message); `spec` when it names no one field.
 fn split_error(e: &crate::controllers::Error) -> (String, String) {
-    let text = e.to_string();
-    match text.split_once(": ") {
-        Some((field, message)) => (field.to_string(), message.to_string()),
-        None => ("spec".to_string(), text),
-    }
+    (e.field().unwrap_or("spec").to_string(), e.detail())
 }
 
 /// The CRDs' create-time CEL rules, the policy grammar and the guardrails. Documents
@@ -585,20 +581,12 @@ fn semantic_checks(
             }
         }
         "InstanceProfileBinding" => {
-            if spec.get("roleRef").is_some() == spec.get("roleName").is_some() {
-                out.push((
-                    "spec".into(),
-                    "exactly one of spec.roleRef and spec.roleName must be set".into(),
-                ));
-            }
-            let has_ids = spec["instanceIds"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty());
-            if !has_ids && spec.get("instanceSelector").is_none() {
-                out.push((
-                    "spec".into(),
-                    "at least one of spec.instanceIds and spec.instanceSelector must be set".into(),
-                ));
+            // The controller's own check, so the offline answer is the operator's answer.
+            if let Ok(b) =
+                serde_json::from_value::<crate::api::InstanceProfileBindingSpec>(spec.clone())
+                && let Err(e) = crate::controllers::binding::validate(&b)
+            {
+                out.push(split_error(&e));
             }
         }
         _ => {}
@@ -626,8 +614,7 @@ fn semantic_checks(
         && let Err(e) = crate::controllers::access_key::schedule::schedule(Some(&r))
     {
         // The controller's own check, which the CRD's CEL rules express as well.
-        let (field, message) = e.split_once(": ").unwrap_or(("spec.rotation", e.as_str()));
-        out.push((field.to_string(), message.to_string()));
+        out.push((e.field, e.message));
     }
     if kind == "IamUserAccessKey"
         && let (Some(required), Some(named)) = (

@@ -84,10 +84,7 @@ mod tests {
         Ok(())
     }
     fn refused() -> Result<(), Error> {
-        Err(Error::stalled(
-            Reason::NotPermitted,
-            "spec.adopt: not granted",
-        ))
+        Err(Error::at(Reason::NotPermitted, "spec.adopt", "not granted"))
     }
     fn reason(r: Result<Claim, Error>) -> String {
         match r {

@@ -64,19 +64,24 @@ pub async fn policy_document(ctx: &Context, p: &IamPolicy) -> Result<Resolved, E
         }
         // The CRD's CEL rule refuses both and neither; an older CRD may not.
         _ => {
-            return Err(Error::stalled(
+            return Err(Error::at(
                 Reason::InvalidSpec,
-                format!("spec: {}", crate::crds::POLICY_DOCUMENT_ONE_OF),
+                "spec",
+                crate::crds::POLICY_DOCUMENT_ONE_OF,
             ));
         }
     };
     let vars = variables_if_used(ctx, [&document]).await?;
     let document = substitute_field(&field, &document, vars.as_ref())?;
     validate_document(&document, &field, DocKind::Managed).map_err(|e| {
-        invalid(format!(
-            "{e}{}",
-            origin.map(from_source).unwrap_or_default()
-        ))
+        invalid(
+            e.path,
+            format!(
+                "{}{}",
+                e.message,
+                origin.map(from_source).unwrap_or_default()
+            ),
+        )
     })?;
     Ok(Resolved {
         field,
@@ -100,12 +105,10 @@ pub async fn role_spec(ctx: &Context, r: &IamRole) -> Result<IamRoleSpec, Error>
         .keys()
         .find(|n| spec.inline_policies.contains_key(*n))
     {
-        return Err(Error::stalled(
+        return Err(Error::at(
             Reason::InvalidSpec,
-            format!(
-                "spec.inlinePoliciesFrom.{name}: {}",
-                crate::crds::INLINE_POLICY_IN_BOTH
-            ),
+            format!("spec.inlinePoliciesFrom.{name}"),
+            crate::crds::INLINE_POLICY_IN_BOTH,
         ));
     }
     let ns = r.namespace().unwrap_or_default();
@@ -139,10 +142,14 @@ pub async fn role_spec(ctx: &Context, r: &IamRole) -> Result<IamRoleSpec, Error>
         let field = format!("spec.inlinePoliciesFrom.{name}");
         let doc = substitute_field(&field, &doc, vars)?;
         validate_document(&doc, &field, DocKind::Inline).map_err(|e| {
-            invalid(format!(
-                "{e}{}",
-                from_source(&spec.inline_policies_from[&name])
-            ))
+            invalid(
+                e.path,
+                format!(
+                    "{}{}",
+                    e.message,
+                    from_source(&spec.inline_policies_from[&name])
+                ),
+            )
         })?;
         spec.inline_policies.insert(name, doc.into());
     }
@@ -172,8 +179,8 @@ pub fn role_documents(spec: &IamRoleSpec) -> Vec<(String, Value)> {
         .collect()
 }
 
-fn invalid(message: String) -> Error {
-    Error::stalled(Reason::InvalidPolicyDocument, message)
+fn invalid(field: impl Into<String>, message: String) -> Error {
+    Error::at(Reason::InvalidPolicyDocument, field, message)
 }
 
 /// ` (from ConfigMap "x" key "y")`: where a document that fails came from.
@@ -203,7 +210,7 @@ pub fn substitute_field(
     vars: Option<&Variables>,
 ) -> Result<Value, Error> {
     match vars {
-        Some(vars) => substitute(doc, vars).map_err(|u| invalid(format!("{field}: {u}"))),
+        Some(vars) => substitute(doc, vars).map_err(|u| invalid(field, u.to_string())),
         None => Ok(doc.clone()),
     }
 }
@@ -238,8 +245,9 @@ pub fn read_source(
 ) -> Result<Value, Error> {
     let r = &source.config_map_key_ref;
     let waiting = |why: String| Error::Waiting {
+        field: Some(format!("{field}.configMapKeyRef")),
         reason: Reason::DependencyNotReady,
-        message: format!("{field}.configMapKeyRef: {why}"),
+        message: why,
     };
     let Some(cm) = maps.get(&r.name) else {
         return Err(waiting(format!(
@@ -253,10 +261,13 @@ pub fn read_source(
     ) {
         (Some(text), _) => text.clone(),
         (None, Some(bytes)) => String::from_utf8(bytes.0.clone()).map_err(|_| {
-            invalid(format!(
-                "{field}: ConfigMap {:?} key {:?} (binaryData) is not UTF-8 text",
-                r.name, r.key
-            ))
+            invalid(
+                field,
+                format!(
+                    "ConfigMap {:?} key {:?} (binaryData) is not UTF-8 text",
+                    r.name, r.key
+                ),
+            )
         })?,
         (None, None) => {
             return Err(waiting(format!(
@@ -266,10 +277,10 @@ pub fn read_source(
         }
     };
     parse_document(&text).map_err(|why| {
-        invalid(format!(
-            "{field}: ConfigMap {:?} key {:?} {why}",
-            r.name, r.key
-        ))
+        invalid(
+            field,
+            format!("ConfigMap {:?} key {:?} {why}", r.name, r.key),
+        )
     })
 }
 
@@ -403,8 +414,8 @@ mod tests {
 
     fn outcome(e: Error) -> (String, String, &'static str) {
         match e {
-            Error::Waiting { reason, message } => (reason.to_string(), message, "waiting"),
-            Error::Stalled { reason, message } => (reason.to_string(), message, "stalled"),
+            Error::Waiting { reason, .. } => (reason.to_string(), e.to_string(), "waiting"),
+            Error::Stalled { reason, .. } => (reason.to_string(), e.to_string(), "stalled"),
             other => panic!("unexpected {other:?}"),
         }
     }

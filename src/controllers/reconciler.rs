@@ -713,14 +713,15 @@ mod tests {
         // the grace, a wait for something in AWS, and any other problem.
         assert!(!first_wait_unreported(&on_its_way, new, true, now));
         let in_aws = Error::Waiting {
+            field: Some("spec.userName".into()),
             reason: Reason::DependencyNotReady,
-            message: r#"spec.userName: IAM user "u" does not exist and spec.createUser is false"#
-                .into(),
+            message: r#"IAM user "u" does not exist and spec.createUser is false"#.into(),
         };
         assert!(!first_wait_unreported(&in_aws, new, false, now));
         // AWS's own text can end like a reference wait (an EC2 association refused with
         // InvalidInstanceID.NotFound): a wait in AWS all the same, reported at once.
         let instance_gone = Error::Waiting {
+            field: None,
             reason: Reason::DependencyNotReady,
             message:
                 "1 instance(s) cannot be bound; i-0abc: The instance ID 'i-0abc' does not exist"

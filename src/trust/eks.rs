@@ -100,17 +100,19 @@ pub fn statements(
     account: Option<&Account>,
 ) -> Result<Vec<Value>, Error> {
     if eks.oidc_issuer.is_none() && !eks.pod_identity {
-        return Err(Error::stalled(
+        return Err(Error::at(
             Reason::InvalidSpec,
-            "spec.serviceAccounts: the operator runs without --oidc-issuer (IRSA) and without --pod-identity (EKS Pod Identity), so it cannot generate a trust policy for service accounts; set one of the flags (chart values operator.eks.oidcIssuer / operator.eks.podIdentity) or write spec.assumeRolePolicy instead",
+            "spec.serviceAccounts",
+            "the operator runs without --oidc-issuer (IRSA) and without --pod-identity (EKS Pod Identity), so it cannot generate a trust policy for service accounts; set one of the flags (chart values operator.eks.oidcIssuer / operator.eks.podIdentity) or write spec.assumeRolePolicy instead",
         ));
     }
     let mut out = vec![];
     if let Some(issuer) = &eks.oidc_issuer {
         let account = account.ok_or_else(|| {
-            Error::stalled(
+            Error::at(
                 Reason::InvalidSpec,
-                "spec.serviceAccounts: the AWS account of the role is unknown, so its OIDC provider cannot be named",
+                "spec.serviceAccounts",
+                "the AWS account of the role is unknown, so its OIDC provider cannot be named",
             )
         })?;
         let subjects = sas
@@ -208,10 +210,7 @@ pub fn trust_document(
             "Version": "2012-10-17",
             "Statement": [],
         })),
-        (None, true) => Err(Error::stalled(
-            Reason::InvalidSpec,
-            format!("spec: {REQUIRE_ONE}"),
-        )),
+        (None, true) => Err(Error::at(Reason::InvalidSpec, "spec", REQUIRE_ONE)),
         (Some(doc), true) => Ok(doc.value()),
         (user, false) => Ok(merge(
             user.as_ref().map(|d| d.value()).as_ref(),

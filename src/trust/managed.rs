@@ -40,10 +40,11 @@ impl ManagedPolicyCache {
                 continue;
             };
             if let Some((_, message)) = allowed_actions_matching(&doc, arn, deny) {
-                return Err(Error::stalled(
+                return Err(Error::at(
                     Reason::GuardrailViolation,
+                    at,
                     format!(
-                        "{at}: managed policy {arn} (its default version) {message}; attaching it would bypass the denied actions"
+                        "managed policy {arn} (its default version) {message}; attaching it would bypass the denied actions"
                     ),
                 ));
             }
@@ -78,9 +79,10 @@ impl ManagedPolicyCache {
             .and_then(|v| v.document)
             .unwrap_or_default();
         let doc = decode_aws_document(&raw).map_err(|e| {
-            Error::stalled(
+            Error::at(
                 Reason::GuardrailViolation,
-                format!("{at}: the document of managed policy {arn} cannot be read to check it against the denied actions: {e}"),
+                at,
+                format!("the document of managed policy {arn} cannot be read to check it against the denied actions: {e}"),
             )
         })?;
         self.documents

@@ -141,7 +141,7 @@ impl Governance {
     }
 
     fn not_permitted(&self, field: &str, message: String) -> Error {
-        Error::stalled(Reason::NotPermitted, format!("{field}: {message}"))
+        Error::at(Reason::NotPermitted, field, message)
     }
 
     /// The IAM path an object gets: `spec.path` when it lies under the scope's path, the

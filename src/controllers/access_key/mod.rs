@@ -208,17 +208,16 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
     let (k, ctx) = (run.k, run.ctx);
     // validate (pure): an invalid spec never reaches AWS.
     let schedule = schedule::schedule_scaled(k.spec.rotation.as_ref(), schedule::time_scale())
-        .map_err(|m| Error::stalled(Reason::InvalidSpec, m))?;
+        .map_err(|e| Error::invalid(Reason::InvalidSpec, e))?;
     // The boundary of the namespace's IamScope, else --required-permissions-boundary.
     let required = crate::trust::current().boundary.clone();
     if let (Some(req), Some(b)) = (&required, &k.spec.permissions_boundary)
         && req != b
     {
-        return Err(Error::stalled(
+        return Err(Error::at(
             Reason::GuardrailViolation,
-            format!(
-                "spec.permissionsBoundary: must be {req} (--required-permissions-boundary), got {b}"
-            ),
+            "spec.permissionsBoundary",
+            format!("must be {req} (--required-permissions-boundary), got {b}"),
         ));
     }
     // resolve: the Secret, the referenced policies, the user.
@@ -226,10 +225,11 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
     let observed = secret::observe(k, &name, run.secrets.get_opt(&name).await?);
     let mut view = match &observed {
         Observed::NotOurs => {
-            return Err(Error::stalled(
+            return Err(Error::at(
                 Reason::AlreadyExists,
+                "spec.secretName",
                 format!(
-                    "spec.secretName: Secret {name:?} already exists and is not controlled by this IamUserAccessKey; it is left untouched"
+                    "Secret {name:?} already exists and is not controlled by this IamUserAccessKey; it is left untouched"
                 ),
             ));
         }
@@ -469,9 +469,10 @@ async fn restart_workloads(run: &Run<'_>, secret: &str, id: &str) -> Result<(), 
             Ok(())
         }
         Err(kube::Error::Api(s)) if s.code == 403 => Err(Error::Waiting {
+            field: Some("spec.rotation.restartWorkloads".into()),
             reason: Reason::KubernetesError,
             message: format!(
-                "spec.rotation.restartWorkloads: the operator may not list or patch the namespace's Deployments, StatefulSets and DaemonSets ({}); install the chart with rbac.restartWorkloads=true. The new key {id} is in Secret {secret}",
+                "the operator may not list or patch the namespace's Deployments, StatefulSets and DaemonSets ({}); install the chart with rbac.restartWorkloads=true. The new key {id} is in Secret {secret}",
                 s.message
             ),
         }),
@@ -867,6 +868,7 @@ async fn create_and_deliver(
         )
         .await;
         return Err(Error::Waiting {
+            field: None,
             reason: Reason::Verifying,
             message: format!(
                 "Verifying: new access key {} of IAM user {user} was not accepted by STS GetCallerIdentity within {}s ({e}); it was deleted and is replaced after a backoff",
@@ -878,6 +880,7 @@ async fn create_and_deliver(
     crash_point("after-verify");
     let written = if failpoint("fail-secret-write") {
         Err(Error::Waiting {
+            field: None,
             reason: Reason::AwsError,
             message: "failpoint fail-secret-write: the Secret write failed".into(),
         })
@@ -990,17 +993,19 @@ async fn verify(run: &mut Run<'_>, key: &KeyMaterial, user_arn: &str) -> Result<
 /// change on its own, so that is retried with backoff.
 fn secret_not_writable(name: &str, e: kube::Error) -> Error {
     match &e {
-        kube::Error::Api(s) if s.code == 422 || s.code == 400 => Error::stalled(
+        kube::Error::Api(s) if s.code == 422 || s.code == 400 => Error::at(
             Reason::InvalidSpec,
+            "spec.secretName",
             format!(
-                "spec.secretName: Secret {name:?} cannot be written: {}; no access key was created",
+                "Secret {name:?} cannot be written: {}; no access key was created",
                 s.message
             ),
         ),
         kube::Error::Api(s) => Error::Waiting {
+            field: Some("spec.secretName".into()),
             reason: Reason::KubernetesError,
             message: format!(
-                "spec.secretName: Secret {name:?} cannot be written now ({} {}): {}; no access key is created until it can",
+                "Secret {name:?} cannot be written now ({} {}): {}; no access key is created until it can",
                 s.code, s.reason, s.message
             ),
         },

@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::api::Rotation;
+use crate::error::FieldError;
 
 /// A Go `time.ParseDuration` string, restricted to what the schema admits (no sign).
 pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
@@ -69,7 +70,7 @@ pub const MAX_EVERY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// Check `spec.rotation`: `every` between [`MIN_EVERY`] and [`MAX_EVERY`] (the same
 /// bounds as the CRD's CEL rule), `gracePeriod` shorter than `every` (the old key
 /// must be gone before the next rotation needs its slot).
-pub fn schedule(rotation: Option<&Rotation>) -> Result<Option<Schedule>, String> {
+pub fn schedule(rotation: Option<&Rotation>) -> Result<Option<Schedule>, FieldError> {
     schedule_scaled(rotation, 1)
 }
 
@@ -91,38 +92,50 @@ pub fn time_scale() -> u32 {
 pub fn schedule_scaled(
     rotation: Option<&Rotation>,
     scale: u32,
-) -> Result<Option<Schedule>, String> {
+) -> Result<Option<Schedule>, FieldError> {
     let Some(r) = rotation else {
         return Ok(None);
     };
-    let every = parse_go_duration(&r.every).map_err(|e| format!("spec.rotation.every: {e}"))?;
+    let every =
+        parse_go_duration(&r.every).map_err(|e| FieldError::new("spec.rotation.every", e))?;
     if !(MIN_EVERY..=MAX_EVERY).contains(&every) {
-        return Err(format!(
-            "spec.rotation.every: must be between 1h and 87600h (10 years), got {:?}",
-            r.every
+        return Err(FieldError::new(
+            "spec.rotation.every",
+            format!(
+                "must be between 1h and 87600h (10 years), got {:?}",
+                r.every
+            ),
         ));
     }
     let grace = match &r.grace_period {
-        Some(g) => parse_go_duration(g).map_err(|e| format!("spec.rotation.gracePeriod: {e}"))?,
+        Some(g) => {
+            parse_go_duration(g).map_err(|e| FieldError::new("spec.rotation.gracePeriod", e))?
+        }
         None => default_grace(every),
     };
     if grace >= every {
-        return Err(format!(
-            "spec.rotation.gracePeriod: must be shorter than spec.rotation.every ({:?} >= {:?})",
-            r.grace_period.as_deref().unwrap_or_default(),
-            r.every
+        return Err(FieldError::new(
+            "spec.rotation.gracePeriod",
+            format!(
+                "must be shorter than spec.rotation.every ({:?} >= {:?})",
+                r.grace_period.as_deref().unwrap_or_default(),
+                r.every
+            ),
         ));
     }
     let deactivated = match &r.deactivated_for {
         Some(d) => {
-            let d =
-                parse_go_duration(d).map_err(|e| format!("spec.rotation.deactivatedFor: {e}"))?;
+            let d = parse_go_duration(d)
+                .map_err(|e| FieldError::new("spec.rotation.deactivatedFor", e))?;
             if grace.saturating_add(d) >= every {
-                return Err(format!(
-                    "spec.rotation.deactivatedFor: gracePeriod + deactivatedFor must be shorter than spec.rotation.every ({:?} + {:?} >= {:?}): the previous key must be gone before the next rotation needs its slot",
-                    r.grace_period.as_deref().unwrap_or("default"),
-                    r.deactivated_for.as_deref().unwrap_or_default(),
-                    r.every
+                return Err(FieldError::new(
+                    "spec.rotation.deactivatedFor",
+                    format!(
+                        "gracePeriod + deactivatedFor must be shorter than spec.rotation.every ({:?} + {:?} >= {:?}): the previous key must be gone before the next rotation needs its slot",
+                        r.grace_period.as_deref().unwrap_or("default"),
+                        r.deactivated_for.as_deref().unwrap_or_default(),
+                        r.every
+                    ),
                 ));
             }
             d
@@ -331,17 +344,16 @@ mod tests {
             Duration::from_secs(1800)
         );
         let e = schedule(Some(&r("20h", Some("30h")))).unwrap_err();
-        assert!(
-            e.starts_with("spec.rotation.gracePeriod: must be shorter"),
-            "{e}"
-        );
+        assert_eq!(e.field, "spec.rotation.gracePeriod");
+        assert!(e.message.starts_with("must be shorter"), "{e}");
         let e = schedule(Some(&r("5x", None))).unwrap_err();
-        assert!(e.starts_with("spec.rotation.every: "), "{e}");
+        assert_eq!(e.field, "spec.rotation.every", "{e}");
         // The hostile and the pointless are refused, not overflowed or hammered.
         for every in ["3000000000h", "87601h", "1s", "59m59s"] {
             let e = schedule(Some(&r(every, None))).unwrap_err();
+            assert_eq!(e.field, "spec.rotation.every");
             assert!(
-                e.starts_with("spec.rotation.every: must be between 1h and 87600h"),
+                e.message.starts_with("must be between 1h and 87600h"),
                 "{e}"
             );
         }
@@ -385,7 +397,7 @@ mod tests {
         // An explicit value that does not fit is refused, naming the field.
         for bad in ["10h", "11h", "1x"] {
             let e = off(r("20h", Some("10h"), Some(bad))).unwrap_err();
-            assert!(e.starts_with("spec.rotation.deactivatedFor: "), "{e}");
+            assert_eq!(e.field, "spec.rotation.deactivatedFor", "{e}");
         }
     }
 

@@ -51,10 +51,9 @@ pub async fn ensure(
     let Some(user) = existing else {
         if !k.spec.create_user {
             return Err(Error::Waiting {
+                field: Some("spec.userName".into()),
                 reason: Reason::DependencyNotReady,
-                message: format!(
-                    "spec.userName: IAM user {name:?} does not exist and spec.createUser is false"
-                ),
+                message: format!("IAM user {name:?} does not exist and spec.createUser is false"),
             });
         }
         gov.check_name("spec.userName", name)?;
@@ -173,7 +172,7 @@ pub fn check_arns(spec: &IamUserAccessKeySpec) -> Result<(), Error> {
         );
     for (field, arn) in fields {
         crate::policy::check_policy_arn(arn)
-            .map_err(|m| Error::stalled(Reason::InvalidSpec, format!("{field}: {m}")))?;
+            .map_err(|m| Error::at(Reason::InvalidSpec, field, m))?;
     }
     Ok(())
 }
@@ -189,10 +188,11 @@ fn check_existing(
 ) -> Result<(), Error> {
     gov.check_existing_user(name, why)?;
     match (&gov.boundary, boundary) {
-        (Some(required), have) if have != Some(required.as_str()) => Err(Error::stalled(
+        (Some(required), have) if have != Some(required.as_str()) => Err(Error::at(
             Reason::GuardrailViolation,
+            "spec.userName",
             format!(
-                "spec.userName: IAM user {name:?} has permissions boundary {}, but every user of this namespace must have {required}; the operator does not change users it does not own, so it issues no key",
+                "IAM user {name:?} has permissions boundary {}, but every user of this namespace must have {required}; the operator does not change users it does not own, so it issues no key",
                 have.unwrap_or("(none)")
             ),
         )),

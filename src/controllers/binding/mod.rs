@@ -23,7 +23,8 @@ use super::reconciler::{Applied, reconcile, run_controller};
 use super::refs::referencing;
 use super::{Context, Error, Shutdown, governed_name, key_of, observe};
 use crate::api::{
-    DeletionPolicy, InstanceProfileBinding, InstanceProfileBindingStatus, ManagementPolicy,
+    DeletionPolicy, InstanceProfileBinding, InstanceProfileBindingSpec,
+    InstanceProfileBindingStatus, ManagementPolicy,
 };
 use crate::aws::{self, Aws, AwsError, AwsErrorKind, Ownership};
 use crate::reason::Reason;
@@ -134,7 +135,7 @@ async fn sync(
     state: &State,
 ) -> Result<Applied<InstanceProfileBindingStatus>, Error> {
     let observe_only = b.spec.management_policy == ManagementPolicy::Observe;
-    validate(b)?;
+    validate(&b.spec)?;
     let role = resolve_role(b, ctx).await?;
     let mut d = desired(b, ctx, role)?;
     let Some(Found {
@@ -199,18 +200,21 @@ async fn sync(
     })
 }
 
-/// Validate: what the schema cannot say. Pure.
-fn validate(b: &InstanceProfileBinding) -> Result<(), Error> {
-    if b.spec.role_ref.is_some() == b.spec.role_name.is_some() {
-        return Err(Error::stalled(
+/// Validate: the CRD's CEL rules again (an object stored before them, or a client
+/// that skipped them). Pure; `iamwright validate` calls it too.
+pub fn validate(spec: &InstanceProfileBindingSpec) -> Result<(), Error> {
+    if spec.role_ref.is_some() == spec.role_name.is_some() {
+        return Err(Error::at(
             Reason::InvalidSpec,
-            "spec: exactly one of roleRef and roleName must be set",
+            "spec",
+            crate::crds::BINDING_ROLE_ONE_OF,
         ));
     }
-    if b.spec.instance_ids.is_empty() && b.spec.instance_selector.is_none() {
-        return Err(Error::stalled(
+    if spec.instance_ids.is_empty() && spec.instance_selector.is_none() {
+        return Err(Error::at(
             Reason::InvalidSpec,
-            "spec: at least one of instanceIds and instanceSelector must be set",
+            "spec",
+            crate::crds::BINDING_INSTANCES_REQUIRED,
         ));
     }
     Ok(())
@@ -270,10 +274,11 @@ async fn check_role_name(
     {
         return Ok(());
     }
-    Err(Error::stalled(
+    Err(Error::at(
         Reason::NotPermitted,
+        "spec.roleName",
         format!(
-            "spec.roleName: role {name:?} was not created by an iamwright object of namespace {ns}; binding it needs a grant (IamScope spec.existingRoles or the operator flag --allow-existing-role)"
+            "role {name:?} was not created by an iamwright object of namespace {ns}; binding it needs a grant (IamScope spec.existingRoles or the operator flag --allow-existing-role)"
         ),
     ))
 }
@@ -307,6 +312,7 @@ async fn observe_profile(
             }
             Ok(None) => {
                 return Err(Error::Waiting {
+                    field: None,
                     reason: Reason::Creating,
                     message: format!("CreateInstanceProfile returned no profile for {}", d.name),
                 });
@@ -423,8 +429,9 @@ async fn apply_profile(
     for w in writes {
         let made = match io::write(&ctx.aws().await, d, w).await {
             Err(e) if *w == ProfileWrite::AddRole && e.is_not_found() => Err(Error::Waiting {
+                field: Some(d.role_field.to_string()),
                 reason: Reason::DependencyNotReady,
-                message: format!("{}: role {:?} does not exist in AWS", d.role_field, d.role),
+                message: format!("role {:?} does not exist in AWS", d.role),
             }),
             other => other.map_err(Error::from),
         };

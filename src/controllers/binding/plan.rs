@@ -234,7 +234,13 @@ pub fn report(
             })
             .unwrap_or_default()
     };
-    let waiting = |reason, message| Some(Error::Waiting { reason, message });
+    let waiting = |reason, message| {
+        Some(Error::Waiting {
+            field: None,
+            reason,
+            message,
+        })
+    };
     let problem = if count("Conflict") > 0 {
         waiting(
             Reason::InstanceConflict,

@@ -133,10 +133,7 @@ fn validate(p: &IamPolicy, doc: &Resolved) -> Result<(String, String), Error> {
     if let Some((field, msg)) =
         allowed_actions_matching(&doc.document, &doc.field, &gov.deny_actions)
     {
-        return Err(Error::stalled(
-            Reason::GuardrailViolation,
-            format!("{field}: {msg}"),
-        ));
+        return Err(Error::at(Reason::GuardrailViolation, field, msg));
     }
     Ok((name, path))
 }

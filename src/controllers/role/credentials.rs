@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use crate::api::{IamRole, RoleCredentials};
 use crate::controllers::access_key::schedule::{parse_go_duration, parse_rfc3339, rfc3339};
 use crate::controllers::{Context, Error, cut_name};
+use crate::error::FieldError;
 use crate::reason::Reason;
 use crate::status::MANAGER;
 
@@ -39,21 +40,29 @@ const KEYS: [&str; 5] = [
 
 /// The session duration the spec asks for, checked: 15m–12h and within the role's
 /// `maxSessionDuration` (seconds).
-pub fn duration(c: &RoleCredentials, max_session: i32) -> Result<Duration, String> {
+pub fn duration(c: &RoleCredentials, max_session: i32) -> Result<Duration, FieldError> {
     let d = match &c.duration {
-        Some(s) => parse_go_duration(s).map_err(|e| format!("spec.credentials.duration: {e}"))?,
+        Some(s) => {
+            parse_go_duration(s).map_err(|e| FieldError::new("spec.credentials.duration", e))?
+        }
         None => DEFAULT_DURATION,
     };
     if !(MIN_DURATION..=MAX_DURATION).contains(&d) {
-        return Err(format!(
-            "spec.credentials.duration: must be between 15m and 12h, got {:?}",
-            c.duration.as_deref().unwrap_or_default()
+        return Err(FieldError::new(
+            "spec.credentials.duration",
+            format!(
+                "must be between 15m and 12h, got {:?}",
+                c.duration.as_deref().unwrap_or_default()
+            ),
         ));
     }
     if d.as_secs() > u64::try_from(max_session).unwrap_or(0) {
-        return Err(format!(
-            "spec.credentials.duration: must not exceed spec.maxSessionDuration ({max_session} s), got {:?}",
-            c.duration.as_deref().unwrap_or("1h")
+        return Err(FieldError::new(
+            "spec.credentials.duration",
+            format!(
+                "must not exceed spec.maxSessionDuration ({max_session} s), got {:?}",
+                c.duration.as_deref().unwrap_or("1h")
+            ),
         ));
     }
     Ok(d)
@@ -107,7 +116,7 @@ pub async fn ensure(
     c: &RoleCredentials,
 ) -> Result<(String, Duration), Error> {
     let d = duration(c, r.spec.max_session_duration)
-        .map_err(|m| Error::stalled(Reason::InvalidSpec, m))?;
+        .map_err(|e| Error::invalid(Reason::InvalidSpec, e))?;
     let ns = r.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let now = Utc::now();
@@ -117,10 +126,11 @@ pub async fn ensure(
             .iter()
             .any(|o| o.controller == Some(true) && Some(&o.uid) == r.uid().as_ref());
         if !ours {
-            return Err(Error::stalled(
+            return Err(Error::at(
                 Reason::AlreadyExists,
+                "spec.credentials.secretName",
                 format!(
-                    "spec.credentials.secretName: Secret {:?} already exists and is not controlled by this IamRole; it is left untouched",
+                    "Secret {:?} already exists and is not controlled by this IamRole; it is left untouched",
                     c.secret_name
                 ),
             ));
@@ -159,6 +169,7 @@ pub async fn ensure(
         .await?;
     let Some(creds) = out.credentials else {
         return Err(Error::Waiting {
+            field: None,
             reason: Reason::AwsError,
             message: "STS AssumeRole returned no credentials".into(),
         });
@@ -255,10 +266,10 @@ mod tests {
         );
         for bad in ["14m", "13h", "x"] {
             let e = duration(&creds(Some(bad)), 43200).unwrap_err();
-            assert!(e.starts_with("spec.credentials.duration: "), "{e}");
+            assert_eq!(e.field, "spec.credentials.duration", "{e}");
         }
         let e = duration(&creds(Some("2h")), 3600).unwrap_err();
-        assert!(e.contains("spec.maxSessionDuration"), "{e}");
+        assert!(e.message.contains("spec.maxSessionDuration"), "{e}");
     }
 
     #[test]

@@ -231,6 +231,7 @@ async fn observe_role(
             }
             Ok(None) => {
                 return Err(Error::Waiting {
+                    field: None,
                     reason: Reason::Creating,
                     message: format!("CreateRole returned no role for {}", d.name),
                 });

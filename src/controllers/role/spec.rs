@@ -115,30 +115,24 @@ pub fn validate(
     inline: &BTreeMap<String, Value>,
     settings: &Settings,
 ) -> Result<Option<String>, Error> {
-    let invalid_doc = |e: crate::policy::DocumentError| {
-        Error::stalled(Reason::InvalidPolicyDocument, e.to_string())
-    };
+    let invalid_doc =
+        |e: crate::policy::DocumentError| Error::invalid(Reason::InvalidPolicyDocument, e);
     validate_document(trust, "spec.assumeRolePolicy", DocKind::Trust).map_err(invalid_doc)?;
     if !settings.trust.allow_public_trust
         && let Some(field) = crate::trust::public_trust(trust, "spec.assumeRolePolicy")
     {
-        return Err(Error::stalled(
+        return Err(Error::at(
             Reason::GuardrailViolation,
-            format!(
-                "{field}: lets anyone assume the role (Principal \"*\" without a Condition); name the principals, add a Condition, or run the operator with --allow-public-trust"
-            ),
+            field,
+            "lets anyone assume the role (Principal \"*\" without a Condition); name the principals, add a Condition, or run the operator with --allow-public-trust",
         ));
     }
     for (name, doc) in inline {
         let root = crate::controllers::documents::inline_field(spec, name);
-        check_policy_name(name)
-            .map_err(|m| Error::stalled(Reason::InvalidSpec, format!("{root}: {m}")))?;
+        check_policy_name(name).map_err(|m| Error::at(Reason::InvalidSpec, &root, m))?;
         validate_document(doc, &root, DocKind::Inline).map_err(invalid_doc)?;
         if let Some((field, msg)) = allowed_actions_matching(doc, &root, &settings.deny_actions) {
-            return Err(Error::stalled(
-                Reason::GuardrailViolation,
-                format!("{field}: {msg}"),
-            ));
+            return Err(Error::at(Reason::GuardrailViolation, field, msg));
         }
     }
     let inline: Vec<(&str, &Value)> = inline
@@ -148,32 +142,30 @@ pub fn validate(
     check_inline_aggregate(&inline, "spec.inlinePolicies").map_err(invalid_doc)?;
     for (i, arn) in spec.managed_policy_arns.iter().enumerate() {
         check_policy_arn(arn).map_err(|m| {
-            Error::stalled(
+            Error::at(
                 Reason::InvalidSpec,
-                format!("spec.managedPolicyArns[{i}]: {m}"),
+                format!("spec.managedPolicyArns[{i}]"),
+                m,
             )
         })?;
     }
     if let Some(c) = &spec.credentials {
         super::credentials::duration(c, spec.max_session_duration)
-            .map_err(|m| Error::stalled(Reason::InvalidSpec, m))?;
+            .map_err(|e| Error::invalid(Reason::InvalidSpec, e))?;
     }
     if let Some(b) = &spec.permissions_boundary {
-        check_policy_arn(b).map_err(|m| {
-            Error::stalled(
-                Reason::InvalidSpec,
-                format!("spec.permissionsBoundary: {m}"),
-            )
-        })?;
+        check_policy_arn(b)
+            .map_err(|m| Error::at(Reason::InvalidSpec, "spec.permissionsBoundary", m))?;
     }
     match (
         &settings.required_permissions_boundary,
         &spec.permissions_boundary,
     ) {
-        (Some(required), Some(named)) if required != named => Err(Error::stalled(
+        (Some(required), Some(named)) if required != named => Err(Error::at(
             Reason::GuardrailViolation,
+            "spec.permissionsBoundary",
             format!(
-                "spec.permissionsBoundary: must be {required:?} (the operator's --required-permissions-boundary), got {named:?}; remove the field or set it to the required boundary"
+                "must be {required:?} (the operator's --required-permissions-boundary), got {named:?}; remove the field or set it to the required boundary"
             ),
         )),
         (Some(required), _) => Ok(Some(required.clone())),
