@@ -295,12 +295,13 @@ wait_for kube-apiserver "ready" \
 
 # Only the garbage collector (ownerReferences), the namespace controller (namespace
 # deletion) and the resource quota controller (quota usage, for the quota tests). Its own secure port serves /healthz (always allowed) for the readiness wait.
-# With a node, also what running pods needs: Deployments and ReplicaSets, EndpointSlices
+# With a node, also what running pods needs: Deployments and ReplicaSets (and the
+# StatefulSets and DaemonSets the rotation test rolls), EndpointSlices
 # for Services, each namespace's default ServiceAccount and kube-root-ca.crt ConfigMap
 # (the projected token volume mounts it), PodDisruptionBudgets' status, and the node
 # lifecycle (it lifts the not-ready taint the kubelet registers with).
 kcm_controllers=garbagecollector,namespace,resourcequota
-[ "$with_node" = 1 ] && kcm_controllers+=,deployment,replicaset,endpointslice,serviceaccount,root-ca-cert-publisher,disruption,nodelifecycle
+[ "$with_node" = 1 ] && kcm_controllers+=,deployment,replicaset,statefulset,daemonset,endpointslice,serviceaccount,root-ca-cert-publisher,disruption,nodelifecycle
 start kube-controller-manager "$bin/kube-controller-manager" \
   --kubeconfig="$dir/kubeconfig" \
   --authentication-kubeconfig="$dir/kubeconfig" \

@@ -51,7 +51,7 @@ async fn warnings(ns: &str, name: &str) -> Vec<(String, String)> {
 #[tokio::test]
 async fn an_unknown_action_is_applied_with_a_warning_and_a_condition() {
     let ns = Namespace::new("catalog").await;
-    let _op = Operator::start(&ns.name, &[]).await;
+    let op = Operator::start(&ns.name, &[]).await;
     apply(
         &ns.name,
         &policy("typo", &["s3:ListBucket", "s3:GetObjects"]),
@@ -91,8 +91,15 @@ async fn an_unknown_action_is_applied_with_a_warning_and_a_condition() {
         "{message}"
     );
 
-    // One warning per change, not one per resync (the suite resyncs every 5s).
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    // One warning per change, not one per resync: counted once both policies were
+    // reconciled twice more (the suite resyncs every 5s), so a stuck operator fails.
+    let before = op.reconciles("IamPolicy").await;
+    eventually(
+        Duration::from_secs(60),
+        "two resyncs of each policy",
+        || async { (op.reconciles("IamPolicy").await >= before + 4).then_some(()) },
+    )
+    .await;
     let w = warnings(&ns.name, "typo").await;
     let unknown: Vec<_> = w.iter().filter(|(r, _)| r == "UnknownAction").collect();
     assert_eq!(unknown.len(), 1, "{w:?}");

@@ -1,13 +1,13 @@
-//! `spec.rotation.restartWorkloads` on a real node: a rotation rolls the Deployment
-//! that reads the key's Secret, the object stays in `RestartingWorkloads` while the
-//! deployment controller and kubelet replace the pod, and the previous key's grace
-//! period starts only once the rollout has completed.
+//! `spec.rotation.restartWorkloads` on a real node: a rotation rolls the Deployment,
+//! StatefulSet and DaemonSet that read the key's Secret, the object stays in
+//! `RestartingWorkloads` while their controllers and kubelet replace the pods, and the
+//! previous key's grace period starts only once every rollout has completed.
 
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use iamwright::api::{IamUserAccessKey, RotationPhase};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde_json::json;
@@ -24,10 +24,11 @@ fn time(s: &str) -> DateTime<Utc> {
 }
 
 fn template_key(d: &Deployment) -> Option<String> {
-    d.spec
-        .as_ref()?
-        .template
-        .metadata
+    key_of(&d.spec.as_ref()?.template)
+}
+
+fn key_of(t: &k8s_openapi::api::core::v1::PodTemplateSpec) -> Option<String> {
+    t.metadata
         .as_ref()?
         .annotations
         .as_ref()?
@@ -35,11 +36,15 @@ fn template_key(d: &Deployment) -> Option<String> {
         .cloned()
 }
 
-/// When the Deployment's pod running `key` became Ready (kubelet's condition).
+/// When the pod labelled `app=<app>` running `key` became Ready (kubelet's condition).
 async fn pod_ready_at(ns: &str, key: &str) -> Option<DateTime<Utc>> {
+    app_pod_ready_at(ns, "consumer", key).await
+}
+
+async fn app_pod_ready_at(ns: &str, app: &str, key: &str) -> Option<DateTime<Utc>> {
     let pods: Api<Pod> = Api::namespaced(kube().await, ns);
     let list = pods
-        .list(&ListParams::default().labels("app=consumer"))
+        .list(&ListParams::default().labels(&format!("app={app}")))
         .await
         .ok()?;
     list.items.iter().find_map(|p| {
@@ -71,6 +76,25 @@ fn rolled_out(d: &Deployment) -> bool {
         && s.replicas == Some(1)
         && s.updated_replicas == Some(1)
         && s.available_replicas == Some(1)
+}
+
+/// A StatefulSet's rollout is complete (the fields `kubectl rollout status` reads).
+fn statefulset_rolled_out(s: &StatefulSet) -> bool {
+    let st = s.status.clone().unwrap_or_default();
+    st.observed_generation.unwrap_or(0) >= s.metadata.generation.unwrap_or(0)
+        && st.updated_replicas == Some(1)
+        && st.available_replicas == Some(1)
+        && st.current_revision.is_some()
+        && st.current_revision == st.update_revision
+}
+
+/// A DaemonSet's rollout is complete on the one node.
+fn daemonset_rolled_out(d: &DaemonSet) -> bool {
+    let st = d.status.clone().unwrap_or_default();
+    st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0)
+        && st.desired_number_scheduled == 1
+        && st.updated_number_scheduled == Some(1)
+        && st.number_available == Some(1)
 }
 
 #[tokio::test]
@@ -217,5 +241,125 @@ async fn the_grace_period_starts_when_the_rollout_to_the_new_key_completes() {
         (awaited - asked).num_milliseconds() as f64 / 1000.0,
         (grace - asked).num_milliseconds() as f64 / 1000.0,
     );
+    delete_objects(&ns.name);
+}
+
+/// The other two workload kinds, reading the Secret the other ways: a StatefulSet
+/// through `envFrom`, a DaemonSet through a Secret volume. Both roll to the new key,
+/// and the grace period waits for the later of the two.
+#[tokio::test]
+async fn statefulsets_and_daemonsets_roll_before_the_grace_period() {
+    let proxy = FaultProxy::start_on("0.0.0.0").await;
+    let mut values = base_values(&proxy);
+    values.push("rbac.restartWorkloads=true".into());
+    let _release = Release::install(&values);
+    ready_pods(1).await;
+
+    let ns = objects_namespace("rotation-kinds");
+    let user = format!("{}-app", ns.name);
+    let container = json!({"name": "app", "image": "localhost/pause:iamwright",
+        "imagePullPolicy": "Never"});
+    let mut env_from = container.clone();
+    env_from["envFrom"] = json!([{"secretRef": {"name": "app-key"}}]);
+    let mut mounted = container.clone();
+    mounted["volumeMounts"] = json!([{"name": "aws", "mountPath": "/aws", "readOnly": true}]);
+    apply(
+        &ns.name,
+        &json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "store"},
+            "spec": {"replicas": 1, "serviceName": "store", "minReadySeconds": 5,
+                "selector": {"matchLabels": {"app": "store"}},
+                "template": {"metadata": {"labels": {"app": "store"}},
+                    "spec": {"containers": [env_from]}}}})
+        .to_string(),
+    );
+    apply(
+        &ns.name,
+        &json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
+            "spec": {"minReadySeconds": 5, "selector": {"matchLabels": {"app": "agent"}},
+                "template": {"metadata": {"labels": {"app": "agent"}},
+                    "spec": {"containers": [mounted],
+                        "volumes": [{"name": "aws", "secret": {"secretName": "app-key"}}]}}}})
+        .to_string(),
+    );
+    apply(
+        &ns.name,
+        &json!({"apiVersion": "iamwright.dev/v1alpha1", "kind": "IamUserAccessKey",
+            "metadata": {"name": "app"},
+            "spec": {"userName": user, "secretName": "app-key",
+                "rotation": {"every": "720h", "restartWorkloads": true}}})
+        .to_string(),
+    );
+    wait_ready(&ns.name, "iamuseraccesskey/app");
+    let first = eventually(Duration::from_secs(60), "the first key", || async {
+        get::<IamUserAccessKey>(&ns.name, "app")
+            .await?
+            .status?
+            .access_key_id
+    })
+    .await;
+    let rolled_to = |key: String| {
+        let ns = ns.name.clone();
+        async move {
+            let s: StatefulSet = get(&ns, "store").await?;
+            let d: DaemonSet = get(&ns, "agent").await?;
+            let s_key = key_of(&s.spec.as_ref()?.template);
+            let d_key = key_of(&d.spec.as_ref()?.template);
+            Some((
+                s_key.as_deref() == Some(key.as_str()) && statefulset_rolled_out(&s),
+                d_key.as_deref() == Some(key.as_str()) && daemonset_rolled_out(&d),
+            ))
+        }
+    };
+    eventually(
+        Duration::from_secs(120),
+        "both rolled out to the first key",
+        || async { (rolled_to(first.clone()).await? == (true, true)).then_some(()) },
+    )
+    .await;
+
+    let (ok, out, err) = kubectl(
+        &[
+            "annotate",
+            "iamkey",
+            "app",
+            "-n",
+            &ns.name,
+            "iamwright.dev/rotate=now",
+        ],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    let (st, at_grace) = eventually(Duration::from_secs(120), "rotationPhase Grace", || {
+        let first = first.clone();
+        let ns = ns.name.clone();
+        let rolled_to = &rolled_to;
+        async move {
+            let st = get::<IamUserAccessKey>(&ns, "app").await?.status?;
+            let second = st.access_key_id.clone().filter(|id| *id != first)?;
+            if st.rotation_phase != Some(RotationPhase::Grace) {
+                return None;
+            }
+            let at_grace = rolled_to(second).await;
+            Some((st, at_grace))
+        }
+    })
+    .await;
+    let second = st.access_key_id.clone().unwrap();
+    assert_eq!(
+        at_grace,
+        Some((true, true)),
+        "when Grace was seen, not both workloads ran the new key, rolled out"
+    );
+    let grace = time(st.grace_started_at.as_deref().expect("graceStartedAt"));
+    for app in ["store", "agent"] {
+        let ready = app_pod_ready_at(&ns.name, app, &second)
+            .await
+            .unwrap_or_else(|| panic!("the new {app} pod's Ready time"));
+        assert!(
+            grace >= ready + chrono::Duration::seconds(5 - 1),
+            "grace started at {grace}, the new {app} pod was Ready at {ready} (+5s to be available)"
+        );
+    }
+    assert!(st.workloads_not_rolled_out.is_empty(), "{st:?}");
     delete_objects(&ns.name);
 }
