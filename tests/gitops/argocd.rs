@@ -18,7 +18,13 @@ pub struct App {
 
 impl App {
     pub fn create(ns: &str, repo: &Repo) -> Self {
-        let app = application(ns, &repo.url(), "iam", ns);
+        Self::create_with(ns, repo, |_| {})
+    }
+
+    /// The README's Application, changed by `edit` first (for the variants users may run).
+    pub fn create_with(ns: &str, repo: &Repo, edit: impl FnOnce(&mut Value)) -> Self {
+        let mut app = application(ns, &repo.url(), "iam", ns);
+        edit(&mut app);
         let (ok, out, err) = kubectl(&["apply", "-f", "-"], Some(&app.to_string()));
         assert!(ok, "{out}{err}");
         Self {
@@ -158,10 +164,27 @@ async fn policy_arn(aws_name: &str) -> Option<String> {
 /// the app Synced and Healthy with no sync operation beyond the first.
 #[tokio::test]
 async fn argocd_syncs_the_examples_and_they_stay_synced() {
-    let ns = Namespace::new("argo-examples").await;
+    examples_stay_synced("argo-examples", |_| {}).await;
+}
+
+/// The same with Argo CD's default client-side apply (no `ServerSideApply=true`): the
+/// API server's defaults and the operator's finalizer and status are no diff either.
+#[tokio::test]
+async fn argocd_client_side_apply_also_stays_synced() {
+    examples_stay_synced("argo-csa", |app| {
+        let opts = app["spec"]["syncPolicy"]["syncOptions"]
+            .as_array_mut()
+            .unwrap();
+        opts.retain(|o| o != "ServerSideApply=true");
+    })
+    .await;
+}
+
+async fn examples_stay_synced(prefix: &str, edit: impl FnOnce(&mut Value)) {
+    let ns = Namespace::new(prefix).await;
     let mut op = Operator::start(&ns.name, &[]).await;
     let repo = Repo::new(&ns.name);
-    let files = examples();
+    let files = examples(&ns.name);
     let mut commit: Vec<(String, Option<&str>)> = files
         .iter()
         .map(|(f, t)| (format!("iam/{f}"), Some(t.as_str())))
@@ -170,11 +193,11 @@ async fn argocd_syncs_the_examples_and_they_stay_synced() {
     let refs: Vec<(&str, Option<&str>)> = commit.iter().map(|(f, t)| (f.as_str(), *t)).collect();
     let t0 = Instant::now();
     let rev = repo.commit("the README's examples", &refs);
-    let app = App::create(&ns.name, &repo);
+    let app = App::create_with(&ns.name, &repo, edit);
     let (healthy, _) = expected("ready");
     let synced = app.wait(&rev, &healthy).await;
     println!(
-        "gitops: examples from `git commit` to Synced+{healthy}: {:.1}s",
+        "gitops: {prefix}: examples from `git commit` to Synced+{healthy}: {:.1}s",
         t0.elapsed().as_secs_f64()
     );
     assert_all(&synced, &healthy);
@@ -204,7 +227,7 @@ async fn argocd_syncs_the_examples_and_they_stay_synced() {
     assert!(role.role().is_some());
     let keys = iam
         .list_access_keys()
-        .user_name("ci-uploader")
+        .user_name(format!("{}-ci-uploader", ns.name))
         .send()
         .await
         .expect("user in AWS");
@@ -341,12 +364,29 @@ async fn argocd_a_broken_document_degrades_the_app_until_fixed() {
 /// commit with the README's sync waves: they converge in one sync, without a retry.
 #[tokio::test]
 async fn argocd_policy_role_and_key_in_one_commit_converge() {
-    let ns = Namespace::new("argo-order").await;
+    one_commit_converges("argo-order", true).await;
+}
+
+/// The same without sync waves (Argo CD applies them together): references wait, so
+/// the waves only make the order visible, as the README says.
+#[tokio::test]
+async fn argocd_one_commit_converges_without_sync_waves_too() {
+    one_commit_converges("argo-nowave", false).await;
+}
+
+async fn one_commit_converges(prefix: &str, waves: bool) {
+    let ns = Namespace::new(prefix).await;
     let op = Operator::start(&ns.name, &[]).await;
     let repo = Repo::new(&ns.name);
     let app = App::create(&ns.name, &repo);
     let (healthy, _) = expected("ready");
-    let wave = |w: &str| format!("  annotations:\n    argocd.argoproj.io/sync-wave: \"{w}\"\n");
+    let wave = |w: &str| {
+        if waves {
+            format!("  annotations:\n    argocd.argoproj.io/sync-wave: \"{w}\"\n")
+        } else {
+            String::new()
+        }
+    };
     let policy = policy_yaml("deploy", "Allow", &["s3:PutObject"], "").replace(
         "  name: deploy\n",
         &format!("  name: deploy\n{}", wave("-2")),

@@ -91,8 +91,10 @@ impl Repo {
 
 /// The README's examples as (file name, text): every top-level `examples/*.yaml`. The
 /// Job of `ci-user.yaml` (a pod that uploads with the key) is left out: the bed runs no
-/// pods, so Argo CD would wait on it forever.
-pub fn examples() -> Vec<(String, String)> {
+/// pods, so Argo CD would wait on it forever. Its IAM user's fixed name gets the
+/// namespace as a prefix (`<ns>-ci-uploader`), so tests syncing the examples at once
+/// do not claim the same user (the second would rightly be OwnedByAnother).
+pub fn examples(ns: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let dir = repo_root().join("examples");
     let mut entries: Vec<_> = std::fs::read_dir(&dir)
@@ -109,7 +111,10 @@ pub fn examples() -> Vec<(String, String)> {
             .collect();
         out.push((
             p.file_name().unwrap().to_string_lossy().into_owned(),
-            docs.join("\n---\n"),
+            docs.join("\n---\n").replace(
+                "userName: ci-uploader",
+                &format!("userName: {ns}-ci-uploader"),
+            ),
         ));
     }
     out
