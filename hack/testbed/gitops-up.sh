@@ -107,8 +107,9 @@ kubectl -n argocd patch configmap argocd-cm --patch-file "$repo/charts/iamwright
 argo_env=(env ARGOCD_FAKE_IN_CLUSTER=true KUBECONFIG="$KUBECONFIG" ARGOCD_GPG_ENABLED=false
   ARGOCD_TLS_DATA_PATH="$dir/argocd/tls" ARGOCD_SSH_DATA_PATH="$dir/argocd/ssh"
   ARGOCD_GNUPGHOME="$dir/argocd/gpg" ARGOCD_GPG_DATA_PATH="$dir/argocd/gpg-source"
-  PATH="$gbin:$PATH" HOME="$dir/argocd/home")
-mkdir -p "$dir/argocd/tls" "$dir/argocd/ssh" "$dir/argocd/gpg" "$dir/argocd/gpg-source" "$dir/argocd/home"
+  PATH="$gbin:$PATH" HOME="$dir/argocd/home" TMPDIR="$dir/argocd/tmp")
+# TMPDIR: the repo server keeps its clones there (_argocd-repo), one place per bed.
+mkdir -p "$dir/argocd/tls" "$dir/argocd/ssh" "$dir/argocd/gpg" "$dir/argocd/gpg-source" "$dir/argocd/home" "$dir/argocd/tmp"
 start argocd-repo-server "${argo_env[@]}" "$gbin/argocd-repo-server" \
   --address 127.0.0.1 --port "$repo_port" --metrics-address 127.0.0.1 --metrics-port "$repo_metrics" \
   --redis "127.0.0.1:$redis_port" --disable-tls --client-ca-path "" --loglevel info --logformat text \
