@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds (once) the GitOps tools the gitops suite drives, from their pinned Go modules,
-# into ~/.cache/iamwright/gitops-<hash of gitops-versions.env>/: one `argocd` binary
-# holding only the application controller, the repo server and the git askpass helper
-# (it dispatches on ARGOCD_BINARY_NAME like the upstream one), Flux's source-controller
+# into ~/.cache/iamwright/gitops-<hash of gitops-versions.env and gitops-argocd-main.go>/:
+# one `argocd` binary holding only the application controller, the repo server and the
+# git askpass helper (it dispatches on its name or ARGOCD_BINARY_NAME like the upstream
+# one; gitops-up.sh links the names), the repo server's git-verify-wrapper.sh from the
+# same module, Flux's source-controller
 # and kustomize-controller, and the CRDs of all three taken from the same module
 # sources. Redis comes from Debian (apt). A warm cache is reused without touching the
 # network. Prints the cache directory on stdout.
@@ -31,7 +33,12 @@ log() { echo "gitops-build: $(date -u +%H:%M:%S) $*" >&2; }
 
 # moddir MODULE@VERSION: downloads a module and prints its (read-only) directory.
 moddir() {
-  (cd "$cache" && go mod download -json "$1") | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'
+  (cd "$cache" && go mod download -json "$1") | python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+if "Error" in m or "Dir" not in m:
+    sys.exit("gitops-build: " + m.get("Error", "no directory for " + sys.argv[1]))
+print(m["Dir"])' "$1"
 }
 
 # stage NAME MODULE@VERSION [NESTED_DIR NESTED_MODULE@VERSION]: a writable copy of the
