@@ -238,6 +238,15 @@ async fn examples_stay_synced(prefix: &str, edit: impl FnOnce(&mut Value)) {
         .await
         .expect("instance profile in AWS");
     assert_eq!(syncs(&synced), 1);
+    // The key's Secret is the operator's, not the app's: untracked, so never pruned.
+    let tracked = |a: &Value| {
+        a["status"]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "Secret")
+    };
+    assert!(!tracked(&synced), "{:#}", synced["status"]["resources"]);
 
     // Stays Synced: two resyncs of the app, an operator restart, two more.
     let reconciled = |a: &Value| a["status"]["reconciledAt"].as_str().map(str::to_string);
@@ -263,7 +272,11 @@ async fn examples_stay_synced(prefix: &str, edit: impl FnOnce(&mut Value)) {
             "no sync beyond the first: {:#}",
             now["status"]
         );
+        assert!(!tracked(&now));
     }
+    let secret: Option<k8s_openapi::api::core::v1::Secret> =
+        get(&ns.name, "ci-aws-credentials").await;
+    assert!(secret.is_some(), "the key's Secret survives the syncs");
     drop(op);
 }
 
