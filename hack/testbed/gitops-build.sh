@@ -25,9 +25,12 @@ exec 8>"$cache/.build.lock"
 flock 8
 
 export GOTOOLCHAIN=local
-export GOFLAGS="-mod=mod -buildvcs=false"
+export GOFLAGS="-mod=mod -buildvcs=false -modcacherw"
 export GOSUMDB=off
 export CGO_ENABLED=0
+# Go's module and build caches of these builds (about 9 GB, nothing else uses them)
+# live under the cache directory while building and are removed once all is built.
+export GOMODCACHE="$cache/go/mod" GOCACHE="$cache/go/build"
 
 log() { echo "gitops-build: $(date -u +%H:%M:%S) $*" >&2; }
 
@@ -127,4 +130,7 @@ case "$what" in
   redis) install_redis ;;
   *) echo "usage: $0 [all|argocd|flux|redis]" >&2; exit 2 ;;
 esac
+if [ -d "$cache/go" ] && [ -x "$bin/argocd" ] && [ -x "$bin/source-controller" ] && [ -x "$bin/kustomize-controller" ]; then
+  rm -rf "$cache/go" "$cache/src"
+fi
 echo "$cache"
