@@ -67,7 +67,7 @@ build_argocd() {
   # rest of the build has it off; once fetched, that toolchain's own go is run
   # directly (GOTOOLCHAIN=local), so nothing else needs the database.
   local goroot
-  goroot="$(cd "$cache" && GOSUMDB=sum.golang.org GOTOOLCHAIN="$ARGOCD_GOTOOLCHAIN" go env GOROOT)"
+  goroot="$(cd "$cache" && env -u GOSUMDB GOTOOLCHAIN="$ARGOCD_GOTOOLCHAIN" go env GOROOT)"
   local -x PATH="$goroot/bin:$PATH"
   stage argocd "github.com/argoproj/argo-cd/v3@$ARGOCD_VERSION" \
     gitops-engine "github.com/argoproj/argo-cd/gitops-engine/v3@$ARGOCD_VERSION"
