@@ -26,3 +26,6 @@ for kind in ["IamPolicy", "IamRole", "InstanceProfileBinding", "IamUserAccessKey
 open(f"{d}/argocd-cm.yaml", "w").write("\n".join(out) + "\n")
 PY
 echo "generated charts/iamwright/argocd/argocd-cm.yaml"
+# The README's GitOps section, from the files the gitops suite uses.
+python3 "$repo/hack/gen-gitops-readme.py"
+echo "generated README.md's GitOps section"

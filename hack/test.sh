@@ -3,7 +3,8 @@
 # starts (building or reusing the cached bed binaries) and stops again, also on failure.
 # Extra arguments go to the e2e test binary, e.g. `hack/test.sh policy` runs the
 # e2e tests whose names contain "policy" (and skips the slow phases: the API server
-# restart, the benchmark smoke run and the node suite, hack/test-node.sh).
+# restart, the benchmark smoke run, the node suite hack/test-node.sh and the gitops
+# suite hack/test-gitops.sh).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
@@ -60,4 +61,6 @@ if [ $# -eq 0 ]; then
   # The install path on a real node: a bed of its own, so the fast one stops first.
   "$repo/hack/testbed/down.sh" "$bed" >/dev/null 2>&1 || true
   "$repo/hack/test-node.sh"
+  # Argo CD and Flux syncing from git: a bed of its own, after the node's is down.
+  "$repo/hack/test-gitops.sh"
 fi

@@ -116,3 +116,22 @@ fn the_argocd_snippet_holds_the_script_for_every_kind() {
         );
     }
 }
+
+/// The README's GitOps section is generated from the files the gitops suite uses (the
+/// Application, the Flux objects, the health table and this snippet).
+#[test]
+fn the_readme_gitops_section_is_generated_from_the_tested_files() {
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/hack/gen-gitops-readme.py"
+        ))
+        .arg("--check")
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,121 @@
+//! A git repository per test: bare under the git server's root (what Argo CD and Flux
+//! fetch over HTTP), written through a work tree of its own, one commit per change.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::harness::{env, repo_root};
+
+pub struct Repo {
+    pub name: String,
+    work: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=iamwright-e2e",
+            "-c",
+            "user.email=e2e@iamwright.dev",
+        ])
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git on PATH");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl Repo {
+    /// An empty repository `name` with a `main` branch.
+    pub fn new(name: &str) -> Self {
+        let root = PathBuf::from(env("IAMWRIGHT_GIT_ROOT"));
+        let bare = root.join(format!("{name}.git"));
+        std::fs::create_dir_all(&bare).unwrap();
+        git(&bare, &["init", "--quiet", "--bare"]);
+        git(&bare, &["symbolic-ref", "HEAD", "refs/heads/main"]);
+        let tmp = tempfile::tempdir().unwrap();
+        let work = tmp.path().join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        git(&work, &["init", "--quiet"]);
+        git(&work, &["checkout", "--quiet", "-b", "main"]);
+        git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
+        Self {
+            name: name.to_string(),
+            work,
+            _tmp: tmp,
+        }
+    }
+
+    /// The URL Argo CD and Flux clone.
+    pub fn url(&self) -> String {
+        format!("{}/{}.git", env("IAMWRIGHT_GIT_URL"), self.name)
+    }
+
+    /// One commit pushed to `main`: each (path, Some(text)) written, each (path, None)
+    /// removed. Returns the commit's sha.
+    pub fn commit(&self, message: &str, files: &[(&str, Option<&str>)]) -> String {
+        for (path, text) in files {
+            let p = self.work.join(path);
+            match text {
+                Some(t) => {
+                    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                    std::fs::write(&p, t).unwrap();
+                }
+                None => {
+                    let _ = std::fs::remove_file(&p);
+                }
+            }
+        }
+        git(&self.work, &["add", "--all"]);
+        git(
+            &self.work,
+            &["commit", "--quiet", "--allow-empty", "-m", message],
+        );
+        git(&self.work, &["push", "--quiet", "origin", "main"]);
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+}
+
+/// The README's examples as (file name, text): every top-level `examples/*.yaml`. The
+/// Job of `ci-user.yaml` (a pod that uploads with the key) is left out: the bed runs no
+/// pods, so Argo CD would wait on it forever. Its IAM user's fixed name gets the
+/// namespace as a prefix (`<ns>-ci-uploader`), so tests syncing the examples at once
+/// do not claim the same user (the second would rightly be OwnedByAnother).
+pub fn examples(ns: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let dir = repo_root().join("examples");
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    entries.sort();
+    for p in entries {
+        let text = std::fs::read_to_string(&p).unwrap();
+        let docs: Vec<&str> = text
+            .split("\n---\n")
+            .filter(|d| !d.lines().any(|l| l.trim() == "kind: Job"))
+            .collect();
+        out.push((
+            p.file_name().unwrap().to_string_lossy().into_owned(),
+            docs.join("\n---\n").replace(
+                "userName: ci-uploader",
+                &format!("userName: {ns}-ci-uploader"),
+            ),
+        ));
+    }
+    out
+}
