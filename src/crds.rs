@@ -8,7 +8,9 @@ use kube::CustomResourceExt;
 use schemars::{Schema, SchemaGenerator, json_schema};
 use serde_json::{Value, json};
 
-use crate::api::{IamPolicy, IamRole, IamScope, IamUserAccessKey, InstanceProfileBinding};
+use crate::api::{
+    IamGroup, IamPolicy, IamRole, IamScope, IamUserAccessKey, InstanceProfileBinding,
+};
 
 /// A policy document: any JSON object. Structural schemas need `type: object` with
 /// preserved unknown fields; schemars' `{}` for a JSON value is refused by the apiserver.
@@ -122,7 +124,13 @@ pub fn all() -> Vec<CustomResourceDefinition> {
     let mut scope = IamScope::crd();
     finish(&mut scope, vec![]);
 
-    vec![policy, role, binding, key, scope]
+    let mut group = IamGroup::crd();
+    finish(
+        &mut group,
+        vec![immutable_optional("groupName"), immutable_required("path")],
+    );
+
+    vec![policy, role, binding, key, scope, group]
 }
 
 /// The rotation bounds, as `schedule::schedule` checks them too (CEL durations are

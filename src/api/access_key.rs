@@ -162,6 +162,17 @@ pub struct IamUserAccessKeySpec {
     /// Take over an existing user that carries no iamwright ownership tags.
     #[serde(default, skip_serializing_if = "is_false")]
     pub adopt: bool,
+    /// IamGroups of the same namespace the user joins (each waited for until Ready).
+    /// Their policies are the user's too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_refs: Vec<LocalObjectRef>,
+    /// Existing IAM groups, by name, the user joins. Joining a group gains its
+    /// policies, so each needs a grant (IamScope `spec.existingGroups` or the operator
+    /// flag `--allow-existing-group`), and the group's policies are held to the denied
+    /// actions like the user's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(min = 1, max = 128), regex(pattern = r"^[\w+=,.@-]+$")))]
+    pub groups: Vec<String>,
 }
 
 /// The observed state of an IamUserAccessKey. Never holds the secret.
@@ -241,6 +252,11 @@ pub struct IamUserAccessKeyStatus {
     /// grace period started anyway (`Kind/name`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workloads_not_rolled_out: Vec<String>,
+    /// The IAM groups this object put the user in (recorded before each join): the
+    /// memberships it removes again when the spec drops them or the object goes, also
+    /// for a user it does not own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 /// The record of a key creation in progress (never the key's secret).

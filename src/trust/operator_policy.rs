@@ -73,12 +73,38 @@ const USER_ACTIONS: &[&str] = &[
     "iam:AttachUserPolicy",
     "iam:DetachUserPolicy",
     "iam:DeleteUserPolicy",
-    "iam:RemoveUserFromGroup",
     "iam:DeleteLoginProfile",
     "iam:CreateAccessKey",
     "iam:UpdateAccessKey",
     "iam:DeleteAccessKey",
     "iam:DeleteUser",
+];
+/// Group actions. IAM authorizes membership changes (`iam:RemoveUserFromGroup`)
+/// against the group's ARN, not the user's: they are here, on groups.
+const GROUP_ACTIONS: &[&str] = &[
+    "iam:GetGroup",
+    "iam:ListAttachedGroupPolicies",
+    "iam:ListGroupPolicies",
+    "iam:GetGroupPolicy",
+    "iam:CreateGroup",
+    "iam:UpdateGroup",
+    "iam:AttachGroupPolicy",
+    "iam:DetachGroupPolicy",
+    "iam:PutGroupPolicy",
+    "iam:DeleteGroupPolicy",
+    "iam:AddUserToGroup",
+    "iam:RemoveUserFromGroup",
+    "iam:DeleteGroup",
+];
+/// What the operator does with a granted existing group: reads its policies (the
+/// denied actions hold through it) and puts users in and out.
+const EXISTING_GROUP_ACTIONS: &[&str] = &[
+    "iam:GetGroup",
+    "iam:ListAttachedGroupPolicies",
+    "iam:ListGroupPolicies",
+    "iam:GetGroupPolicy",
+    "iam:AddUserToGroup",
+    "iam:RemoveUserFromGroup",
 ];
 /// What the operator does to a granted existing user it does not own: its key only.
 const EXISTING_USER_ACTIONS: &[&str] = &[
@@ -86,6 +112,7 @@ const EXISTING_USER_ACTIONS: &[&str] = &[
     "iam:ListUserTags",
     "iam:ListAccessKeys",
     "iam:GetAccessKeyLastUsed",
+    "iam:ListGroupsForUser",
     "iam:CreateAccessKey",
     "iam:UpdateAccessKey",
     "iam:DeleteAccessKey",
@@ -162,6 +189,7 @@ pub fn policy(scopes: &[IamScope], trust: &TrustArgs) -> Value {
         allow("Roles", ROLE_ACTIONS, all("role")),
         allow("InstanceProfiles", PROFILE_ACTIONS, all("instance-profile")),
         allow("UsersAndKeys", USER_ACTIONS, all("user")),
+        allow("Groups", GROUP_ACTIONS, all("group")),
     ];
     // IamRole.spec.credentials: the operator assumes the roles it owns (tagged with
     // its ownership uid), and no other, to issue their session credentials.
@@ -227,6 +255,20 @@ pub fn policy(scopes: &[IamScope], trust: &TrustArgs) -> Value {
         .collect();
     if !users.is_empty() {
         statements.push(allow("GrantedExistingUsers", EXISTING_USER_ACTIONS, users));
+    }
+    // Granted existing groups: named by their globs (users join them from any path).
+    let groups: Vec<String> = scopes
+        .iter()
+        .flat_map(|s| s.spec.existing_groups.iter())
+        .chain(&trust.allow_existing_groups)
+        .map(|g| format!("arn:aws:iam::*:group/*{g}"))
+        .collect();
+    if !groups.is_empty() {
+        statements.push(allow(
+            "GrantedExistingGroups",
+            EXISTING_GROUP_ACTIONS,
+            groups,
+        ));
     }
     let granted_roles: Vec<String> = scopes
         .iter()

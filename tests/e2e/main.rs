@@ -12,6 +12,7 @@ mod eks;
 mod faults;
 mod gitops;
 mod grammar;
+mod group;
 mod ha;
 mod harness;
 mod observe;

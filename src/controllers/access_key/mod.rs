@@ -8,6 +8,7 @@
 //! taking the rotation step that is due.
 
 mod decide;
+mod groups;
 mod keys;
 mod observe;
 pub mod schedule;
@@ -53,10 +54,16 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
                 scoped_api::<Secret>(&client, scope),
                 super::watch_config().labels(&managed),
             )
-            .watches_stream(keys_ctx.key_policies.watch(&client, scope), move |p| {
-                referencing(&store, &p, |k: &IamUserAccessKey| {
-                    names(&k.spec.policy_refs)
-                })
+            .watches_stream(keys_ctx.key_policies.watch(&client, scope), {
+                let store = store.clone();
+                move |p| {
+                    referencing(&store, &p, |k: &IamUserAccessKey| {
+                        names(&k.spec.policy_refs)
+                    })
+                }
+            })
+            .watches_stream(keys_ctx.key_groups.watch(&client, scope), move |g| {
+                referencing(&store, &g, |k: &IamUserAccessKey| names(&k.spec.group_refs))
             })
         },
     )
@@ -261,7 +268,10 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
             .chain(refs)
             .collect(),
     };
+    // The groups to join: granted, held to the denied actions, Ready (reads only).
+    let groups = groups::desired(ctx, k).await?;
     let user = user::ensure(ctx, k, &want).await?;
+    groups::sync(run, &groups, user.owned).await?;
 
     // observe, then plan and apply one step at a time (decide.rs) until in sync.
     let mut keys = keys::list(&ctx.aws().await, run.user()).await?;
@@ -1121,6 +1131,8 @@ async fn cleanup(k: Arc<IamUserAccessKey>, ctx: Arc<Context>) -> Result<(), Erro
         for x in keys.iter().filter(|x| ours.contains(&x.id)) {
             keys::delete(aws, user, &x.id).await?;
         }
+        // The memberships this object made; the others are not its to end.
+        groups::leave_recorded(aws, user, &recorded.groups).await?;
         ctx.event(
             &*k,
             false,
