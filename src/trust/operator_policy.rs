@@ -73,6 +73,9 @@ const USER_ACTIONS: &[&str] = &[
     "iam:AttachUserPolicy",
     "iam:DetachUserPolicy",
     "iam:DeleteUserPolicy",
+    "iam:GetLoginProfile",
+    "iam:CreateLoginProfile",
+    "iam:UpdateLoginProfile",
     "iam:DeleteLoginProfile",
     "iam:CreateAccessKey",
     "iam:UpdateAccessKey",
@@ -116,6 +119,10 @@ const EXISTING_USER_ACTIONS: &[&str] = &[
     "iam:CreateAccessKey",
     "iam:UpdateAccessKey",
     "iam:DeleteAccessKey",
+    "iam:GetLoginProfile",
+    "iam:CreateLoginProfile",
+    "iam:UpdateLoginProfile",
+    "iam:DeleteLoginProfile",
 ];
 const BOUNDARY_REMOVERS: &[&str] = &[
     "iam:DeleteRolePermissionsBoundary",
@@ -177,9 +184,11 @@ pub fn policy(scopes: &[IamScope], trust: &TrustArgs) -> Value {
     let all = |kind: &str| scopes.iter().map(|s| confined(s, kind)).collect::<Vec<_>>();
     let mut statements = vec![
         json!({"Sid": "Identity", "Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}),
-        // The resync snapshot: account-level reads with no resource-level permissions.
+        // The resync snapshot and the password policy console passwords are generated
+        // for: account-level reads with no resource-level permissions.
         json!({"Sid": "AccountSnapshot", "Effect": "Allow",
-               "Action": ["iam:GetAccountAuthorizationDetails", "iam:ListRoles"], "Resource": "*"}),
+               "Action": ["iam:GetAccountAuthorizationDetails", "iam:ListRoles",
+                          "iam:GetAccountPasswordPolicy"], "Resource": "*"}),
         allow(
             "ReadPolicyDocuments",
             POLICY_READS,

@@ -64,13 +64,23 @@ pub async fn group_inline(name: &str) -> BTreeMap<String, Value> {
         .policy_names;
     let mut out = BTreeMap::new();
     for p in names {
-        let got = iam
+        // Listed, then read: the operator may delete one in between (drift correction).
+        let got = match iam
             .get_group_policy()
             .group_name(name)
             .policy_name(&p)
             .send()
             .await
-            .unwrap();
+        {
+            Ok(got) => got,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_entity_exception()) =>
+            {
+                continue;
+            }
+            Err(e) => panic!("GetGroupPolicy: {e:?}"),
+        };
         out.insert(p, decode_aws_document(&got.policy_document).unwrap());
     }
     out

@@ -6,6 +6,7 @@ mod accounts;
 mod binding;
 mod catalog;
 mod chart;
+mod console;
 mod crds;
 mod document_from;
 mod eks;

@@ -7,6 +7,7 @@
 //! interrupted create first, healing a lost Secret or key, applying keyStatus, and
 //! taking the rotation step that is due.
 
+mod console;
 mod decide;
 mod groups;
 mod keys;
@@ -367,8 +368,11 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
                 continue;
             }
         };
+        // Console sign-in, once the Secret holds the key.
+        let console = console::sync(run, &name, &user.arn).await?;
         // report: the settled status, and when to look again.
         let mut st = run.recorded.clone();
+        st.console_access = console;
         st.user_arn = Some(user.arn.clone());
         st.secret_name = Some(name.clone());
         // While rollouts are awaited `next` is only the recheck: the next rotation step
@@ -400,6 +404,12 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
         );
         if !user.owned {
             message.push_str(" (the user itself is not managed by this object)");
+        }
+        if console == Some(crate::api::ConsoleAccess::Enabled) {
+            message.push_str(&format!(
+                "; console sign-in enabled, its password in the same Secret ({})",
+                console::PASSWORD_KEY
+            ));
         }
         if let Some((pending, deadline)) = &rolling {
             message.push_str(&format!(
@@ -1133,6 +1143,12 @@ async fn cleanup(k: Arc<IamUserAccessKey>, ctx: Arc<Context>) -> Result<(), Erro
         }
         // The memberships this object made; the others are not its to end.
         groups::leave_recorded(aws, user, &recorded.groups).await?;
+        // And the console sign-in it enabled.
+        if recorded.console_access == Some(crate::api::ConsoleAccess::Enabled)
+            || recorded.console_password_pending.is_some()
+        {
+            console::delete_profile(aws, user).await?;
+        }
         ctx.event(
             &*k,
             false,
