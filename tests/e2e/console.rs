@@ -99,6 +99,14 @@ async fn a_console_password_is_delivered_recreated_when_deleted_in_aws_and_remov
         1
     );
     let mut seen = BTreeSet::from([first.clone()]);
+    // In sync: one GetLoginProfile per resync, no write, the status not rewritten.
+    assert_eq!(
+        op.writes_across_resyncs("GetLoginProfile", 2).await,
+        0,
+        "console sign-in in sync caused AWS writes"
+    );
+    let later: IamUserAccessKey = get(&ns.name, "alice").await.unwrap();
+    assert_eq!(later.metadata.resource_version, k.metadata.resource_version);
 
     // Deleted in AWS: a new login profile, a new password in the Secret.
     iam()

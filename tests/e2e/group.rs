@@ -527,6 +527,13 @@ async fn users_join_groups_from_their_side_and_the_group_lists_its_members() {
         "{events:?}"
     );
 
+    // In sync, memberships cost one ListGroupsForUser per key per resync and no write.
+    assert_eq!(
+        op.writes_across_resyncs("ListGroupsForUser", 4).await,
+        0,
+        "memberships in sync caused AWS writes"
+    );
+
     // A membership of the owned user made by hand is removed at the next resync.
     iam.add_user_to_group()
         .group_name(&by_hand)
@@ -648,4 +655,49 @@ async fn joining_a_group_needs_a_grant_and_its_policies_obey_the_denied_actions(
 /// Wait until the key's Ready has `reason`; (Ready status, message, Stalled status).
 async fn key_reason(ns: &str, name: &str, reason: &str) -> (String, String, String) {
     ready_reason::<iamwright::api::IamUserAccessKey>(ns, name, reason).await
+}
+
+/// A real crash between CreateGroup and the marker: the operator exits at the failpoint
+/// `after-create-group`, leaving an empty group without a marker; the next operator
+/// recognises it as the object's own interrupted create, marks it and finishes it,
+/// with no second group and no AlreadyExists.
+#[tokio::test]
+async fn a_crash_between_create_group_and_the_marker_is_finished_by_the_next_operator() {
+    let ns = Namespace::new("group-crash").await;
+    let n = format!("{}-ops", ns.name);
+    let mut op = Operator::start_with_env(
+        &ns.name,
+        &[],
+        &[("IAMWRIGHT_FAILPOINT", "after-create-group")],
+    )
+    .await;
+    apply(
+        &ns.name,
+        &group_manifest(
+            "ops",
+            json!({"inlinePolicies": {"sqs": doc(&["sqs:SendMessage"])}}),
+        ),
+    );
+    let exit = op
+        .wait_exit(T)
+        .await
+        .expect("the operator exits at the failpoint");
+    assert_eq!(exit.code(), Some(3), "{}", op.log());
+    assert!(aws_group(&n).await.is_some(), "the group was created");
+    assert!(group_inline(&n).await.is_empty(), "no marker yet");
+
+    let op = Operator::start(&ns.name, &[]).await;
+    let g: IamGroup = ready(&ns.name, "ops").await;
+    let inline = group_inline(&n).await;
+    assert_eq!(inline.keys().collect::<Vec<_>>(), vec![MARKER, "sqs"]);
+    assert_eq!(
+        Some(&marker_owner(&inline[MARKER])["iamwright.dev/uid"]),
+        g.metadata.uid.as_ref()
+    );
+    assert_eq!(
+        op.aws_requests(|o, outcome| o == "CreateGroup" && outcome == "success")
+            .await,
+        0,
+        "the next operator made no second group"
+    );
 }

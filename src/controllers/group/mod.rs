@@ -212,6 +212,14 @@ async fn observe_group(
         None if observe_only => return Ok(None),
         None => match io::create_group(aws, d).await {
             Ok(Some(group)) => {
+                // Test-only: exit between CreateGroup and the marker (see access_key).
+                if std::env::var("IAMWRIGHT_FAILPOINT").is_ok_and(|v| v == "after-create-group") {
+                    tracing::warn!(
+                        failpoint = "after-create-group",
+                        "failpoint reached: exiting"
+                    );
+                    std::process::exit(3);
+                }
                 ctx.created(g);
                 ctx.event(g, false, "Created", format!("created group {}", group.arn))
                     .await;
