@@ -597,6 +597,34 @@ mod tests {
     }
 
     #[test]
+    fn joining_an_existing_group_needs_a_grant_from_flags_or_scope() {
+        let mut base = settings();
+        let none = Governance::new(&base, "a", None);
+        let e = none
+            .check_existing_group("spec.groups[0]", "Admins")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("spec.groups[0]: joining the existing IAM group \"Admins\"")
+                && e.contains("existingGroups")
+                && e.contains("--allow-existing-group"),
+            "{e}"
+        );
+        base.trust.allow_existing_groups = vec!["Dev*".into()];
+        let flag = Governance::new(&base, "a", None);
+        assert!(flag.check_existing_group("f", "Developers").is_ok());
+        assert!(flag.check_existing_group("f", "Admins").is_err());
+        let s = scope(
+            "s",
+            json!({"namespaceSelector": {}, "existingGroups": ["Admin*"]}),
+        );
+        let scoped = Governance::new(&base, "a", Some(&s));
+        assert!(scoped.check_existing_group("f", "Admins").is_ok());
+        assert!(scoped.check_existing_group("f", "Developers").is_ok());
+        assert!(scoped.check_existing_group("f", "Ops").is_err());
+    }
+
+    #[test]
     fn default_names_follow_the_prefix() {
         let mut g = Governance::new(&settings(), "a", Some(&team_a()));
         assert_eq!(g.default_name("a", "r", 64), "a-r");

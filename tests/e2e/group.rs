@@ -701,3 +701,64 @@ async fn a_crash_between_create_group_and_the_marker_is_finished_by_the_next_ope
         "the next operator made no second group"
     );
 }
+
+/// `managementPolicy: Observe` on a key that names a group and console sign-in: the
+/// missing membership and login profile are `Drifted` fields, never written; once made
+/// by hand the object is in sync and reports `consoleAccess: Enabled`.
+#[tokio::test]
+async fn an_observed_key_reports_group_and_console_drift_and_never_writes() {
+    let ns = Namespace::new("group-observe").await;
+    let user = format!("{}-ci", ns.name);
+    let group = format!("{}-ops", ns.name);
+    let iam = iam().await;
+    iam.create_user().user_name(&user).send().await.unwrap();
+    iam.create_group().group_name(&group).send().await.unwrap();
+    let key = iam
+        .create_access_key()
+        .user_name(&user)
+        .send()
+        .await
+        .unwrap()
+        .access_key
+        .unwrap();
+    let op = Operator::start(&ns.name, &["--allow-existing-user", &user]).await;
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ci"},
+        "stringData": {"AWS_ACCESS_KEY_ID": key.access_key_id, "AWS_SECRET_ACCESS_KEY": "x"}});
+    apply(&ns.name, &secret.to_string());
+    apply(
+        &ns.name,
+        &key_manifest(
+            "ci",
+            json!({"managementPolicy": "Observe", "userName": user, "groups": [group],
+                   "console": {"enabled": true}}),
+        ),
+    );
+    let (_, message, _) = key_reason(&ns.name, "ci", "Drifted").await;
+    assert!(
+        message.contains("spec.groupRefs/spec.groups") && message.contains("spec.console"),
+        "{message}"
+    );
+    assert!(!message.contains("spec.secretName"), "{message}");
+    iam.add_user_to_group()
+        .group_name(&group)
+        .user_name(&user)
+        .send()
+        .await
+        .unwrap();
+    iam.create_login_profile()
+        .user_name(&user)
+        .password("Hand-made-password-1!")
+        .send()
+        .await
+        .unwrap();
+    let k: iamwright::api::IamUserAccessKey = ready(&ns.name, "ci").await;
+    assert_eq!(
+        k.status.unwrap().console_access,
+        Some(iamwright::api::ConsoleAccess::Enabled)
+    );
+    assert_eq!(
+        op.aws_writes().await,
+        0,
+        "AWS writes by an observe-only object"
+    );
+}

@@ -199,7 +199,7 @@ pub async fn sync(
     }))
 }
 
-async fn get_profile(aws: &Aws, user: &str) -> Result<bool, AwsError> {
+pub(super) async fn get_profile(aws: &Aws, user: &str) -> Result<bool, AwsError> {
     let call = aws.iam.get_login_profile().user_name(user);
     Ok(aws
         .call("iam", "GetLoginProfile", call.send())

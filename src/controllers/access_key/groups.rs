@@ -178,7 +178,7 @@ async fn remove(aws: &Aws, user: &str, group: &str) -> Result<(), AwsError> {
     }
 }
 
-async fn list_for_user(aws: &Aws, user: &str) -> Result<BTreeSet<String>, AwsError> {
+pub(super) async fn list_for_user(aws: &Aws, user: &str) -> Result<BTreeSet<String>, AwsError> {
     let pages = aws.iam.list_groups_for_user().user_name(user);
     let pages = aws
         .pages("iam", "ListGroupsForUser", pages.into_paginator().send())
