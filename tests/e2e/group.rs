@@ -762,3 +762,61 @@ async fn an_observed_key_reports_group_and_console_drift_and_never_writes() {
         "AWS writes by an observe-only object"
     );
 }
+
+/// The grant from an IamScope (`existingGroups`), and the scope's `denyActions` held
+/// through a granted group's inline policy: granted → joined; granted but allowing a
+/// denied action → GuardrailViolation; not granted → NotPermitted naming the scope.
+#[tokio::test]
+async fn a_scope_grants_existing_groups_and_its_denied_actions_hold_through_them() {
+    let ns = Namespace::new("group-scope").await;
+    let iam = iam().await;
+    let (ro, bad, other) = (
+        format!("{}-granted-ro", ns.name),
+        format!("{}-granted-bad", ns.name),
+        format!("{}-other", ns.name),
+    );
+    for g in [&ro, &bad, &other] {
+        iam.create_group().group_name(g).send().await.unwrap();
+    }
+    iam.put_group_policy()
+        .group_name(&bad)
+        .policy_name("s3")
+        .policy_document(doc(&["s3:*"]).to_string())
+        .send()
+        .await
+        .unwrap();
+    let _scope = crate::trust::Scope::apply(
+        &ns.name,
+        &ns.name,
+        json!({"existingGroups": [format!("{}-granted-*", ns.name)],
+               "denyActions": ["s3:DeleteBucket"]}),
+    );
+    let _op = Operator::start(&ns.name, &[]).await;
+    let user = |n: &str| format!("{}-{n}", ns.name);
+    apply(
+        &ns.name,
+        &key_manifest("a", json!({"userName": user("a"), "groups": [ro]})),
+    );
+    apply(
+        &ns.name,
+        &key_manifest("b", json!({"userName": user("b"), "groups": [bad]})),
+    );
+    apply(
+        &ns.name,
+        &key_manifest("c", json!({"userName": user("c"), "groups": [other]})),
+    );
+    let k: iamwright::api::IamUserAccessKey = ready(&ns.name, "a").await;
+    assert_eq!(k.status.unwrap().scope.as_deref(), Some(ns.name.as_str()));
+    assert_eq!(groups_of(&user("a")).await, vec![ro.clone()]);
+    let (_, message, _) = key_reason(&ns.name, "b", "GuardrailViolation").await;
+    assert!(
+        message.starts_with("spec.groups[0]:") && message.contains("inline policy s3"),
+        "{message}"
+    );
+    let (_, message, _) = key_reason(&ns.name, "c", "NotPermitted").await;
+    assert!(message.contains("existingGroups"), "{message}");
+    for n in ["b", "c"] {
+        assert!(!aws_user_exists(&user(n)).await, "user {n} created");
+    }
+    assert!(aws_group(&bad).await.unwrap().1.is_empty());
+}
