@@ -527,11 +527,21 @@ async fn users_join_groups_from_their_side_and_the_group_lists_its_members() {
         "{events:?}"
     );
 
-    // In sync, memberships cost one ListGroupsForUser per key per resync and no write.
+    // In sync, memberships cost one ListGroupsForUser per key per resync and no write;
+    // the existing group's check and the IamGroup read nothing of their own (the
+    // account snapshot has them).
+    let group_reads =
+        |o: &str, _: &str| o.contains("Group") && is_read(o) && o != "ListGroupsForUser";
+    let reads_before = op.aws_requests(group_reads).await;
     assert_eq!(
         op.writes_across_resyncs("ListGroupsForUser", 4).await,
         0,
         "memberships in sync caused AWS writes"
+    );
+    assert_eq!(
+        op.aws_requests(group_reads).await - reads_before,
+        0,
+        "groups in sync read AWS beyond the snapshot"
     );
 
     // A membership of the owned user made by hand is removed at the next resync.

@@ -48,7 +48,9 @@ pub fn group_of_arn(arn: &str) -> &str {
 
 /// Refuse (GuardrailViolation) an existing group whose attached or inline policies
 /// allow a denied action: the user would gain it by joining. A group that does not
-/// exist waits (the join would fail).
+/// exist waits (the join would fail). The group is read from the account snapshot
+/// (shared, at most one resync period old: a key in sync reads nothing of its own),
+/// else by its own reads (a group newer than the snapshot).
 async fn check_group_policies(
     ctx: &Context,
     aws: &Aws,
@@ -56,16 +58,28 @@ async fn check_group_policies(
     group: &str,
     deny: &[String],
 ) -> Result<(), Error> {
-    let Some(_) = crate::controllers::group::get_group(aws, group).await? else {
-        return Err(Error::Waiting {
-            reason: Reason::DependencyNotReady,
-            message: format!("{field}: IAM group {group:?} does not exist"),
-        });
+    let snap = aws.snapshot.get(aws, ctx.settings.resync).await?;
+    let (attached, inline) = match snap.groups.get(group) {
+        Some(detail) => policies_of(detail),
+        None => {
+            let Some(_) = crate::controllers::group::get_group(aws, group).await? else {
+                return Err(Error::Waiting {
+                    reason: Reason::DependencyNotReady,
+                    message: format!("{field}: IAM group {group:?} does not exist"),
+                });
+            };
+            if deny.is_empty() {
+                return Ok(());
+            }
+            (
+                crate::controllers::group::list_attached(aws, group).await?,
+                crate::controllers::group::inline_documents(aws, group).await?,
+            )
+        }
     };
     if deny.is_empty() {
         return Ok(());
     }
-    let attached = crate::controllers::group::list_attached(aws, group).await?;
     ctx.managed_policies
         .check(aws, field, &attached, deny)
         .await
@@ -76,7 +90,7 @@ async fn check_group_policies(
             },
             e => e,
         })?;
-    for (name, doc) in crate::controllers::group::inline_documents(aws, group).await? {
+    for (name, doc) in inline {
         let root = format!("IAM group {group:?} inline policy {name}");
         if let Some((_, msg)) = crate::policy::allowed_actions_matching(&doc, &root, deny) {
             return Err(Error::stalled(
@@ -86,6 +100,28 @@ async fn check_group_policies(
         }
     }
     Ok(())
+}
+
+/// A group's attached policy ARNs and inline policies (the marker's aside), as the
+/// snapshot shows them. Pure.
+fn policies_of(
+    detail: &aws_sdk_iam::types::GroupDetail,
+) -> (Vec<String>, Vec<(String, serde_json::Value)>) {
+    let attached = detail
+        .attached_managed_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn.clone())
+        .collect();
+    let inline = detail
+        .group_policy_list()
+        .iter()
+        .filter_map(|p| {
+            let name = p.policy_name.clone()?;
+            let doc = crate::policy::decode_aws_document(p.policy_document.as_deref()?).ok()?;
+            (name != crate::controllers::group::marker::POLICY).then_some((name, doc))
+        })
+        .collect();
+    (attached, inline)
 }
 
 /// The membership writes: groups to join, and groups to leave. Pure.
@@ -229,6 +265,38 @@ mod tests {
             false,
         );
         assert!(join.is_empty() && leave.is_empty());
+    }
+
+    #[test]
+    fn a_snapshot_group_gives_its_policies_but_not_its_marker() {
+        use aws_sdk_iam::types::{AttachedPolicy, GroupDetail, PolicyDetail};
+        let doc = serde_json::json!({"Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]});
+        let encode = |v: &serde_json::Value| urlencoding::encode(&v.to_string()).into_owned();
+        let detail = GroupDetail::builder()
+            .group_name("ops")
+            .attached_managed_policies(
+                AttachedPolicy::builder()
+                    .policy_arn("arn:aws:iam::aws:policy/ReadOnlyAccess")
+                    .build(),
+            )
+            .group_policy_list(
+                PolicyDetail::builder()
+                    .policy_name("s3")
+                    .policy_document(encode(&doc))
+                    .build(),
+            )
+            .group_policy_list(
+                PolicyDetail::builder()
+                    .policy_name(crate::controllers::group::marker::POLICY)
+                    .policy_document(encode(&serde_json::json!({"Version": "2012-10-17",
+                        "Statement": [{"Effect": "Deny", "NotAction": "*", "Resource": "*"}]})))
+                    .build(),
+            )
+            .build();
+        let (attached, inline) = policies_of(&detail);
+        assert_eq!(attached, vec!["arn:aws:iam::aws:policy/ReadOnlyAccess"]);
+        assert_eq!(inline, vec![("s3".to_string(), doc)]);
     }
 
     #[test]
