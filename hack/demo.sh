@@ -57,7 +57,7 @@ start_as_process() {
   kubectl wait --for=condition=Established --timeout=60s \
     crd/iampolicies.iamwright.dev crd/iamroles.iamwright.dev \
     crd/instanceprofilebindings.iamwright.dev crd/iamuseraccesskeys.iamwright.dev \
-    crd/iamscopes.iamwright.dev >/dev/null
+    crd/iamscopes.iamwright.dev crd/iamgroups.iamwright.dev >/dev/null
   # The operator runs as a process of the bed (its pid file beside the others'), so
   # down.sh stops it too.
   if [ -f "$bed/iamwright.pid" ] && kill -0 "$(cat "$bed/iamwright.pid")" 2>/dev/null; then

@@ -20,7 +20,7 @@ out = ["# Argo CD health checks for iamwright: merge into the argocd-cm ConfigMa
        "# (kubectl -n argocd patch configmap argocd-cm --patch-file argocd-cm.yaml).",
        "# Generated from health.lua by hack/generate.sh; a test checks they agree.",
        "data:"]
-for kind in ["IamPolicy", "IamRole", "InstanceProfileBinding", "IamUserAccessKey"]:
+for kind in ["IamPolicy", "IamRole", "InstanceProfileBinding", "IamUserAccessKey", "IamGroup"]:
     out.append(f"  resource.customizations.health.iamwright.dev_{kind}: |")
     out += ["    " + l if l else "" for l in lua.rstrip("\n").split("\n")]
 open(f"{d}/argocd-cm.yaml", "w").write("\n".join(out) + "\n")

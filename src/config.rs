@@ -105,6 +105,13 @@ pub struct TrustArgs {
         value_delimiter = ','
     )]
     pub allow_existing_roles: Vec<String>,
+    /// Existing IAM groups (name glob, repeatable) any IamUserAccessKey may join (spec.groups).
+    #[arg(
+        long = "allow-existing-group",
+        env = "IAMWRIGHT_ALLOW_EXISTING_GROUP",
+        value_delimiter = ','
+    )]
+    pub allow_existing_groups: Vec<String>,
     /// Allow trust policies that let anyone (`Principal: "*"`) assume a role without a Condition.
     #[arg(long, env = "IAMWRIGHT_ALLOW_PUBLIC_TRUST")]
     pub allow_public_trust: bool,

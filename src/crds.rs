@@ -7,7 +7,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use serde_json::{Value, json};
 
-use crate::api::{IamPolicy, IamRole, IamScope, IamUserAccessKey, InstanceProfileBinding};
+use crate::api::{
+    IamGroup, IamPolicy, IamRole, IamScope, IamUserAccessKey, InstanceProfileBinding,
+};
 
 const RESERVED_TAGS: (&str, &str) = (
     "self.all(k, !k.startsWith('iamwright.dev/'))",
@@ -112,7 +114,13 @@ pub fn all() -> Vec<CustomResourceDefinition> {
     let mut scope = IamScope::crd();
     finish(&mut scope, vec![]);
 
-    vec![policy, role, binding, key, scope]
+    let mut group = IamGroup::crd();
+    finish(
+        &mut group,
+        vec![immutable_optional("groupName"), immutable_required("path")],
+    );
+
+    vec![policy, role, binding, key, scope, group]
 }
 
 /// The rotation bounds, as `schedule::schedule` checks them too (CEL durations are

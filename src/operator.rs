@@ -81,6 +81,7 @@ pub async fn run(args: RunArgs) -> anyhow_free::Result<()> {
         controllers::role::run(ctx.clone(), shutdown.clone()),
         controllers::binding::run(ctx.clone(), shutdown.clone()),
         controllers::access_key::run(ctx.clone(), shutdown.clone()),
+        controllers::group::run(ctx.clone(), shutdown.clone()),
         controllers::scope::run(ctx.clone(), shutdown.clone()),
     );
     http.abort();

@@ -580,6 +580,26 @@ fn semantic_checks(
                 );
             }
         }
+        "IamGroup" => {
+            // The controller's own checks (the managed policies' documents and the
+            // scope's grants are checked when the operator reconciles).
+            if let Ok(group) = serde_json::from_value::<crate::api::IamGroupSpec>(spec.clone()) {
+                let inline: BTreeMap<String, Value> = group
+                    .inline_policies
+                    .iter()
+                    .map(|(name, doc)| (name.clone(), placeholders(&doc.value())))
+                    .collect();
+                if let Err(e) = crate::controllers::group::validate(&group, &inline, &g.settings())
+                {
+                    out.push(split_error(&e));
+                }
+                resolved.extend(
+                    inline
+                        .into_iter()
+                        .map(|(name, doc)| (format!("spec.inlinePolicies.{name}"), doc)),
+                );
+            }
+        }
         "InstanceProfileBinding" => {
             // The controller's own check, so the offline answer is the operator's answer.
             if let Ok(b) =
@@ -607,6 +627,24 @@ fn semantic_checks(
         && let Err(e) = crate::controllers::access_key::user::check_arns(&key)
     {
         out.push(split_error(&e));
+    }
+    if kind == "IamUserAccessKey"
+        && let Some(groups) = spec["groups"].as_array()
+    {
+        // Joining an existing group is a grant: the flags are known here, an IamScope
+        // may grant it too (checked when the operator reconciles).
+        let gov = crate::trust::Governance::new(&g.settings(), "", None);
+        for (i, group) in groups.iter().filter_map(Value::as_str).enumerate() {
+            let field = format!("spec.groups[{i}]");
+            if gov.check_existing_group(&field, group).is_err() {
+                notes.push((
+                    field,
+                    format!(
+                        "joining the existing IAM group {group:?} needs a grant: --allow-existing-group does not match it, so an IamScope of the namespace must (existingGroups), else the operator answers NotPermitted"
+                    ),
+                ));
+            }
+        }
     }
     if kind == "IamUserAccessKey"
         && let Some(rotation) = spec.get("rotation")
@@ -640,6 +678,70 @@ mod tests {
             .iter()
             .map(|p| p.to_string())
             .collect()
+    }
+
+    #[test]
+    fn groups_and_memberships_are_checked_as_the_operator_checks_them() {
+        let yaml = r#"
+apiVersion: iamwright.dev/v1alpha1
+kind: IamGroup
+metadata: {name: admins}
+spec:
+  inlinePolicies:
+    users: {Version: "2012-10-17", Statement: {Effect: Allow, Action: "iam:CreateUser", Resource: "*"}}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamGroup
+metadata: {name: marked}
+spec:
+  inlinePolicies:
+    iamwright-owner: {Version: "2012-10-17", Statement: {Effect: Allow, Action: "s3:GetObject", Resource: "*"}}
+---
+apiVersion: iamwright.dev/v1alpha1
+kind: IamUserAccessKey
+metadata: {name: alice}
+spec:
+  userName: alice
+  groups: [Ops, Admins]
+  console: {enabled: true, passwordResetRequired: true}
+"#;
+        let g = Guardrails {
+            deny_actions: vec!["iam:*".into()],
+            trust: crate::config::TrustArgs {
+                allow_existing_groups: vec!["Adm*".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let got = validate_text(Path::new("m.yaml"), yaml, &schemas(), &g);
+        let errors: Vec<String> = got
+            .iter()
+            .filter(|p| p.is_error())
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert!(
+            errors[0].starts_with(
+                "m.yaml:IamGroup/admins: spec.inlinePolicies.users.Statement.Action[0]: allows \"iam:CreateUser\""
+            ),
+            "{errors:#?}"
+        );
+        assert!(
+            errors[1].starts_with("m.yaml:IamGroup/marked: spec.inlinePolicies.iamwright-owner: ")
+                && errors[1].contains("reserved"),
+            "{errors:#?}"
+        );
+        // The existing group the flags do not grant: a note (an IamScope may grant it).
+        let notes: Vec<String> = got
+            .iter()
+            .filter(|p| !p.is_error())
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(notes.len(), 1, "{notes:#?}");
+        assert!(
+            notes[0].starts_with("m.yaml:IamUserAccessKey/alice: spec.groups[0]: "),
+            "{notes:#?}"
+        );
     }
 
     #[test]

@@ -5,11 +5,12 @@ use mlua::{Lua, LuaSerdeExt, Table};
 use serde_json::{Value, json};
 
 const SCRIPT: &str = include_str!("../charts/iamwright/argocd/health.lua");
-const KINDS: [&str; 4] = [
+const KINDS: [&str; 5] = [
     "IamPolicy",
     "IamRole",
     "InstanceProfileBinding",
     "IamUserAccessKey",
+    "IamGroup",
 ];
 
 fn health(obj: Value) -> (String, String) {
@@ -134,4 +135,20 @@ fn the_readme_gitops_section_is_generated_from_the_tested_files() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A new kind without a health script would show as healthy at once in Argo CD (it
+/// has no built-in check for it): every namespaced kind the CRDs define is listed.
+#[test]
+fn every_namespaced_kind_has_a_health_script() {
+    for crd in iamwright::crds::all() {
+        if crd.spec.scope != "Namespaced" {
+            continue;
+        }
+        let kind = crd.spec.names.kind;
+        assert!(
+            KINDS.contains(&kind.as_str()),
+            "{kind} has no Argo CD health script"
+        );
+    }
 }

@@ -99,6 +99,10 @@ const ROLE: &str = "arn:aws:iam::123456789012:role/tenants/team-a/team-a-app";
 const USER: &str = "arn:aws:iam::123456789012:user/tenants/team-a/team-a-ci";
 const PROFILE: &str = "arn:aws:iam::123456789012:instance-profile/tenants/team-a/team-a-web";
 const POLICY: &str = "arn:aws:iam::123456789012:policy/tenants/team-a/team-a-s3";
+const GROUP: &str = "arn:aws:iam::123456789012:group/tenants/team-a/team-a-admins";
+/// A group granted by the scope's `existingGroups: [Admins-*]`.
+const GRANTED_GROUP: &str = "arn:aws:iam::123456789012:group/Admins-ops";
+const INSTANCE: &str = "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0";
 
 #[test]
 fn aws_refuses_what_the_scope_forbids_and_allows_the_operators_calls() {
@@ -173,6 +177,36 @@ fn aws_refuses_what_the_scope_forbids_and_allows_the_operators_calls() {
             "arn:aws:iam::123456789012:role/admin",
             json!({"aws:ResourceTag/iamwright.dev/uid": "0f0e"}),
         ),
+        req(
+            "CreateGroup outside the path",
+            "iam:CreateGroup",
+            "arn:aws:iam::123456789012:group/team-a-admins",
+            json!({}),
+        ),
+        req(
+            "AddUserToGroup of a group neither in the path nor granted",
+            "iam:AddUserToGroup",
+            "arn:aws:iam::123456789012:group/PowerUsers",
+            json!({}),
+        ),
+        req(
+            "AttachGroupPolicy to a granted existing group (only membership is granted)",
+            "iam:AttachGroupPolicy",
+            GRANTED_GROUP,
+            json!({}),
+        ),
+        req(
+            "AssociateIamInstanceProfile with an instance without the scope's tags",
+            "ec2:AssociateIamInstanceProfile",
+            INSTANCE,
+            json!({}),
+        ),
+        req(
+            "ReplaceIamInstanceProfileAssociation with an instance of another team",
+            "ec2:ReplaceIamInstanceProfileAssociation",
+            INSTANCE,
+            json!({"ec2:ResourceTag/owner": "team-a"}),
+        ),
     ];
     let allowed = [
         req(
@@ -244,12 +278,98 @@ fn aws_refuses_what_the_scope_forbids_and_allows_the_operators_calls() {
             json!({}),
         ),
         req(
-            "AssociateIamInstanceProfile",
+            "AssociateIamInstanceProfile with an instance carrying the scope's tags",
             "ec2:AssociateIamInstanceProfile",
-            "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0",
+            INSTANCE,
+            json!({"ec2:ResourceTag/team": "team-a"}),
+        ),
+        req(
+            "DisassociateIamInstanceProfile with an instance carrying the scope's tags",
+            "ec2:DisassociateIamInstanceProfile",
+            INSTANCE,
+            json!({"ec2:ResourceTag/team": "team-a"}),
+        ),
+        req(
+            "DescribeInstances (no resource-level permissions)",
+            "ec2:DescribeInstances",
+            "*",
             json!({}),
         ),
     ];
+    // The group, membership, console and user-delete paths: every call on the resource
+    // IAM checks it against (membership changes: the group's ARN, not the user's).
+    let mut allowed = allowed.to_vec();
+    for action in [
+        "iam:CreateGroup",
+        "iam:GetGroup",
+        "iam:PutGroupPolicy",
+        "iam:GetGroupPolicy",
+        "iam:ListGroupPolicies",
+        "iam:ListAttachedGroupPolicies",
+        "iam:AttachGroupPolicy",
+        "iam:DetachGroupPolicy",
+        "iam:DeleteGroupPolicy",
+        "iam:UpdateGroup",
+        "iam:AddUserToGroup",
+        "iam:RemoveUserFromGroup",
+        "iam:DeleteGroup",
+    ] {
+        allowed.push(req(
+            &format!("{action} in the path"),
+            action,
+            GROUP,
+            json!({}),
+        ));
+    }
+    for action in [
+        "iam:GetGroup",
+        "iam:ListAttachedGroupPolicies",
+        "iam:ListGroupPolicies",
+        "iam:GetGroupPolicy",
+        "iam:AddUserToGroup",
+        "iam:RemoveUserFromGroup",
+    ] {
+        allowed.push(req(
+            &format!("{action} of a granted existing group"),
+            action,
+            GRANTED_GROUP,
+            json!({}),
+        ));
+    }
+    for action in [
+        "iam:ListGroupsForUser",
+        "iam:GetLoginProfile",
+        "iam:CreateLoginProfile",
+        "iam:UpdateLoginProfile",
+        "iam:DeleteLoginProfile",
+        "iam:DeleteUser",
+    ] {
+        allowed.push(req(
+            &format!("{action} in the path"),
+            action,
+            USER,
+            json!({}),
+        ));
+    }
+    for action in [
+        "iam:ListGroupsForUser",
+        "iam:CreateLoginProfile",
+        "iam:UpdateLoginProfile",
+        "iam:DeleteLoginProfile",
+    ] {
+        allowed.push(req(
+            &format!("{action} of a granted existing user"),
+            action,
+            "arn:aws:iam::123456789012:user/ci-deploy",
+            json!({}),
+        ));
+    }
+    allowed.push(req(
+        "GetAccountPasswordPolicy (account-level)",
+        "iam:GetAccountPasswordPolicy",
+        "*",
+        json!({}),
+    ));
     let requests: Vec<Value> = denied.iter().chain(&allowed).cloned().collect();
     let results = simulate(&dir, &policy, &requests);
     assert_eq!(results.len(), requests.len(), "{results:?}");

@@ -162,6 +162,43 @@ pub struct IamUserAccessKeySpec {
     /// Take over an existing user that carries no iamwright ownership tags.
     #[serde(default, skip_serializing_if = "is_false")]
     pub adopt: bool,
+    /// IamGroups of the same namespace the user joins (each waited for until Ready).
+    /// Their policies are the user's too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_refs: Vec<LocalObjectRef>,
+    /// Existing IAM groups, by name, the user joins. Joining a group gains its
+    /// policies, so each needs a grant (IamScope `spec.existingGroups` or the operator
+    /// flag `--allow-existing-group`), and the group's policies are held to the denied
+    /// actions like the user's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(min = 1, max = 128), regex(pattern = r"^[\w+=,.@-]+$")))]
+    pub groups: Vec<String>,
+    /// AWS Management Console sign-in: a login profile with a generated password that
+    /// meets the account's password policy, delivered only into the Secret as
+    /// `AWS_CONSOLE_PASSWORD`, with the account's sign-in URL as
+    /// `AWS_CONSOLE_SIGNIN_URL`. Removed when turned off; created again when deleted in
+    /// AWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<Console>,
+}
+
+/// Console sign-in of the user.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Console {
+    /// Keep a login profile (console password) for the user.
+    pub enabled: bool,
+    /// The user must choose a new password at the next sign-in (the password in the
+    /// Secret is then a one-time password).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub password_reset_required: bool,
+}
+
+/// Whether the user can sign in to the console with the password in the Secret.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ConsoleAccess {
+    Enabled,
+    Disabled,
 }
 
 /// The observed state of an IamUserAccessKey. Never holds the secret.
@@ -241,6 +278,20 @@ pub struct IamUserAccessKeyStatus {
     /// grace period started anyway (`Kind/name`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workloads_not_rolled_out: Vec<String>,
+    /// The IAM groups this object put the user in (recorded before each join): the
+    /// memberships it removes again when the spec drops them or the object goes, also
+    /// for a user it does not own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// `Enabled` while the user has a login profile whose password is in the Secret
+    /// (`spec.console.enabled`), `Disabled` once it was removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_access: Option<ConsoleAccess>,
+    /// Set just before a console password is set and cleared once it is in the Secret:
+    /// a reconcile that finds it set (a crash or a lost answer in between) sets a new
+    /// password and delivers it, so no password is left that no Secret holds (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_password_pending: Option<String>,
 }
 
 /// The record of a key creation in progress (never the key's secret).

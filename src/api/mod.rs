@@ -8,6 +8,7 @@
 mod access_key;
 mod binding;
 mod common;
+mod group;
 mod policy;
 mod role;
 pub mod schema;
@@ -16,6 +17,7 @@ mod scope;
 pub use access_key::*;
 pub use binding::*;
 pub use common::*;
+pub use group::*;
 pub use policy::*;
 pub use role::*;
 pub use scope::*;

@@ -75,6 +75,9 @@ pub struct IamScopeSpec {
     /// Name globs of existing IAM roles an InstanceProfileBinding may name in roleName.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub existing_roles: Vec<String>,
+    /// Name globs of existing IAM groups an IamUserAccessKey may join (`spec.groups`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub existing_groups: Vec<String>,
     /// Namespace globs (`{namespace}` allowed, e.g. `{namespace}-*`) whose service
     /// accounts an IamRole of these namespaces may name in `spec.serviceAccounts`; its
     /// own namespace needs no grant.

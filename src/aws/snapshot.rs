@@ -1,15 +1,16 @@
 //! One account-wide view of IAM, shared by every object of every kind and taken at
 //! most once per resync period: GetAccountAuthorizationDetails (roles with trust,
 //! attachments, inline policies, tags, boundary and instance profiles; customer
-//! managed policies with their versions' documents) plus ListRoles (the description
-//! and session duration the details leave out). An object in sync is compared with it
+//! managed policies with their versions' documents; groups with their attached and
+//! inline policies) plus ListRoles (the description and session duration the details
+//! leave out). An object in sync is compared with it
 //! and costs no read of its own unless it differs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_iam::types::{EntityType, ManagedPolicyDetail, RoleDetail};
+use aws_sdk_iam::types::{EntityType, GroupDetail, ManagedPolicyDetail, RoleDetail};
 use tokio::sync::Mutex;
 
 use super::{Aws, AwsError};
@@ -28,6 +29,8 @@ pub struct Snapshot {
     pub roles: HashMap<String, RoleEntry>,
     /// Customer-managed policies by ARN.
     pub policies: HashMap<String, ManagedPolicyDetail>,
+    /// Groups by name (their members are not in the details).
+    pub groups: HashMap<String, GroupDetail>,
 }
 
 /// The current snapshot, refreshed on demand by one caller while the others wait, and
@@ -115,14 +118,18 @@ async fn take(aws: &Aws) -> Result<Snapshot, AwsError> {
     })
     .await?;
     let mut snap = Snapshot::default();
-    // One entity type per listing: where pages are not kept small (moto answers the
-    // whole account in one page whatever MaxItems says) half as much XML is held and
-    // parsed at once; against AWS it costs one page more per resync period.
-    for entity in [EntityType::Role, EntityType::LocalManagedPolicy] {
+    // Roles and policies in a listing each: where pages are not kept small (moto answers
+    // the whole account in one page whatever MaxItems says) half as much XML is held and
+    // parsed at once; against AWS it costs one page more per resync period. Groups are
+    // few and small, and ride with the roles (no listing of their own).
+    for entities in [
+        &[EntityType::Role, EntityType::Group][..],
+        &[EntityType::LocalManagedPolicy],
+    ] {
         let details = aws
             .iam
             .get_account_authorization_details()
-            .filter(entity)
+            .set_filter(Some(entities.to_vec()))
             .max_items(PAGE);
         aws.each_page(
             "iam",
@@ -143,6 +150,11 @@ async fn take(aws: &Aws) -> Result<Snapshot, AwsError> {
                             max_session,
                         },
                     );
+                }
+                for group in page.group_detail_list.unwrap_or_default() {
+                    if let Some(name) = group.group_name.clone() {
+                        snap.groups.insert(name, group);
+                    }
                 }
                 for policy in page.policies.unwrap_or_default() {
                     if let Some(arn) = policy.arn.clone() {

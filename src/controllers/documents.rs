@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use super::reconciler::{Guarded, Managed, scoped_api};
 use super::{Context, Error, watch_config};
-use crate::api::{Document, DocumentSource, IamPolicy, IamRole, IamRoleSpec};
+use crate::api::{Document, DocumentSource, IamGroup, IamPolicy, IamRole, IamRoleSpec};
 use crate::policy::{DocKind, Variables, substitute, uses_variables, validate_document};
 use crate::reason::Reason;
 
@@ -154,6 +154,26 @@ pub async fn role_spec(ctx: &Context, r: &IamRole) -> Result<IamRoleSpec, Error>
         spec.inline_policies.insert(name, doc.into());
     }
     Ok(spec)
+}
+
+/// A group's inline policies as AWS gets them: variables replaced (the grammar is
+/// checked with the group's other checks, `group::validate`).
+pub async fn group_inline(ctx: &Context, g: &IamGroup) -> Result<BTreeMap<String, Value>, Error> {
+    let inline: BTreeMap<String, Value> = g
+        .spec
+        .inline_policies
+        .iter()
+        .map(|(name, doc)| (name.clone(), doc.value()))
+        .collect();
+    let vars = variables_if_used(ctx, inline.values()).await?;
+    inline
+        .into_iter()
+        .map(|(name, doc)| {
+            let doc =
+                substitute_field(&format!("spec.inlinePolicies.{name}"), &doc, vars.as_ref())?;
+            Ok((name, doc))
+        })
+        .collect()
 }
 
 /// The field an inline policy of a (resolved) role spec is reported under.

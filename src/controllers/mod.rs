@@ -8,6 +8,7 @@ pub mod changes;
 pub mod claim;
 pub mod documents;
 pub mod events;
+pub mod group;
 pub mod instances;
 pub mod observe;
 pub mod policy;
@@ -54,6 +55,10 @@ pub struct Context {
     /// current for the reconciles its own watch triggers).
     pub role_policies: refs::PolicyIndex,
     pub key_policies: refs::PolicyIndex,
+    /// The IamPolicies IamGroups' `policyRefs` resolve to, from the group controller's watch.
+    pub group_policies: refs::PolicyIndex,
+    /// The IamGroups keys' `groupRefs` name, from the key controller's group watch.
+    pub key_groups: refs::GroupIndex,
     /// The IamRoles bindings' `roleRef`s name, from the binding controller's role watch.
     pub binding_roles: refs::RoleIndex,
     /// The IamScopes and namespace labels governance is resolved from.
@@ -92,6 +97,8 @@ impl Context {
             governance: Default::default(),
             role_policies: Default::default(),
             key_policies: Default::default(),
+            group_policies: Default::default(),
+            key_groups: Default::default(),
             binding_roles: Default::default(),
             failures: Default::default(),
             created: Default::default(),

@@ -94,6 +94,7 @@ managed!(
     instance_profile_arn
 );
 managed!(IamUserAccessKey, IamUserAccessKeyStatus, user_arn);
+managed!(IamGroup, IamGroupStatus, arn);
 
 /// The result of one apply: the identity fields to report (None keeps the current
 /// ones) and either the Ready message or why it is not ready.

@@ -14,7 +14,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use super::reconciler::{Guarded, Managed};
 use super::{Awaited, Error};
-use crate::api::{IamPolicy, IamRole, LocalObjectRef};
+use crate::api::{IamGroup, IamPolicy, IamRole, LocalObjectRef};
 
 /// The ARNs of the referenced IamPolicies, in order. A policy that is missing or not
 /// Ready for its current generation is `DependencyNotReady`, naming the field. Read
@@ -96,6 +96,16 @@ impl Referenced for IamRole {
     }
 }
 
+/// A group being deleted is no longer one to join.
+impl Referenced for IamGroup {
+    fn ref_state(&self) -> RefState {
+        if self.metadata.deletion_timestamp.is_some() {
+            return RefState::NotReady;
+        }
+        ready_arn(self, self.status.as_ref().and_then(|s| s.arn.as_ref()))
+    }
+}
+
 /// The [`RefState`] of every object of kind `K` one controller's watch has seen. It is
 /// kept by the same stream that re-triggers the referrers ([`RefIndex::track`]), so a
 /// reconcile a referenced object's change starts always finds that change here: no GET
@@ -107,6 +117,8 @@ pub struct RefIndex<K>(Arc<RwLock<IndexState>>, std::marker::PhantomData<fn() ->
 pub type PolicyIndex = RefIndex<IamPolicy>;
 /// The IamRoles a binding's `roleRef` names.
 pub type RoleIndex = RefIndex<IamRole>;
+/// The IamGroups a key's `groupRefs` name.
+pub type GroupIndex = RefIndex<IamGroup>;
 
 impl<K> Default for RefIndex<K> {
     fn default() -> Self {

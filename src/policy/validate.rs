@@ -66,6 +66,8 @@ pub const MAX_TRUST_POLICY_CHARS: usize = 2048;
 pub const MAX_ROLE_INLINE_AGGREGATE_CHARS: usize = 10240;
 /// AWS's limit for all inline policies of a user together, without whitespace.
 pub const MAX_USER_INLINE_AGGREGATE_CHARS: usize = 2048;
+/// AWS's limit for all inline policies of a group together, without whitespace.
+pub const MAX_GROUP_INLINE_AGGREGATE_CHARS: usize = 5120;
 
 /// The actions a trust policy may allow (compared case-insensitively, as IAM does).
 pub const TRUST_ACTIONS: &[&str] = &[
@@ -123,6 +125,7 @@ pub fn validate_document(doc: &Value, root: &str, kind: DocKind) -> Result<(), D
 pub enum InlineOwner {
     Role,
     User,
+    Group,
 }
 
 /// AWS limits the inline policies of a role together (10,240 characters without
@@ -141,6 +144,7 @@ pub fn check_inline_aggregate_for(
     let (limit, whose) = match owner {
         InlineOwner::Role => (MAX_ROLE_INLINE_AGGREGATE_CHARS, "a role"),
         InlineOwner::User => (MAX_USER_INLINE_AGGREGATE_CHARS, "a user"),
+        InlineOwner::Group => (MAX_GROUP_INLINE_AGGREGATE_CHARS, "a group"),
     };
     let total: usize = docs.iter().map(|(_, d)| minified_len(d)).sum();
     if total > limit {

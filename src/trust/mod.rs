@@ -49,6 +49,7 @@ pub struct Governance {
     pub allow_adopt: bool,
     pub existing_users: Vec<String>,
     pub existing_roles: Vec<String>,
+    pub existing_groups: Vec<String>,
     /// Namespace globs (with `{namespace}` replaced) whose service accounts a role may trust.
     pub service_account_namespaces: Vec<String>,
     /// EC2 tags (with `{namespace}` replaced) an instance must carry to be bound.
@@ -78,6 +79,7 @@ impl Governance {
             allow_adopt: t.allow_adoption,
             existing_users: t.allow_existing_users.clone(),
             existing_roles: t.allow_existing_roles.clone(),
+            existing_groups: t.allow_existing_groups.clone(),
             service_account_namespaces: t
                 .allow_service_account_namespaces
                 .iter()
@@ -107,6 +109,8 @@ impl Governance {
             g.allow_adopt |= spec.allow_adopt;
             g.existing_users.extend(spec.existing_users.iter().cloned());
             g.existing_roles.extend(spec.existing_roles.iter().cloned());
+            g.existing_groups
+                .extend(spec.existing_groups.iter().cloned());
             g.service_account_namespaces.extend(
                 spec.service_account_namespaces
                     .iter()
@@ -250,6 +254,21 @@ impl Governance {
             "spec.userName",
             format!(
                 "IAM user {user:?} {why}; issuing keys for it needs a grant (IamScope spec.existingUsers or the operator flag --allow-existing-user) in namespace {}",
+                self.namespace
+            ),
+        ))
+    }
+
+    /// Joining the existing group `group` (named at `field`) gains its policies: only
+    /// with a grant.
+    pub fn check_existing_group(&self, field: &str, group: &str) -> Result<(), Error> {
+        if self.existing_groups.iter().any(|g| glob_match(g, group)) {
+            return Ok(());
+        }
+        Err(self.not_permitted(
+            field,
+            format!(
+                "joining the existing IAM group {group:?} gains its policies and needs a grant (IamScope spec.existingGroups or the operator flag --allow-existing-group) in namespace {}",
                 self.namespace
             ),
         ))
@@ -576,6 +595,34 @@ mod tests {
                 .check_service_account_namespace("f", "other")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn joining_an_existing_group_needs_a_grant_from_flags_or_scope() {
+        let mut base = settings();
+        let none = Governance::new(&base, "a", None);
+        let e = none
+            .check_existing_group("spec.groups[0]", "Admins")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("spec.groups[0]: joining the existing IAM group \"Admins\"")
+                && e.contains("existingGroups")
+                && e.contains("--allow-existing-group"),
+            "{e}"
+        );
+        base.trust.allow_existing_groups = vec!["Dev*".into()];
+        let flag = Governance::new(&base, "a", None);
+        assert!(flag.check_existing_group("f", "Developers").is_ok());
+        assert!(flag.check_existing_group("f", "Admins").is_err());
+        let s = scope(
+            "s",
+            json!({"namespaceSelector": {}, "existingGroups": ["Admin*"]}),
+        );
+        let scoped = Governance::new(&base, "a", Some(&s));
+        assert!(scoped.check_existing_group("f", "Admins").is_ok());
+        assert!(scoped.check_existing_group("f", "Developers").is_ok());
+        assert!(scoped.check_existing_group("f", "Ops").is_err());
     }
 
     #[test]

@@ -73,12 +73,41 @@ const USER_ACTIONS: &[&str] = &[
     "iam:AttachUserPolicy",
     "iam:DetachUserPolicy",
     "iam:DeleteUserPolicy",
-    "iam:RemoveUserFromGroup",
+    "iam:GetLoginProfile",
+    "iam:CreateLoginProfile",
+    "iam:UpdateLoginProfile",
     "iam:DeleteLoginProfile",
     "iam:CreateAccessKey",
     "iam:UpdateAccessKey",
     "iam:DeleteAccessKey",
     "iam:DeleteUser",
+];
+/// Group actions. IAM authorizes membership changes (`iam:RemoveUserFromGroup`)
+/// against the group's ARN, not the user's: they are here, on groups.
+const GROUP_ACTIONS: &[&str] = &[
+    "iam:GetGroup",
+    "iam:ListAttachedGroupPolicies",
+    "iam:ListGroupPolicies",
+    "iam:GetGroupPolicy",
+    "iam:CreateGroup",
+    "iam:UpdateGroup",
+    "iam:AttachGroupPolicy",
+    "iam:DetachGroupPolicy",
+    "iam:PutGroupPolicy",
+    "iam:DeleteGroupPolicy",
+    "iam:AddUserToGroup",
+    "iam:RemoveUserFromGroup",
+    "iam:DeleteGroup",
+];
+/// What the operator does with a granted existing group: reads its policies (the
+/// denied actions hold through it) and puts users in and out.
+const EXISTING_GROUP_ACTIONS: &[&str] = &[
+    "iam:GetGroup",
+    "iam:ListAttachedGroupPolicies",
+    "iam:ListGroupPolicies",
+    "iam:GetGroupPolicy",
+    "iam:AddUserToGroup",
+    "iam:RemoveUserFromGroup",
 ];
 /// What the operator does to a granted existing user it does not own: its key only.
 const EXISTING_USER_ACTIONS: &[&str] = &[
@@ -86,17 +115,27 @@ const EXISTING_USER_ACTIONS: &[&str] = &[
     "iam:ListUserTags",
     "iam:ListAccessKeys",
     "iam:GetAccessKeyLastUsed",
+    "iam:ListGroupsForUser",
     "iam:CreateAccessKey",
     "iam:UpdateAccessKey",
     "iam:DeleteAccessKey",
+    "iam:GetLoginProfile",
+    "iam:CreateLoginProfile",
+    "iam:UpdateLoginProfile",
+    "iam:DeleteLoginProfile",
 ];
 const BOUNDARY_REMOVERS: &[&str] = &[
     "iam:DeleteRolePermissionsBoundary",
     "iam:DeleteUserPermissionsBoundary",
 ];
-const EC2_ACTIONS: &[&str] = &[
+/// EC2 reads: no resource-level permissions.
+const EC2_READS: &[&str] = &[
     "ec2:DescribeInstances",
     "ec2:DescribeIamInstanceProfileAssociations",
+];
+/// EC2 association changes: authorized against the instance, so a scope's
+/// `instanceTags` can condition them (`ec2:ResourceTag/<key>`).
+const EC2_ASSOCIATIONS: &[&str] = &[
     "ec2:AssociateIamInstanceProfile",
     "ec2:DisassociateIamInstanceProfile",
     "ec2:ReplaceIamInstanceProfileAssociation",
@@ -150,9 +189,11 @@ pub fn policy(scopes: &[IamScope], trust: &TrustArgs) -> Value {
     let all = |kind: &str| scopes.iter().map(|s| confined(s, kind)).collect::<Vec<_>>();
     let mut statements = vec![
         json!({"Sid": "Identity", "Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}),
-        // The resync snapshot: account-level reads with no resource-level permissions.
+        // The resync snapshot and the password policy console passwords are generated
+        // for: account-level reads with no resource-level permissions.
         json!({"Sid": "AccountSnapshot", "Effect": "Allow",
-               "Action": ["iam:GetAccountAuthorizationDetails", "iam:ListRoles"], "Resource": "*"}),
+               "Action": ["iam:GetAccountAuthorizationDetails", "iam:ListRoles",
+                          "iam:GetAccountPasswordPolicy"], "Resource": "*"}),
         allow(
             "ReadPolicyDocuments",
             POLICY_READS,
@@ -162,6 +203,7 @@ pub fn policy(scopes: &[IamScope], trust: &TrustArgs) -> Value {
         allow("Roles", ROLE_ACTIONS, all("role")),
         allow("InstanceProfiles", PROFILE_ACTIONS, all("instance-profile")),
         allow("UsersAndKeys", USER_ACTIONS, all("user")),
+        allow("Groups", GROUP_ACTIONS, all("group")),
     ];
     // IamRole.spec.credentials: the operator assumes the roles it owns (tagged with
     // its ownership uid), and no other, to issue their session credentials.
@@ -228,6 +270,20 @@ pub fn policy(scopes: &[IamScope], trust: &TrustArgs) -> Value {
     if !users.is_empty() {
         statements.push(allow("GrantedExistingUsers", EXISTING_USER_ACTIONS, users));
     }
+    // Granted existing groups: named by their globs (users join them from any path).
+    let groups: Vec<String> = scopes
+        .iter()
+        .flat_map(|s| s.spec.existing_groups.iter())
+        .chain(&trust.allow_existing_groups)
+        .map(|g| format!("arn:aws:iam::*:group/*{g}"))
+        .collect();
+    if !groups.is_empty() {
+        statements.push(allow(
+            "GrantedExistingGroups",
+            EXISTING_GROUP_ACTIONS,
+            groups,
+        ));
+    }
     let granted_roles: Vec<String> = scopes
         .iter()
         .flat_map(|s| s.spec.existing_roles.iter())
@@ -253,8 +309,50 @@ pub fn policy(scopes: &[IamScope], trust: &TrustArgs) -> Value {
         "Action": "iam:DetachGroupPolicy", "Resource": "arn:aws:iam::*:group/*",
         "Condition": {"ArnLike": {"iam:PolicyARN": one_or_many(all("policy"))}},
     }));
-    statements.push(allow("BindInstances", EC2_ACTIONS, vec!["*".into()]));
+    statements.push(allow("DescribeInstances", EC2_READS, vec!["*".into()]));
+    statements.extend(bind_instances(scopes));
     json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// The association statements: one per scope, conditioned on the scope's
+/// `instanceTags` (`{namespace}` becomes `*`, under `StringLike`), so AWS refuses to
+/// bind an instance the scope's namespaces may not touch. A scope without
+/// instanceTags allows every instance (as the operator itself does then); scopes with
+/// the same tags share one statement.
+fn bind_instances(scopes: &[IamScope]) -> Vec<Value> {
+    let instances = vec!["arn:aws:ec2:*:*:instance/*".to_string()];
+    let mut conditions: Vec<Option<Value>> = vec![];
+    for s in scopes {
+        let tags = &s.spec.instance_tags;
+        let cond = (!tags.is_empty()).then(|| {
+            let values: serde_json::Map<String, Value> = tags
+                .iter()
+                .map(|(k, v)| (format!("ec2:ResourceTag/{k}"), json!(pattern(v))))
+                .collect();
+            json!({"StringLike": values})
+        });
+        if !conditions.contains(&cond) {
+            conditions.push(cond);
+        }
+    }
+    if conditions.contains(&None) {
+        // One scope allows every instance: a conditioned statement would add nothing.
+        return vec![allow("BindInstances", EC2_ASSOCIATIONS, instances)];
+    }
+    conditions
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut st = allow(
+                &format!("BindTaggedInstances{i}"),
+                EC2_ASSOCIATIONS,
+                instances.clone(),
+            );
+            st["Condition"] = c;
+            st
+        })
+        .collect()
 }
 
 /// `doc` for another partition (`aws-cn`, `aws-us-gov`, ...): every `arn:aws:` ARN the
@@ -342,6 +440,58 @@ mod tests {
             "arn:aws:iam::123456789012:policy/tenant-boundary"
         );
         assert_eq!(policy(&[], &TrustArgs::default()), unscoped);
+    }
+
+    /// The association actions are conditioned on the scopes' instance tags, one
+    /// statement per distinct set; a scope without tags leaves them unconditioned.
+    #[test]
+    fn associations_are_conditioned_on_the_scopes_instance_tags() {
+        let tagged = |tags: Value| {
+            let mut s = scope();
+            s.spec.instance_tags = serde_json::from_value(tags).unwrap();
+            s
+        };
+        let binds = |doc: &Value| -> Vec<Value> {
+            doc["Statement"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| {
+                    s["Action"]
+                        .to_string()
+                        .contains("AssociateIamInstanceProfile")
+                })
+                .cloned()
+                .collect()
+        };
+        let doc = policy(
+            &[
+                tagged(json!({"team": "{namespace}"})),
+                tagged(json!({"env": "prod"})),
+            ],
+            &TrustArgs::default(),
+        );
+        let st = binds(&doc);
+        assert_eq!(st.len(), 2, "{st:#?}");
+        assert_eq!(st[0]["Resource"], "arn:aws:ec2:*:*:instance/*");
+        assert_eq!(
+            st[0]["Condition"],
+            json!({"StringLike": {"ec2:ResourceTag/team": "*"}})
+        );
+        assert_eq!(
+            st[1]["Condition"],
+            json!({"StringLike": {"ec2:ResourceTag/env": "prod"}})
+        );
+        // A scope that allows any instance: one unconditioned statement.
+        let doc = policy(
+            &[tagged(json!({"team": "a"})), scope()],
+            &TrustArgs::default(),
+        );
+        let st = binds(&doc);
+        assert_eq!(st.len(), 1);
+        assert!(st[0].get("Condition").is_none());
+        // Describe calls have no resource-level permissions and stay on "*".
+        assert!(doc.to_string().contains(r#""Sid":"DescribeInstances""#));
     }
 
     /// A scope in another account adds exactly the right to assume its role.

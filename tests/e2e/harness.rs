@@ -83,12 +83,13 @@ pub fn apply(ns: &str, yaml: &str) {
 /// (so every operator process of the suite runs with exactly the chart's permissions).
 pub const RELEASE_NAMESPACE: &str = "iamwright-system";
 
-const CRD_NAMES: [&str; 5] = [
+const CRD_NAMES: [&str; 6] = [
     "iampolicies.iamwright.dev",
     "iamroles.iamwright.dev",
     "instanceprofilebindings.iamwright.dev",
     "iamuseraccesskeys.iamwright.dev",
     "iamscopes.iamwright.dev",
+    "iamgroups.iamwright.dev",
 ];
 
 pub async fn ensure_crds() {
@@ -156,6 +157,7 @@ pub async fn ensure_crds() {
                 "crd/instanceprofilebindings.iamwright.dev",
                 "crd/iamuseraccesskeys.iamwright.dev",
                 "crd/iamscopes.iamwright.dev",
+                "crd/iamgroups.iamwright.dev",
             ],
             None,
         );

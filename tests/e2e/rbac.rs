@@ -35,6 +35,8 @@ async fn the_operator_identity_has_only_the_charts_verbs() {
         ("watch", "iampolicies.iamwright.dev"),
         ("patch", "iamroles.iamwright.dev"),
         ("patch", "iamuseraccesskeys.iamwright.dev/status"),
+        ("watch", "iamgroups.iamwright.dev"),
+        ("patch", "iamgroups.iamwright.dev/status"),
         ("create", "secrets"),
         ("create", "events.events.k8s.io"),
         ("watch", "configmaps"),
@@ -50,6 +52,7 @@ async fn the_operator_identity_has_only_the_charts_verbs() {
     for (verb, resource) in [
         ("delete", "iampolicies.iamwright.dev"),
         ("create", "iamroles.iamwright.dev"),
+        ("delete", "iamgroups.iamwright.dev"),
         ("create", "configmaps"),
         ("list", "pods"),
         ("create", "clusterroles"),

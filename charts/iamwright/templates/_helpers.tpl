@@ -26,16 +26,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "iamwright.namespacedRules" -}}
 # Watch the custom resources; patch adds and removes the finalizer.
 - apiGroups: ["iamwright.dev"]
-  resources: ["iampolicies", "iamroles", "instanceprofilebindings", "iamuseraccesskeys"]
+  resources: ["iampolicies", "iamroles", "instanceprofilebindings", "iamuseraccesskeys", "iamgroups"]
   verbs: ["get", "list", "watch", "patch"]
 # Status is written with server-side apply (a patch).
 - apiGroups: ["iamwright.dev"]
-  resources: ["iampolicies/status", "iamroles/status", "instanceprofilebindings/status", "iamuseraccesskeys/status"]
+  resources: ["iampolicies/status", "iamroles/status", "instanceprofilebindings/status", "iamuseraccesskeys/status", "iamgroups/status"]
   verbs: ["get", "patch"]
 # Secrets carry an ownerReference with blockOwnerDeletion to their IamUserAccessKey,
 # which the apiserver allows only with update on the owner's finalizers.
 - apiGroups: ["iamwright.dev"]
-  resources: ["iampolicies/finalizers", "iamroles/finalizers", "instanceprofilebindings/finalizers", "iamuseraccesskeys/finalizers"]
+  resources: ["iampolicies/finalizers", "iamroles/finalizers", "instanceprofilebindings/finalizers", "iamuseraccesskeys/finalizers", "iamgroups/finalizers"]
   verbs: ["update"]
 # Access keys are delivered into Secrets the operator owns.
 - apiGroups: [""]

@@ -7,7 +7,9 @@
 //! interrupted create first, healing a lost Secret or key, applying keyStatus, and
 //! taking the rotation step that is due.
 
+mod console;
 mod decide;
+mod groups;
 mod keys;
 mod observe;
 pub mod schedule;
@@ -53,10 +55,16 @@ pub async fn run(ctx: Arc<Context>, shutdown: Shutdown) {
                 scoped_api::<Secret>(&client, scope),
                 super::watch_config().labels(&managed),
             )
-            .watches_stream(keys_ctx.key_policies.watch(&client, scope), move |p| {
-                referencing(&store, &p, |k: &IamUserAccessKey| {
-                    names(&k.spec.policy_refs)
-                })
+            .watches_stream(keys_ctx.key_policies.watch(&client, scope), {
+                let store = store.clone();
+                move |p| {
+                    referencing(&store, &p, |k: &IamUserAccessKey| {
+                        names(&k.spec.policy_refs)
+                    })
+                }
+            })
+            .watches_stream(keys_ctx.key_groups.watch(&client, scope), move |g| {
+                referencing(&store, &g, |k: &IamUserAccessKey| names(&k.spec.group_refs))
             })
         },
     )
@@ -82,7 +90,9 @@ pub(crate) async fn policy_arns(
 /// Test-only failpoints: `IAMWRIGHT_FAILPOINT=<name>` makes the process exit (code 3)
 /// at a step — `after-create-access-key` (between CreateAccessKey and the Secret
 /// write), `after-verify` (between the key's verification and the Secret write),
-/// `after-secret-write` (between the Secret write and the status record) — or
+/// `after-secret-write` (between the Secret write and the status record),
+/// `after-set-console-password` (between setting a console password and delivering
+/// it) — or
 /// fails one: `fail-secret-write` (the Secret write returns an error). Unset in
 /// production; they exist so the e2e suite can prove crash safety on a real process.
 fn failpoint(name: &str) -> bool {
@@ -261,7 +271,10 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
             .chain(refs)
             .collect(),
     };
+    // The groups to join: granted, held to the denied actions, Ready (reads only).
+    let groups = groups::desired(ctx, k).await?;
     let user = user::ensure(ctx, k, &want).await?;
+    groups::sync(run, &groups, user.owned).await?;
 
     // observe, then plan and apply one step at a time (decide.rs) until in sync.
     let mut keys = keys::list(&ctx.aws().await, run.user()).await?;
@@ -357,8 +370,11 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
                 continue;
             }
         };
+        // Console sign-in, once the Secret holds the key.
+        let console = console::sync(run, &name, &user.arn).await?;
         // report: the settled status, and when to look again.
         let mut st = run.recorded.clone();
+        st.console_access = console;
         st.user_arn = Some(user.arn.clone());
         st.secret_name = Some(name.clone());
         // While rollouts are awaited `next` is only the recheck: the next rotation step
@@ -390,6 +406,12 @@ async fn sync(run: &mut Run<'_>) -> Result<Synced, Error> {
         );
         if !user.owned {
             message.push_str(" (the user itself is not managed by this object)");
+        }
+        if console == Some(crate::api::ConsoleAccess::Enabled) {
+            message.push_str(&format!(
+                "; console sign-in enabled, its password in the same Secret ({})",
+                console::PASSWORD_KEY
+            ));
         }
         if let Some((pending, deadline)) = &rolling {
             message.push_str(&format!(
@@ -1125,6 +1147,14 @@ async fn cleanup(k: Arc<IamUserAccessKey>, ctx: Arc<Context>) -> Result<(), Erro
     } else {
         for x in keys.iter().filter(|x| ours.contains(&x.id)) {
             keys::delete(aws, user, &x.id).await?;
+        }
+        // The memberships this object made; the others are not its to end.
+        groups::leave_recorded(aws, user, &recorded.groups).await?;
+        // And the console sign-in it enabled.
+        if recorded.console_access == Some(crate::api::ConsoleAccess::Enabled)
+            || recorded.console_password_pending.is_some()
+        {
+            console::delete_profile(aws, user).await?;
         }
         ctx.event(
             &*k,

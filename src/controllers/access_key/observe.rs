@@ -14,6 +14,7 @@ use crate::api::{IamUserAccessKey, IamUserAccessKeyStatus, KeyStatus};
 use crate::aws::{Found, tag_diff};
 use crate::controllers::claim::claim;
 use crate::controllers::reconciler::Applied;
+use crate::controllers::refs::RefState;
 use crate::controllers::{Error, observe};
 
 /// The user as AWS holds it.
@@ -53,6 +54,28 @@ pub fn drifted(
             fields.push("spec.keyStatus".into())
         }
         Some(_) => {}
+    }
+    fields
+}
+
+/// The membership and console fields AWS differs in. Pure. `want_groups` the groups
+/// the spec names (IamGroups by their AWS name), `user_groups` the user's groups,
+/// `login_profile` whether the user has one (None: not looked at, no console spec).
+pub fn drifted_access(
+    k: &IamUserAccessKey,
+    want_groups: &BTreeSet<String>,
+    user_groups: &BTreeSet<String>,
+    login_profile: Option<bool>,
+) -> Vec<String> {
+    let mut fields = vec![];
+    if !want_groups.is_subset(user_groups) {
+        fields.push("spec.groupRefs/spec.groups".to_string());
+    }
+    let want_console = k.spec.console.as_ref().map(|c| c.enabled);
+    if let (Some(want), Some(have)) = (want_console, login_profile)
+        && want != have
+    {
+        fields.push("spec.console".into());
     }
     fields
 }
@@ -102,8 +125,26 @@ pub async fn reconcile(run: &Run<'_>) -> Result<Applied<IamUserAccessKeyStatus>,
         .get_opt(&secret_name)
         .await?
         .and_then(|s| secret::shown_id(&s));
+    // The groups the spec names (an IamGroup not Ready yet names none) and the user's;
+    // its login profile when the spec says anything of console sign-in.
+    let mut want_groups: BTreeSet<String> = k.spec.groups.iter().cloned().collect();
+    for r in &k.spec.group_refs {
+        if let RefState::Ready(arn) = ctx.key_groups.resolve(&ctx.client, &ns, &r.name).await? {
+            want_groups.insert(super::groups::group_of_arn(&arn).to_string());
+        }
+    }
+    let user_groups = if want_groups.is_empty() {
+        BTreeSet::new()
+    } else {
+        super::groups::list_for_user(aws, name).await?
+    };
+    let login_profile = match &k.spec.console {
+        Some(_) => Some(super::console::get_profile(aws, name).await?),
+        None => None,
+    };
     // plan: what would change, reported
-    let fields = drifted(k, &want_policies, &seen, &keys, shown.as_deref());
+    let mut fields = drifted(k, &want_policies, &seen, &keys, shown.as_deref());
+    fields.extend(drifted_access(k, &want_groups, &user_groups, login_profile));
     let current = shown
         .as_deref()
         .and_then(|id| keys.iter().find(|key| key.id == id));
@@ -115,6 +156,13 @@ pub async fn reconcile(run: &Run<'_>) -> Result<Applied<IamUserAccessKeyStatus>,
         // An interrupted create of an earlier Manage run stays on record for its
         // recovery when the object manages again.
         pending_key: run.recorded.pending_key.clone(),
+        console_access: login_profile.map(|has| {
+            if has {
+                crate::api::ConsoleAccess::Enabled
+            } else {
+                crate::api::ConsoleAccess::Disabled
+            }
+        }),
         ..Default::default()
     };
     if current.is_some() {
@@ -140,6 +188,29 @@ mod tests {
             active,
             created: None,
         }
+    }
+
+    #[test]
+    fn drift_names_missing_memberships_and_console_access() {
+        let set = |v: &[&str]| {
+            v.iter()
+                .map(|s| s.to_string())
+                .collect::<BTreeSet<String>>()
+        };
+        let k = object(json!({"userName": "u", "groups": ["Ops"], "console": {"enabled": true}}));
+        assert!(drifted_access(&k, &set(&["Ops"]), &set(&["Ops", "Other"]), Some(true)).is_empty());
+        assert_eq!(
+            drifted_access(&k, &set(&["Ops"]), &set(&[]), Some(false)),
+            vec!["spec.groupRefs/spec.groups", "spec.console"]
+        );
+        let off = object(json!({"userName": "u", "console": {"enabled": false}}));
+        assert_eq!(
+            drifted_access(&off, &set(&[]), &set(&[]), Some(true)),
+            vec!["spec.console"]
+        );
+        // No console spec: the login profile is not looked at, nor reported.
+        let none = object(json!({"userName": "u"}));
+        assert!(drifted_access(&none, &set(&[]), &set(&[]), None).is_empty());
     }
 
     #[test]
