@@ -417,6 +417,18 @@ fn changes(
         })
 }
 
+/// One inline policy as every kind checks it before any AWS call: its name (AWS's
+/// rule), its grammar, and the denied actions. `root` is its field.
+pub fn check_inline(root: &str, name: &str, doc: &Value, deny: &[String]) -> Result<(), Error> {
+    crate::policy::check_policy_name(name).map_err(|m| Error::at(Reason::InvalidSpec, root, m))?;
+    validate_document(doc, root, DocKind::Inline)
+        .map_err(|e| Error::invalid(Reason::InvalidPolicyDocument, e))?;
+    if let Some((field, msg)) = crate::policy::allowed_actions_matching(doc, root, deny) {
+        return Err(Error::at(Reason::GuardrailViolation, field, msg));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

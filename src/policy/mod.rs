@@ -28,6 +28,7 @@ pub use model::Document;
 pub use validate::{
     DocKind, InlineOwner, KindRules, MAX_MANAGED_POLICY_CHARS, MAX_ROLE_INLINE_AGGREGATE_CHARS,
     MAX_TRUST_POLICY_CHARS, MAX_USER_INLINE_AGGREGATE_CHARS, check_arn, check_inline_aggregate,
-    check_inline_aggregate_for, check_policy_arn, minified_len, validate_document,
+    check_inline_aggregate_for, check_policy_arn, check_policy_name, minified_len,
+    validate_document,
 };
 pub use variables::{Variables, substitute, uses_variables};

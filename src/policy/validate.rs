@@ -405,6 +405,19 @@ pub fn check_arn(arn: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// AWS's rule for inline policy names.
+pub fn check_policy_name(name: &str) -> Result<(), String> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c));
+    if name.is_empty() || name.len() > 128 || !ok_chars {
+        return Err(format!(
+            "inline policy name {name:?} must be 1 to 128 letters, digits or _+=,.@-"
+        ));
+    }
+    Ok(())
+}
+
 /// A managed policy ARN, as `managedPolicyArns` and `permissionsBoundary` take it:
 /// `arn:partition:iam::account:policy/[path/]name`, and an ARN [`check_arn`] accepts
 /// (partition, no region, the account).

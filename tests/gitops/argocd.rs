@@ -209,6 +209,8 @@ async fn examples_stay_synced(prefix: &str, edit: impl FnOnce(&mut Value)) {
         ("IamPolicy", "ci-artifacts"),
         ("IamUserAccessKey", "ci-uploader"),
         ("IamPolicy", "vendor-log-reader"),
+        ("IamGroup", "admin-users"),
+        ("IamUserAccessKey", "alice"),
     ] {
         assert_eq!(resource(&synced, kind, name)["health"]["status"], healthy);
     }
@@ -237,6 +239,20 @@ async fn examples_stay_synced(prefix: &str, edit: impl FnOnce(&mut Value)) {
         .send()
         .await
         .expect("instance profile in AWS");
+    // The console walk-through: the group with the user in it, who can sign in.
+    let group = iam
+        .get_group()
+        .group_name(format!("{}-AdminUsers", ns.name))
+        .send()
+        .await
+        .expect("group in AWS");
+    let members: Vec<&str> = group.users().iter().map(|u| u.user_name()).collect();
+    assert_eq!(members, [format!("{}-alice", ns.name)]);
+    iam.get_login_profile()
+        .user_name(format!("{}-alice", ns.name))
+        .send()
+        .await
+        .expect("alice's console sign-in in AWS");
     assert_eq!(syncs(&synced), 1);
     // The key's Secret is the operator's, not the app's: untracked, so never pruned.
     let tracked = |a: &Value| {

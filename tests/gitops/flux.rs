@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::git::{Repo, examples};
+use crate::git::{Repo, example_objects, examples};
 use crate::harness::*;
 use crate::table::{expected, flux_objects};
 
@@ -125,7 +125,11 @@ async fn flux_applies_the_examples_and_waits_until_ready() {
     assert!(ok, "{err}");
     let list: Value = serde_json::from_str(&out).unwrap();
     let items = list["items"].as_array().unwrap();
-    assert_eq!(items.len(), 7, "the examples' iamwright objects");
+    assert_eq!(
+        items.len(),
+        example_objects(&files),
+        "the examples' iamwright objects"
+    );
     for o in items {
         let ready = o["status"]["conditions"]
             .as_array()

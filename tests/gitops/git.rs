@@ -91,10 +91,33 @@ impl Repo {
 
 /// The README's examples as (file name, text): every top-level `examples/*.yaml`. The
 /// Job of `ci-user.yaml` (a pod that uploads with the key) is left out: the bed runs no
-/// pods, so Argo CD would wait on it forever. Its IAM user's fixed name gets the
-/// namespace as a prefix (`<ns>-ci-uploader`), so tests syncing the examples at once
-/// do not claim the same user (the second would rightly be OwnedByAnother).
+/// pods, so Argo CD would wait on it forever. The fixed AWS names (the users
+/// `ci-uploader` and `alice`, the group `AdminUsers`) get the namespace as a prefix, so
+/// tests syncing the examples at once do not claim the same user or group (the second
+/// would rightly be OwnedByAnother).
 pub fn examples(ns: &str) -> Vec<(String, String)> {
+    let out = example_files(ns);
+    for (file, text) in &out {
+        for fixed in [
+            "userName: ci-uploader",
+            "userName: alice",
+            "groupName: AdminUsers",
+        ] {
+            assert!(!text.contains(fixed), "{file} still names {fixed}");
+        }
+    }
+    out
+}
+
+/// The number of iamwright objects among the examples.
+pub fn example_objects(files: &[(String, String)]) -> usize {
+    files
+        .iter()
+        .map(|(_, t)| t.matches("apiVersion: iamwright.dev/").count())
+        .sum()
+}
+
+fn example_files(ns: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let dir = repo_root().join("examples");
     let mut entries: Vec<_> = std::fs::read_dir(&dir)
@@ -111,10 +134,16 @@ pub fn examples(ns: &str) -> Vec<(String, String)> {
             .collect();
         out.push((
             p.file_name().unwrap().to_string_lossy().into_owned(),
-            docs.join("\n---\n").replace(
-                "userName: ci-uploader",
-                &format!("userName: {ns}-ci-uploader"),
-            ),
+            docs.join("\n---\n")
+                .replace(
+                    "userName: ci-uploader",
+                    &format!("userName: {ns}-ci-uploader"),
+                )
+                .replace("userName: alice", &format!("userName: {ns}-alice"))
+                .replace(
+                    "groupName: AdminUsers",
+                    &format!("groupName: {ns}-AdminUsers"),
+                ),
         ));
     }
     out

@@ -9,10 +9,7 @@ use serde_json::Value;
 use super::marker;
 use crate::api::{IamGroup, IamGroupSpec};
 use crate::controllers::{Context, Error, Settings, governed_name};
-use crate::policy::{
-    DocKind, InlineOwner, allowed_actions_matching, check_inline_aggregate_for, check_policy_arn,
-    validate_document,
-};
+use crate::policy::{InlineOwner, check_inline_aggregate_for, check_policy_arn};
 use crate::reason::Reason;
 
 /// AWS's limit for a group name.
@@ -91,11 +88,7 @@ pub fn validate(
                 ),
             ));
         }
-        check_policy_name(name).map_err(|m| Error::at(Reason::InvalidSpec, &root, m))?;
-        validate_document(doc, &root, DocKind::Inline).map_err(invalid_doc)?;
-        if let Some((field, msg)) = allowed_actions_matching(doc, &root, &settings.deny_actions) {
-            return Err(Error::at(Reason::GuardrailViolation, field, msg));
-        }
+        crate::controllers::documents::check_inline(&root, name, doc, &settings.deny_actions)?;
     }
     // The marker is as long as its longest form (a UID and long names): counted so that
     // a spec AWS would refuse once the marker is there is refused here.
@@ -140,19 +133,6 @@ pub fn validate(
 /// AWS's default quota of managed policies attached to a group (it can be raised, so
 /// only a spec above the highest quota AWS grants, 20, is refused offline).
 const MAX_ATTACHED: usize = 20;
-
-/// AWS's rule for inline policy names.
-fn check_policy_name(name: &str) -> Result<(), String> {
-    let ok_chars = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c));
-    if name.is_empty() || name.len() > 128 || !ok_chars {
-        return Err(format!(
-            "inline policy name {name:?} must be 1 to 128 letters, digits or _+=,.@-"
-        ));
-    }
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {

@@ -8,9 +8,7 @@ use serde_json::Value;
 
 use crate::api::{IamRole, IamRoleSpec};
 use crate::controllers::{Context, Error, Settings, governed_name};
-use crate::policy::{
-    DocKind, allowed_actions_matching, check_inline_aggregate, check_policy_arn, validate_document,
-};
+use crate::policy::{DocKind, check_inline_aggregate, check_policy_arn, validate_document};
 use crate::reason::Reason;
 use crate::trust::eks::{self, Account};
 
@@ -129,11 +127,7 @@ pub fn validate(
     }
     for (name, doc) in inline {
         let root = crate::controllers::documents::inline_field(spec, name);
-        check_policy_name(name).map_err(|m| Error::at(Reason::InvalidSpec, &root, m))?;
-        validate_document(doc, &root, DocKind::Inline).map_err(invalid_doc)?;
-        if let Some((field, msg)) = allowed_actions_matching(doc, &root, &settings.deny_actions) {
-            return Err(Error::at(Reason::GuardrailViolation, field, msg));
-        }
+        crate::controllers::documents::check_inline(&root, name, doc, &settings.deny_actions)?;
     }
     let inline: Vec<(&str, &Value)> = inline
         .iter()
@@ -173,19 +167,6 @@ pub fn validate(
     }
 }
 
-/// AWS's rule for inline policy names.
-fn check_policy_name(name: &str) -> Result<(), String> {
-    let ok_chars = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c));
-    if name.is_empty() || name.len() > 128 || !ok_chars {
-        return Err(format!(
-            "inline policy name {name:?} must be 1 to 128 letters, digits or _+=,.@-"
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,8 +180,8 @@ mod tests {
         // The ARN grammar too: no region, a 12-digit account.
         assert!(check_policy_arn("arn:aws:iam:us-east-1:123456789012:policy/x").is_err());
         assert!(check_policy_arn("arn:aws:iam::12345:policy/x").is_err());
-        assert!(check_policy_name("s3-read_v1.2").is_ok());
-        assert!(check_policy_name("no spaces").is_err());
-        assert!(check_policy_name("").is_err());
+        assert!(crate::policy::check_policy_name("s3-read_v1.2").is_ok());
+        assert!(crate::policy::check_policy_name("no spaces").is_err());
+        assert!(crate::policy::check_policy_name("").is_err());
     }
 }
