@@ -8,14 +8,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 
 pub use crate::inputs::collect_files;
 
 use crate::controllers::documents::{read_source, role_documents};
-use crate::controllers::role::credentials::{session_name, with_operator_statement};
+use crate::controllers::role::credentials::{operator_statement, session_name};
 use crate::policy::{
     DocKind, Variables, allowed_actions_matching, substitute, unrecognized_actions,
     validate_document,
@@ -543,30 +543,25 @@ fn semantic_checks(
                 // As kubectl applies a manifest without a namespace: to `default`.
                 let session = session_name(object.namespace.unwrap_or("default"), object.name);
                 if role.credentials.is_some() {
-                    let added = with_operator_statement(&json!({}), principal, &session);
                     notes.push((
                         "spec.credentials".into(),
                         format!(
                             "the operator adds this statement to the trust policy (naming its own principal; give it with --operator-principal): {}",
-                            added["Statement"][0]
+                            operator_statement(principal, &session)
                         ),
                     ));
                 }
-                // The namespace and account only shape the generated statements' values.
+                // The namespace and account only shape the generated statements' values;
+                // the operator's principal only --operator-principal tells offline.
                 let checked = |role: &crate::api::IamRoleSpec| {
                     let account = crate::trust::eks::Account::placeholder();
-                    let trust = crate::trust::eks::trust_document(
+                    let trust = crate::controllers::role::trust_policy(
                         role,
                         "default",
                         &g.trust.eks,
                         Some(&account),
+                        Some((principal, &session)),
                     )?;
-                    // spec.credentials: the statement the operator adds (it names the
-                    // operator, which only --operator-principal tells offline).
-                    let trust = match &role.credentials {
-                        Some(_) => with_operator_statement(&trust, principal, &session),
-                        None => trust,
-                    };
                     let inline = crate::controllers::role::inline_documents(role);
                     crate::controllers::role::validate(role, &trust, &inline, &g.settings())
                 };
@@ -849,6 +844,7 @@ spec:
 #[cfg(test)]
 mod rotation_tests {
     use super::*;
+    use serde_json::json;
 
     /// `iamwright validate`'s problems for one manifest, as the CLI prints them.
     fn problems(file: &str, yaml: &str) -> Vec<String> {

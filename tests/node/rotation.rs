@@ -37,11 +37,7 @@ fn key_of(t: &k8s_openapi::api::core::v1::PodTemplateSpec) -> Option<String> {
 }
 
 /// When the pod labelled `app=<app>` running `key` became Ready (kubelet's condition).
-async fn pod_ready_at(ns: &str, key: &str) -> Option<DateTime<Utc>> {
-    app_pod_ready_at(ns, "consumer", key).await
-}
-
-async fn app_pod_ready_at(ns: &str, app: &str, key: &str) -> Option<DateTime<Utc>> {
+async fn pod_ready_at(ns: &str, app: &str, key: &str) -> Option<DateTime<Utc>> {
     let pods: Api<Pod> = Api::namespaced(kube().await, ns);
     let list = pods
         .list(&ListParams::default().labels(&format!("app={app}")))
@@ -97,13 +93,57 @@ fn daemonset_rolled_out(d: &DaemonSet) -> bool {
         && st.number_available == Some(1)
 }
 
-#[tokio::test]
-async fn the_grace_period_starts_when_the_rollout_to_the_new_key_completes() {
+/// The chart installed with the RBAC that restartWorkloads needs, its pod Ready; the
+/// fault proxy (the pod's way to moto) and the release live as long as the pair.
+async fn install_with_restarts() -> (FaultProxy, Release) {
     let proxy = FaultProxy::start_on("0.0.0.0").await;
     let mut values = base_values(&proxy);
     values.push("rbac.restartWorkloads=true".into());
-    let _release = Release::install(&values);
+    let release = Release::install(&values);
     ready_pods(1).await;
+    (proxy, release)
+}
+
+/// The IamUserAccessKey `app` (Secret `app-key`) restarting the workloads that read
+/// it; returns its first key once Ready.
+async fn key_restarting_workloads(ns: &str, user: &str) -> String {
+    apply(
+        ns,
+        &json!({"apiVersion": "iamwright.dev/v1alpha1", "kind": "IamUserAccessKey",
+            "metadata": {"name": "app"},
+            "spec": {"userName": user, "secretName": "app-key",
+                "rotation": {"every": "720h", "restartWorkloads": true}}})
+        .to_string(),
+    );
+    wait_ready(ns, "iamuseraccesskey/app");
+    eventually(Duration::from_secs(60), "the first key", || async {
+        get::<IamUserAccessKey>(ns, "app")
+            .await?
+            .status?
+            .access_key_id
+    })
+    .await
+}
+
+/// Rotate `app` now, as a user would after a leak.
+fn rotate_now(ns: &str) {
+    let (ok, out, err) = kubectl(
+        &[
+            "annotate",
+            "iamkey",
+            "app",
+            "-n",
+            ns,
+            "iamwright.dev/rotate=now",
+        ],
+        None,
+    );
+    assert!(ok, "{out}{err}");
+}
+
+#[tokio::test]
+async fn the_grace_period_starts_when_the_rollout_to_the_new_key_completes() {
+    let (_proxy, _release) = install_with_restarts().await;
 
     let ns = objects_namespace("rotation");
     let user = format!("{}-app", ns.name);
@@ -119,22 +159,7 @@ async fn the_grace_period_starts_when_the_rollout_to_the_new_key_completes() {
                             {"name": "app-key", "key": "AWS_ACCESS_KEY_ID"}}}]}]}}}})
         .to_string(),
     );
-    apply(
-        &ns.name,
-        &json!({"apiVersion": "iamwright.dev/v1alpha1", "kind": "IamUserAccessKey",
-            "metadata": {"name": "app"},
-            "spec": {"userName": user, "secretName": "app-key",
-                "rotation": {"every": "720h", "restartWorkloads": true}}})
-        .to_string(),
-    );
-    wait_ready(&ns.name, "iamuseraccesskey/app");
-    let first = eventually(Duration::from_secs(60), "the first key", || async {
-        get::<IamUserAccessKey>(&ns.name, "app")
-            .await?
-            .status?
-            .access_key_id
-    })
-    .await;
+    let first = key_restarting_workloads(&ns.name, &user).await;
     // The first key rolls the Deployment too (its pods wait for the Secret meanwhile).
     eventually(
         Duration::from_secs(120),
@@ -148,18 +173,7 @@ async fn the_grace_period_starts_when_the_rollout_to_the_new_key_completes() {
 
     let asked = Utc::now();
     let started = Instant::now();
-    let (ok, out, err) = kubectl(
-        &[
-            "annotate",
-            "iamkey",
-            "app",
-            "-n",
-            &ns.name,
-            "iamwright.dev/rotate=now",
-        ],
-        None,
-    );
-    assert!(ok, "{out}{err}");
+    rotate_now(&ns.name);
 
     // Watch the object and the Deployment side by side until the phase is Grace.
     let seen_restarting_while_rolling = std::cell::Cell::new(false);
@@ -206,7 +220,7 @@ async fn the_grace_period_starts_when_the_rollout_to_the_new_key_completes() {
             .expect("rolloutsAwaitedSince"),
     );
     let grace = time(st.grace_started_at.as_deref().expect("graceStartedAt"));
-    let ready = pod_ready_at(&ns.name, &second)
+    let ready = pod_ready_at(&ns.name, "consumer", &second)
         .await
         .expect("the new pod's Ready time");
     assert!(
@@ -249,11 +263,7 @@ async fn the_grace_period_starts_when_the_rollout_to_the_new_key_completes() {
 /// and the grace period waits for the later of the two.
 #[tokio::test]
 async fn statefulsets_and_daemonsets_roll_before_the_grace_period() {
-    let proxy = FaultProxy::start_on("0.0.0.0").await;
-    let mut values = base_values(&proxy);
-    values.push("rbac.restartWorkloads=true".into());
-    let _release = Release::install(&values);
-    ready_pods(1).await;
+    let (_proxy, _release) = install_with_restarts().await;
 
     let ns = objects_namespace("rotation-kinds");
     let user = format!("{}-app", ns.name);
@@ -281,22 +291,7 @@ async fn statefulsets_and_daemonsets_roll_before_the_grace_period() {
                         "volumes": [{"name": "aws", "secret": {"secretName": "app-key"}}]}}}})
         .to_string(),
     );
-    apply(
-        &ns.name,
-        &json!({"apiVersion": "iamwright.dev/v1alpha1", "kind": "IamUserAccessKey",
-            "metadata": {"name": "app"},
-            "spec": {"userName": user, "secretName": "app-key",
-                "rotation": {"every": "720h", "restartWorkloads": true}}})
-        .to_string(),
-    );
-    wait_ready(&ns.name, "iamuseraccesskey/app");
-    let first = eventually(Duration::from_secs(60), "the first key", || async {
-        get::<IamUserAccessKey>(&ns.name, "app")
-            .await?
-            .status?
-            .access_key_id
-    })
-    .await;
+    let first = key_restarting_workloads(&ns.name, &user).await;
     let rolled_to = |key: String| {
         let ns = ns.name.clone();
         async move {
@@ -317,18 +312,7 @@ async fn statefulsets_and_daemonsets_roll_before_the_grace_period() {
     )
     .await;
 
-    let (ok, out, err) = kubectl(
-        &[
-            "annotate",
-            "iamkey",
-            "app",
-            "-n",
-            &ns.name,
-            "iamwright.dev/rotate=now",
-        ],
-        None,
-    );
-    assert!(ok, "{out}{err}");
+    rotate_now(&ns.name);
     let (st, at_grace) = eventually(Duration::from_secs(120), "rotationPhase Grace", || {
         let first = first.clone();
         let ns = ns.name.clone();
@@ -352,7 +336,7 @@ async fn statefulsets_and_daemonsets_roll_before_the_grace_period() {
     );
     let grace = time(st.grace_started_at.as_deref().expect("graceStartedAt"));
     for app in ["store", "agent"] {
-        let ready = app_pod_ready_at(&ns.name, app, &second)
+        let ready = pod_ready_at(&ns.name, app, &second)
             .await
             .unwrap_or_else(|| panic!("the new {app} pod's Ready time"));
         assert!(

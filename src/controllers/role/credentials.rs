@@ -79,8 +79,19 @@ pub fn object_session_name(r: &IamRole) -> String {
     session_name(&r.namespace().unwrap_or_default(), &r.name_any())
 }
 
-/// `trust` with the statement that lets `principal` (the operator) assume the role
-/// under `session` only, replacing an earlier one of the same Sid.
+/// The statement that lets `principal` (the operator) assume the role under
+/// `session` only.
+pub fn operator_statement(principal: &str, session: &str) -> Value {
+    json!({
+        "Sid": SID,
+        "Effect": "Allow",
+        "Principal": {"AWS": principal},
+        "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"sts:RoleSessionName": session}},
+    })
+}
+
+/// `trust` with the [`operator_statement`], replacing an earlier one of the same Sid.
 pub fn with_operator_statement(trust: &Value, principal: &str, session: &str) -> Value {
     let mut doc = trust.clone();
     let mut statements = match doc.get("Statement") {
@@ -89,13 +100,7 @@ pub fn with_operator_statement(trust: &Value, principal: &str, session: &str) ->
         None => vec![],
     };
     statements.retain(|s| s.get("Sid").and_then(Value::as_str) != Some(SID));
-    statements.push(json!({
-        "Sid": SID,
-        "Effect": "Allow",
-        "Principal": {"AWS": principal},
-        "Action": "sts:AssumeRole",
-        "Condition": {"StringEquals": {"sts:RoleSessionName": session}},
-    }));
+    statements.push(operator_statement(principal, session));
     doc["Statement"] = Value::Array(statements);
     doc
 }

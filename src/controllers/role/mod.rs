@@ -10,7 +10,7 @@ mod io;
 mod plan;
 mod spec;
 
-pub use spec::{inline_documents, role_name, validate};
+pub use spec::{inline_documents, role_name, trust_policy, validate};
 
 use std::sync::Arc;
 

@@ -57,15 +57,9 @@ pub fn desired(
 ) -> Result<Desired, Error> {
     let gov = crate::trust::current();
     let ns = r.namespace().unwrap_or_default();
-    let trust = eks::trust_document(spec, &ns, &ctx.settings.trust.eks, account)?;
-    let trust = match (operator, &spec.credentials) {
-        (Some(principal), Some(_)) => super::credentials::with_operator_statement(
-            &trust,
-            principal,
-            &super::credentials::object_session_name(r),
-        ),
-        _ => trust,
-    };
+    let session = super::credentials::object_session_name(r);
+    let operator = operator.map(|principal| (principal, session.as_str()));
+    let trust = trust_policy(spec, &ns, &ctx.settings.trust.eks, account, operator)?;
     let inline = inline_documents(spec);
     let boundary = validate(spec, &trust, &inline, &gov.settings(&ctx.settings))?;
     let name = role_name(r);
@@ -89,6 +83,26 @@ pub fn desired(
         inline,
         inline_from: spec.inline_policies_from.keys().cloned().collect(),
         instance_profile: r.spec.instance_profile,
+    })
+}
+
+/// The trust policy the role gets: `spec.assumeRolePolicy` and the service accounts'
+/// statements (`eks::trust_document`), with `spec.credentials`' statement for
+/// `operator` = (principal, session) when given. Pure: `iamwright validate` builds it
+/// the same way.
+pub fn trust_policy(
+    spec: &IamRoleSpec,
+    namespace: &str,
+    eks_args: &crate::config::EksArgs,
+    account: Option<&Account>,
+    operator: Option<(&str, &str)>,
+) -> Result<Value, Error> {
+    let trust = eks::trust_document(spec, namespace, eks_args, account)?;
+    Ok(match (operator, &spec.credentials) {
+        (Some((principal, session)), Some(_)) => {
+            super::credentials::with_operator_statement(&trust, principal, session)
+        }
+        _ => trust,
     })
 }
 
