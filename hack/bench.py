@@ -23,6 +23,9 @@ CreatePolicy, CreateRole, AttachRolePolicy — sent straight to moto by 4 thread
 the ratio; AWS calls per pair by operation; Kubernetes writes per object; AWS reads
 and writes per object per resync in steady state; the operator's peak RSS; the CPU
 seconds of moto, kube-apiserver and the operator.
+
+With BENCH_TRACE set it also prints the monotonic times of the first apply, the last
+apply and all Ready, to lay beside the IAM-like proxy's FAULTPROXY_TRACE log.
 """
 
 import argparse
@@ -481,6 +484,8 @@ def main():
         if not ok:
             sys.exit(f"bench: not all Ready after {a.timeout}s")
         converge_s = time.monotonic() - t0
+        if os.environ.get("BENCH_TRACE"):
+            print(f"trace t0={t0:.3f} applied={t0 + applied_s:.3f} ready={t0 + converge_s:.3f}", flush=True)
         cpu1 = {k: cpu_seconds(v) for k, v in procs.items()}
         aws1, kube1 = all_calls(), kube_writes()
 

@@ -54,6 +54,10 @@ its count and wins its probability draw fires; at most one fault per request.
               forwarded, one that finds none is answered Throttling as above (and
               counts as the rule firing); either way after latencySeconds.
 
+With FAULTPROXY_TRACE set, every request is logged with its monotonic time, operation
+and what the rules made of it (`trace t=... op=... kind=...`), for the benchmark's
+timelines.
+
 Who called, also in GET /__faults: "callers" {SERVICE: {ACCESS_KEY_ID: n}} (the key id
 of each request's SigV4 credential; ids are not secrets), and "webIdentities": for each
 AssumeRoleWithWebIdentity, the token's `iss`, `sub` and `aud` claims and the RoleArn
@@ -579,6 +583,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.note_identity(op, service, key_id, body or b"")
         rule, kind = state.pick(op)
         fault = rule["fault"] if rule else None
+        if os.environ.get("FAULTPROXY_TRACE"):
+            log(f"trace t={time.monotonic():.3f} op={op} kind={kind}")
         if fault == "ratelimit":
             # IAM's answer time, throttled or not; a token: forwarded as is.
             time.sleep(rule["latencySeconds"])

@@ -16,6 +16,7 @@ pub mod reconciler;
 pub mod refs;
 pub mod role;
 pub mod scope;
+pub mod written;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -69,6 +70,8 @@ pub struct Context {
     /// before the status carrying its ARN reached the watch cache reads it instead of
     /// creating it again (a duplicate create costs a refused write and three reads).
     created: Mutex<std::collections::HashSet<String>>,
+    /// The statuses this process wrote that the watch cache may not show yet.
+    pub written: written::Written,
 }
 
 /// An object's run of failures: how many in a row, and until when (for which
@@ -102,6 +105,7 @@ impl Context {
             binding_roles: Default::default(),
             failures: Default::default(),
             created: Default::default(),
+            written: Default::default(),
         }
     }
 

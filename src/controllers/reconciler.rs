@@ -44,10 +44,11 @@ pub trait Managed:
     const KIND: &'static str;
     type Status: StatusFields;
     fn status(&self) -> Option<&Self::Status>;
+    fn status_mut(&mut self) -> &mut Option<Self::Status>;
 }
 
 /// The status fields every kind has.
-pub trait StatusFields: Default + Clone + PartialEq + Serialize + Send + Sync {
+pub trait StatusFields: Default + Clone + PartialEq + Serialize + Send + Sync + 'static {
     fn conditions(&self) -> &[Condition];
     fn set_common(&mut self, observed_generation: Option<i64>, conditions: Vec<Condition>);
     /// `status.scope`: the IamScope governing the object's namespace.
@@ -63,6 +64,9 @@ macro_rules! managed {
             type Status = $status;
             fn status(&self) -> Option<&$status> {
                 self.status.as_ref()
+            }
+            fn status_mut(&mut self) -> &mut Option<$status> {
+                &mut self.status
             }
         }
         impl StatusFields for $status {
@@ -193,6 +197,7 @@ where
     {
         return Ok(Action::requeue(wait));
     }
+    let obj = with_own_status(&ctx, obj);
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let started = Instant::now();
     let obj = with_finalizer(&api, obj)
@@ -234,6 +239,7 @@ where
                 }
                 FinalizerEvent::Cleanup(o) => {
                     let key = key_of(&*o);
+                    let uid = o.meta().uid.clone();
                     ctx.metrics.set_ready(K::KIND, key.clone(), None);
                     // Cleanup never waits for a valid scope: names and paths come from
                     // the object's status, else its governance, else no scope.
@@ -247,6 +253,9 @@ where
                     let fut = crate::trust::with(Arc::new(gov), Box::pin(cleanup(o, ctx.clone())));
                     unwind_safe(K::KIND, fut, Err).await?;
                     ctx.forget(&key);
+                    if let Some(uid) = &uid {
+                        ctx.written.forget(K::KIND, uid);
+                    }
                     *label.lock().expect("label lock") = "success";
                     Ok(Action::await_change())
                 }
@@ -260,6 +269,25 @@ where
     };
     ctx.metrics.reconciled(K::KIND, label, started.elapsed());
     result
+}
+
+/// The object with the status this process last wrote to it while the watch cache
+/// still holds an older copy (see [`super::written`]).
+fn with_own_status<K: Managed>(ctx: &Context, obj: Arc<K>) -> Arc<K> {
+    let Some(uid) = obj.meta().uid.as_deref() else {
+        return obj;
+    };
+    match ctx
+        .written
+        .newer(K::KIND, uid, obj.status(), Instant::now())
+    {
+        Some(status) => {
+            let mut newer = (*obj).clone();
+            *newer.status_mut() = Some(status);
+            Arc::new(newer)
+        }
+        None => obj,
+    }
 }
 
 /// The finalizer is added by the reconcile that finds it missing, which then goes on
@@ -372,6 +400,15 @@ async fn report<K: Managed>(
             Action::requeue(ctx.backoff(&key, generation, false)),
             "kube_error",
         );
+    }
+    // A reconcile of a fresh copy compares against that copy; the others may run on a
+    // cache that does not show this write yet.
+    if fresh_rv.is_none()
+        && obj.status() != Some(&next)
+        && let Some(uid) = obj.meta().uid.as_deref()
+    {
+        ctx.written
+            .wrote(K::KIND, uid, next.clone(), Instant::now());
     }
     for e in status::new_problems(current.conditions(), &applied.extra) {
         ctx.event(obj, true, e.reason, e.message.clone()).await;
