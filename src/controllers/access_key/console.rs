@@ -21,7 +21,7 @@ use kube::{Resource, ResourceExt};
 use rand::Rng;
 use rand::seq::SliceRandom;
 
-use super::Run;
+use super::run::Run;
 use super::schedule::rfc3339;
 use super::secret::{MANAGED_BY, SecretValue};
 use crate::api::{ConsoleAccess, IamUserAccessKey};
@@ -131,7 +131,7 @@ pub async fn sync(
     let profile = get_profile(&aws, &user).await?;
     let delivered = delivered(&run.secrets, secret).await?;
     let step = decide(want, profile, delivered, pending, made);
-    tracing::debug!(object = %super::key_of(k), ?step, "console step");
+    tracing::debug!(object = %crate::controllers::key_of(k), ?step, "console step");
     match step {
         Step::InSync => {}
         Step::Create | Step::Reset => {
@@ -147,7 +147,7 @@ pub async fn sync(
             st.console_password_pending = Some(rfc3339(Utc::now()));
             run.record(st).await?;
             set_password(&aws, &user, &password, reset, step == Step::Create).await?;
-            super::crash_point("after-set-console-password");
+            super::failpoints::crash_point("after-set-console-password");
             deliver(
                 &run.secrets,
                 k,

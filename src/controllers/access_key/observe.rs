@@ -7,9 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kube::ResourceExt;
 
+use super::hygiene::key_hygiene;
 use super::keys::{self, KeyInfo};
-use super::policy_arns;
-use super::{Run, key_hygiene, secret, user};
+use super::resolve::policy_arns;
+use super::run::Run;
+use super::{secret, user};
 use crate::api::{IamUserAccessKey, IamUserAccessKeyStatus, KeyStatus};
 use crate::aws::{Found, tag_diff};
 use crate::controllers::claim::claim;
@@ -152,7 +154,9 @@ pub async fn reconcile(run: &Run<'_>) -> Result<Applied<IamUserAccessKeyStatus>,
         user_arn: Some(aws_user.arn.clone()),
         secret_name: Some(secret_name),
         access_key_id: current.map(|key| key.id.clone()),
-        key_created_at: current.and_then(|key| key.created).map(super::rfc3339),
+        key_created_at: current
+            .and_then(|key| key.created)
+            .map(super::schedule::rfc3339),
         // An interrupted create of an earlier Manage run stays on record for its
         // recovery when the object manages again.
         pending_key: run.recorded.pending_key.clone(),

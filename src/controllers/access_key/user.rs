@@ -132,15 +132,14 @@ pub async fn ensure(
     Ok(User { arn, owned })
 }
 
-/// The trust checks of the spec before any AWS write: the path, the managed policies
-/// a scope allows, and the denied actions of those policies' documents. Returns the
-/// path a created user gets.
+/// The trust checks of the spec before any AWS write (after [`super::validate`]): the
+/// path, the managed policies a scope allows, and the denied actions of those
+/// policies' documents. Returns the path a created user gets.
 async fn check_spec(
     ctx: &Context,
     k: &IamUserAccessKey,
     gov: &crate::trust::Governance,
 ) -> Result<String, Error> {
-    check_arns(&k.spec)?;
     let path = gov.path(&k.spec.path)?;
     let ns = k.metadata.namespace.clone().unwrap_or_default();
     let own = crate::controllers::refs::own_policy_arns(&ctx.client, &ns, gov).await?;
