@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
 
-use super::hygiene::LastUsedReads;
 use super::keys::{self, KeyInfo};
+use super::last_used::LastUsedReads;
 use super::secret::{self, Observed};
 use super::{console, groups, user};
 use crate::api::{DeletionPolicy, IamUserAccessKey, IamUserAccessKeyStatus};

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::converge::limit_exceeded;
 use super::decide;
 use super::failpoints::{crash_point, failpoint};
-use super::keys::{self, KeyInfo};
+use super::keys::{self, KeyInfo, limit_exceeded};
 use super::rollouts::restarts_workloads;
 use super::run::Run;
 use super::schedule::rfc3339;

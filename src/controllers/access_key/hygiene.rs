@@ -2,43 +2,11 @@
 //! previousKeyLastUsedAt), and the warning when the previous key is still used after
 //! the new one was delivered.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use super::keys;
 use super::run::Run;
 use super::schedule::{self, rfc3339};
 use crate::api::IamUserAccessKeyStatus;
 use crate::controllers::{Error, key_of};
-
-/// When each object's key was last asked about its last use: GetAccessKeyLastUsed is
-/// read at most once per resync per key, not on every reconcile. Held by the
-/// controller (one per process), forgotten when the object goes.
-#[derive(Debug, Default)]
-pub struct LastUsedReads(Mutex<HashMap<String, (String, Instant)>>);
-
-impl LastUsedReads {
-    /// Whether key `id` of `object` is to be read again (a new key, or `every` passed).
-    fn due(&self, object: &str, id: &str, every: Duration) -> bool {
-        self.0
-            .lock()
-            .expect("last-used lock")
-            .get(object)
-            .is_none_or(|(read_id, at)| read_id != id || at.elapsed() >= every)
-    }
-
-    fn read(&self, object: String, id: String) {
-        self.0
-            .lock()
-            .expect("last-used lock")
-            .insert(object, (id, Instant::now()));
-    }
-
-    pub fn forget(&self, object: &str) {
-        self.0.lock().expect("last-used lock").remove(object);
-    }
-}
 
 /// Report when the current key was last used (status.lastUsedAt, lastUsedService).
 pub async fn key_hygiene(run: &Run<'_>, st: &mut IamUserAccessKeyStatus) -> Result<(), Error> {
@@ -93,23 +61,4 @@ pub async fn previous_use(
         run.event(true, "PreviousKeyStillUsed", note).await;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_key_is_read_once_per_resync_and_again_when_it_changes() {
-        let reads = LastUsedReads::default();
-        let hour = Duration::from_secs(3600);
-        assert!(reads.due("ns/k", "A", hour), "never read");
-        reads.read("ns/k".into(), "A".into());
-        assert!(!reads.due("ns/k", "A", hour), "read within the resync");
-        assert!(reads.due("ns/k", "A", Duration::ZERO), "the resync passed");
-        assert!(reads.due("ns/k", "B", hour), "a new key");
-        assert!(reads.due("ns/other", "A", hour), "per object");
-        reads.forget("ns/k");
-        assert!(reads.due("ns/k", "A", hour), "forgotten with the object");
-    }
 }

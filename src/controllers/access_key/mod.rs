@@ -22,6 +22,7 @@ mod failpoints;
 mod groups;
 mod hygiene;
 mod keys;
+mod last_used;
 mod observe;
 mod report;
 mod resolve;
@@ -29,6 +30,7 @@ mod rollouts;
 mod run;
 pub mod schedule;
 mod secret;
+mod state;
 mod steps;
 pub mod user;
 mod validate;
@@ -44,7 +46,7 @@ use super::reconciler::{Applied, reconcile, run_controller, scoped_api};
 use super::refs::{names, referencing};
 use super::{Context, Error, Shutdown};
 use crate::api::{IamUserAccessKey, IamUserAccessKeyStatus};
-use hygiene::LastUsedReads;
+use last_used::LastUsedReads;
 use run::Run;
 pub use validate::{Validated, validate};
 
@@ -148,7 +150,7 @@ async fn sync(run: &mut Run<'_>) -> Result<Applied<IamUserAccessKeyStatus>, Erro
     // apply: the user and its memberships, then the key one step at a time.
     let user = user::ensure(ctx, k, &want).await?;
     groups::sync(run, &groups, user.owned).await?;
-    let mut seen = converge::Observation {
+    let mut seen = state::Observation {
         keys: keys::list(&ctx.aws().await, run.user()).await?,
         secret,
         held,

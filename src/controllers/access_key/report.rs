@@ -5,13 +5,13 @@
 use chrono::{DateTime, Utc};
 
 use super::console;
-use super::converge::{Rolling, Settled};
 use super::decide::settled_phase;
 use super::hygiene::key_hygiene;
 use super::keys::KeyInfo;
 use super::rollouts::{restart, restarts_workloads};
 use super::run::Run;
 use super::schedule::{ROLLOUT_BOUND, rfc3339};
+use super::state::{Rolling, Settled};
 use super::user::User;
 use crate::api::{ConsoleAccess, IamUserAccessKeyStatus, KeyStatus, REACTIVATE_ANNOTATION};
 use crate::controllers::Error;

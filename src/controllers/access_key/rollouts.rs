@@ -4,9 +4,9 @@
 use chrono::Utc;
 use kube::ResourceExt;
 
-use super::converge::{Rolling, Settled};
 use super::run::Run;
 use super::schedule::{self, ROLLOUT_BOUND, Rollouts, rfc3339};
+use super::state::{Rolling, Settled};
 use super::workloads;
 use crate::api::IamUserAccessKey;
 use crate::controllers::Error;

@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
 
-use super::hygiene::LastUsedReads;
+use super::last_used::LastUsedReads;
 use crate::api::{IamUserAccessKey, IamUserAccessKeyStatus};
 use crate::controllers::{Context, Error};
 use crate::reason::Reason;

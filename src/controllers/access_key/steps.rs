@@ -3,7 +3,6 @@
 
 use chrono::Utc;
 
-use super::converge::Observation;
 use super::decide::{self, Action, SecretView, Why};
 use super::hygiene::previous_use;
 use super::keys::{self, KeyInfo};
@@ -11,6 +10,7 @@ use super::rollouts::restarts_workloads;
 use super::run::Run;
 use super::schedule::rfc3339;
 use super::secret::{self, Observed};
+use super::state::Observation;
 use super::{KIND, create};
 use crate::api::KeyStatus;
 use crate::controllers::{Error, key_of};
