@@ -10,8 +10,10 @@
 //! The modules, in the order a reconcile uses them: `validate` (pure, shared with
 //! `iamwright validate`), `resolve` (the Secret, the policies), `user` and `groups`,
 //! `converge` (asks `decide` for the next step until settled; `steps` and `create`
-//! apply them, `rollouts` awaits the workloads), `console`, `report` (the settled
-//! status and message, with `hygiene`'s last-used reads), and `cleanup` on deletion.
+//! apply them, `rollouts` awaits the workloads; `state` holds what it observed and
+//! where the key rests), `console`, `report` (the settled status and message, with
+//! `hygiene`'s last-used reads, remembered in `last_used`), and `cleanup` on deletion.
+//! `run` is one reconcile's view of the object and its status writes.
 
 mod cleanup;
 mod console;
