@@ -617,51 +617,36 @@ fn semantic_checks(
             );
         }
     }
-    if kind == "IamUserAccessKey"
-        && let Ok(key) = serde_json::from_value::<crate::api::IamUserAccessKeySpec>(spec.clone())
-        && let Err(e) = crate::controllers::access_key::user::check_arns(&key)
-    {
-        out.push(split_error(&e));
-    }
-    if kind == "IamUserAccessKey"
-        && let Some(groups) = spec["groups"].as_array()
-    {
-        // Joining an existing group is a grant: the flags are known here, an IamScope
-        // may grant it too (checked when the operator reconciles).
-        let gov = crate::trust::Governance::new(&g.settings(), "", None);
-        for (i, group) in groups.iter().filter_map(Value::as_str).enumerate() {
-            let field = format!("spec.groups[{i}]");
-            if gov.check_existing_group(&field, group).is_err() {
-                notes.push((
-                    field,
-                    format!(
-                        "joining the existing IAM group {group:?} needs a grant: --allow-existing-group does not match it, so an IamScope of the namespace must (existingGroups), else the operator answers NotPermitted"
-                    ),
-                ));
-            }
-        }
-    }
-    if kind == "IamUserAccessKey"
-        && let Some(rotation) = spec.get("rotation")
-        && let Ok(r) = serde_json::from_value::<crate::api::Rotation>(rotation.clone())
-        && let Err(e) = crate::controllers::access_key::schedule::schedule(Some(&r))
-    {
-        // The controller's own check, which the CRD's CEL rules express as well.
-        out.push((e.field, e.message));
-    }
-    if kind == "IamUserAccessKey"
-        && let (Some(required), Some(named)) = (
-            &g.required_permissions_boundary,
-            spec["permissionsBoundary"].as_str(),
-        )
-        && named != required
-    {
-        out.push((
-            "spec.permissionsBoundary".into(),
-            format!("must be {required:?} (the operator's --required-permissions-boundary), got {named:?}"),
-        ));
+    if kind == "IamUserAccessKey" {
+        access_key_checks(spec, g, &mut checks);
     }
     checks
+}
+
+/// An IamUserAccessKey: the controller's own validation (schedule, required boundary,
+/// policy ARNs) under the governance the flags alone give, and a note for each
+/// existing group to join that only an IamScope could grant.
+fn access_key_checks(spec: &Value, g: &Guardrails, checks: &mut Checks) {
+    let gov = crate::trust::Governance::new(&g.settings(), "", None);
+    if let Ok(key) = serde_json::from_value::<crate::api::IamUserAccessKeySpec>(spec.clone())
+        && let Err(e) = crate::controllers::access_key::validate(&key, &gov)
+    {
+        checks.problems.push(split_error(&e));
+    }
+    // Joining an existing group is a grant: the flags are known here, an IamScope may
+    // grant it too (checked when the operator reconciles).
+    let groups = spec["groups"].as_array().into_iter().flatten();
+    for (i, group) in groups.filter_map(Value::as_str).enumerate() {
+        let field = format!("spec.groups[{i}]");
+        if gov.check_existing_group(&field, group).is_err() {
+            checks.notes.push((
+                field,
+                format!(
+                    "joining the existing IAM group {group:?} needs a grant: --allow-existing-group does not match it, so an IamScope of the namespace must (existingGroups), else the operator answers NotPermitted"
+                ),
+            ));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -876,6 +861,59 @@ mod rotation_tests {
         );
         // Without deactivatedFor the default is shortened to fit: no problem.
         assert_eq!(key("{every: 1h}"), Vec::<String>::new());
+    }
+
+    /// Every access key of the fixtures (and a few more), through the CLI and through
+    /// the controller's validation under the same flags: the same field and message,
+    /// or nothing from both.
+    #[test]
+    fn access_keys_get_the_controllers_answer() {
+        let g = Guardrails {
+            required_permissions_boundary: Some("arn:aws:iam::123456789012:policy/boundary".into()),
+            ..Default::default()
+        };
+        let fixture = std::fs::read_to_string("tests/fixtures/validate/grammar/keys.yaml")
+            .expect("the key fixtures");
+        let more = [
+            "userName: u",
+            "userName: u\npermissionsBoundary: arn:aws:iam::123456789012:policy/boundary",
+            "userName: u\npermissionsBoundary: arn:aws:iam::123456789012:policy/other",
+            "userName: u\nrotation: {every: 30m}",
+            "userName: u\nrotation: {every: 2h, gracePeriod: 3h}",
+        ];
+        let docs = fixture.split("\n---\n").map(str::to_string).chain(
+            more.iter().enumerate().map(|(i, spec)| {
+                format!(
+                    "apiVersion: iamwright.dev/v1alpha1\nkind: IamUserAccessKey\nmetadata: {{name: k{i}}}\nspec:\n  {}\n",
+                    spec.replace('\n', "\n  ")
+                )
+            }),
+        );
+        let gov = crate::trust::Governance::new(&g.settings(), "", None);
+        let mut refused = 0;
+        for doc in docs {
+            let value: Value = serde_yaml::from_str(&doc).unwrap();
+            let name = value["metadata"]["name"].as_str().unwrap().to_string();
+            let spec = serde_json::from_value(value["spec"].clone()).unwrap();
+            let controller: Vec<String> = crate::controllers::access_key::validate(&spec, &gov)
+                .err()
+                .map(|e| {
+                    let (field, message) = split_error(&e);
+                    format!("m.yaml:IamUserAccessKey/{name}: {field}: {message}")
+                })
+                .into_iter()
+                .collect();
+            refused += controller.len();
+            let cli: Vec<String> = validate_text(Path::new("m.yaml"), &doc, &schemas(), &g)
+                .iter()
+                .map(|p| p.to_string())
+                .collect();
+            assert_eq!(cli, controller, "{doc}");
+        }
+        assert_eq!(
+            refused, 5,
+            "the fixtures' two, the boundary and two schedules"
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use kube::{Resource, ResourceExt};
 use rand::Rng;
 use rand::seq::SliceRandom;
 
-use super::Run;
+use super::run::Run;
 use super::schedule::rfc3339;
 use super::secret::{MANAGED_BY, SecretValue};
 use crate::api::{ConsoleAccess, IamUserAccessKey};
@@ -131,72 +131,75 @@ pub async fn sync(
     let profile = get_profile(&aws, &user).await?;
     let delivered = delivered(&run.secrets, secret).await?;
     let step = decide(want, profile, delivered, pending, made);
-    tracing::debug!(object = %super::key_of(k), ?step, "console step");
+    tracing::debug!(object = %crate::controllers::key_of(k), ?step, "console step");
     match step {
         Step::InSync => {}
         Step::Create | Step::Reset => {
-            let reset = k
-                .spec
-                .console
-                .as_ref()
-                .is_some_and(|c| c.password_reset_required);
-            let policy = password_policy(&aws).await?;
-            let password = generate(&policy, &mut rand::rng());
-            // The intent first: a crash from here on is found by the next reconcile.
-            let mut st = run.recorded.clone();
-            st.console_password_pending = Some(rfc3339(Utc::now()));
-            run.record(st).await?;
-            set_password(&aws, &user, &password, reset, step == Step::Create).await?;
-            super::crash_point("after-set-console-password");
-            deliver(
-                &run.secrets,
-                k,
-                secret,
-                Some((&password, &signin_url(user_arn))),
-            )
-            .await?;
-            let mut st = run.recorded.clone();
-            st.console_password_pending = None;
-            st.console_access = Some(ConsoleAccess::Enabled);
-            run.record(st).await?;
-            let what = if step == Step::Create {
-                "enabled console sign-in"
-            } else {
-                "set a new console password"
-            };
-            run.ctx
-                .event(
-                    k,
-                    false,
-                    "ConsolePasswordSet",
-                    format!("{what} for IAM user {user}; the password is in Secret {secret} ({PASSWORD_KEY})"),
-                )
-                .await;
+            set_and_deliver(run, &aws, secret, user_arn, step == Step::Create).await?
         }
-        Step::Delete | Step::Clear => {
-            if step == Step::Delete {
-                delete_profile(&aws, &user).await?;
-            }
-            deliver(&run.secrets, k, secret, None).await?;
-            let mut st = run.recorded.clone();
-            st.console_password_pending = None;
-            st.console_access = Some(ConsoleAccess::Disabled);
-            run.record(st).await?;
-            run.ctx
-                .event(
-                    k,
-                    false,
-                    "ConsoleAccessRemoved",
-                    format!("removed console sign-in of IAM user {user}"),
-                )
-                .await;
-        }
+        Step::Delete | Step::Clear => remove(run, &aws, secret, step == Step::Delete).await?,
     }
     Ok(Some(if want {
         ConsoleAccess::Enabled
     } else {
         ConsoleAccess::Disabled
     }))
+}
+
+/// Set a new password (creating the login profile when `create`) and deliver it,
+/// recording the intent first: a crash from there on is found by the next reconcile.
+async fn set_and_deliver(
+    run: &mut Run<'_>,
+    aws: &Aws,
+    secret: &str,
+    user_arn: &str,
+    create: bool,
+) -> Result<(), Error> {
+    let (k, user) = (run.k, run.user().to_string());
+    let reset = k
+        .spec
+        .console
+        .as_ref()
+        .is_some_and(|c| c.password_reset_required);
+    let policy = password_policy(aws).await?;
+    let password = generate(&policy, &mut rand::rng());
+    run.update(|st| st.console_password_pending = Some(rfc3339(Utc::now())))
+        .await?;
+    set_password(aws, &user, &password, reset, create).await?;
+    super::failpoints::crash_point("after-set-console-password");
+    let signin = signin_url(user_arn);
+    deliver(&run.secrets, k, secret, Some((&password, &signin))).await?;
+    run.update(|st| {
+        st.console_password_pending = None;
+        st.console_access = Some(ConsoleAccess::Enabled);
+    })
+    .await?;
+    let what = if create {
+        "enabled console sign-in"
+    } else {
+        "set a new console password"
+    };
+    let note =
+        format!("{what} for IAM user {user}; the password is in Secret {secret} ({PASSWORD_KEY})");
+    run.event(false, "ConsolePasswordSet", note).await;
+    Ok(())
+}
+
+/// Take the password out of the Secret, and delete the login profile when `delete`.
+async fn remove(run: &mut Run<'_>, aws: &Aws, secret: &str, delete: bool) -> Result<(), Error> {
+    let user = run.user().to_string();
+    if delete {
+        delete_profile(aws, &user).await?;
+    }
+    deliver(&run.secrets, run.k, secret, None).await?;
+    run.update(|st| {
+        st.console_password_pending = None;
+        st.console_access = Some(ConsoleAccess::Disabled);
+    })
+    .await?;
+    let note = format!("removed console sign-in of IAM user {user}");
+    run.event(false, "ConsoleAccessRemoved", note).await;
+    Ok(())
 }
 
 pub(super) async fn get_profile(aws: &Aws, user: &str) -> Result<bool, AwsError> {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::keys::{KeyInfo, is_orphan};
 use super::schedule::{Previous, Schedule, Step as Due, next_step_from, parse_rfc3339};
-use crate::api::{IamUserAccessKeyStatus, KeyStatus, RotationPhase};
+use crate::api::{IamUserAccessKeyStatus, KeyStatus, PendingKey, RotationPhase};
 
 /// What the Secret named by the spec holds now (ids only: the decision never needs
 /// the secret itself).
@@ -73,9 +73,18 @@ pub enum Why {
     Requested { current: String, value: String },
 }
 
-/// The one next step.
+/// The decision's answer: one action to take before asking again, or where the key
+/// has settled for this reconcile. Two types, so that applying an action can never be
+/// handed an outcome (and needs no arm for one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
+    Act(Action),
+    Settle(Outcome),
+}
+
+/// A change to AWS, the Secret or the status, after which the decision is asked again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
     /// An interrupted create left keys that no Secret holds: delete them.
     DeleteOrphans(Vec<String>),
     /// Close the interrupted create's record. A key the Secret received before the
@@ -94,8 +103,6 @@ pub enum Step {
         free: Vec<String>,
         retiring: Option<String>,
     },
-    /// AWS's two-key limit is reached by keys this object does not manage.
-    LimitExceeded { foreign: Vec<String> },
     /// The previous key is no longer in AWS: forget it.
     ForgetPrevious,
     /// The grace period is over: set the previous key Inactive.
@@ -106,6 +113,13 @@ pub enum Step {
     Retire { id: String },
     /// Set the current key's status to the spec's.
     SetKeyStatus { id: String, active: bool },
+}
+
+/// Where the key rests: nothing more to do in AWS in this reconcile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// AWS's two-key limit is reached by keys this object does not manage.
+    LimitExceeded { foreign: Vec<String> },
     /// `restartWorkloads`: the new key is delivered and the workloads' rollouts are
     /// awaited (since `since`) before the previous key's grace period starts.
     AwaitRollouts { since: DateTime<Utc> },
@@ -113,98 +127,137 @@ pub enum Step {
     Done { next: Option<DateTime<Utc>> },
 }
 
+impl From<Action> for Step {
+    fn from(a: Action) -> Self {
+        Step::Act(a)
+    }
+}
+
+impl From<Outcome> for Step {
+    fn from(o: Outcome) -> Self {
+        Step::Settle(o)
+    }
+}
+
 fn live<'a>(keys: &[KeyInfo], id: Option<&'a String>) -> Option<&'a String> {
     id.filter(|i| keys.iter().any(|k| &k.id == *i))
 }
 
-/// The next step for `v`.
+/// The next step for `v`: an interrupted create first, then the current key and its
+/// Secret, then the previous key, the key status and the rotation schedule.
 pub fn decide(v: &View<'_>) -> Step {
-    let st = v.recorded;
-    let keys = v.keys;
-
-    // 1. An interrupted create: its orphan first, then its record.
-    if let Some(pending) = &st.pending_key {
-        let orphans: Vec<String> = keys
-            .iter()
-            .filter(|k| is_orphan(pending, k, v.secret.shown()))
-            .map(|k| k.id.clone())
-            .collect();
-        if !orphans.is_empty() {
-            return Step::DeleteOrphans(orphans);
-        }
-        let delivered = v.secret.held().filter(|h| {
-            !pending.keys_before.iter().any(|b| b == h)
-                && st.access_key_id.as_deref() != Some(*h)
-                && keys.iter().any(|k| k.id == *h)
-        });
-        // AWS allows two keys: at most one of the old current and old previous can
-        // still be there beside the delivered one, and that one retires.
-        let retiring = delivered.and_then(|_| {
-            live(keys, st.access_key_id.as_ref())
-                .or_else(|| live(keys, st.previous_access_key_id.as_ref()))
-                .cloned()
-        });
-        return Step::CloseCreate {
-            delivered: delivered.map(str::to_string),
-            retiring,
-        };
+    if let Some(pending) = &v.recorded.pending_key {
+        return recover_create(v, pending).into();
     }
-
-    // 2. The current key and its Secret.
-    let current = live(keys, st.access_key_id.as_ref()).cloned();
-    let held = v.secret.held();
-    let held_live = held.filter(|h| keys.iter().any(|k| k.id == *h));
-    let in_place = st.secret_name.as_deref() == Some(v.secret_name);
-    if current.is_some() && held == current.as_deref() && in_place {
-        if let SecretView::Ours {
-            up_to_date: false, ..
-        } = v.secret
-        {
-            return Step::Rerender;
-        }
-    } else if st.access_key_id.is_none()
-        && let Some(h) = held_live
-    {
-        return Step::TakeBack { id: h.to_string() };
-    } else {
-        let why = match (&st.access_key_id, &st.secret_name) {
-            (None, _) => Why::First,
-            (Some(_), Some(old)) if old != v.secret_name => Why::Moved { from: old.clone() },
-            _ => Why::Heal {
-                stale: current.clone(),
-            },
-        };
-        let mut free: Vec<String> = live(keys, st.previous_access_key_id.as_ref())
-            .into_iter()
-            .cloned()
-            .collect();
-        // The replaced key (healed, or in a moved Secret) retires at once: the Secret
-        // that held it is gone, edited or about to go.
-        free.extend(current.clone());
-        return create_or_limit(keys, why, free, current);
+    let current = live(v.keys, v.recorded.access_key_id.as_ref()).cloned();
+    if let Some(step) = place_key(v, current.as_ref()) {
+        return step;
     }
-
-    // 3. Bookkeeping of the previous key, the key status, then the schedule.
-    if st.previous_access_key_id.is_some()
-        && live(keys, st.previous_access_key_id.as_ref()).is_none()
-    {
-        return Step::ForgetPrevious;
-    }
+    // place_key answers unless the current key is live and in the Secret.
     let current = current.expect("in sync with a current key");
-    let info = keys.iter().find(|k| k.id == current).expect("live");
-    if info.active != v.want_active {
-        return Step::SetKeyStatus {
-            id: current,
-            active: v.want_active,
-        };
+    if let Some(action) = bookkeeping(v, &current) {
+        return action.into();
     }
+    rotation(v, current)
+}
+
+/// An interrupted create: its orphan first, then its record.
+fn recover_create(v: &View<'_>, pending: &PendingKey) -> Action {
+    let (st, keys) = (v.recorded, v.keys);
+    let orphans: Vec<String> = keys
+        .iter()
+        .filter(|k| is_orphan(pending, k, v.secret.shown()))
+        .map(|k| k.id.clone())
+        .collect();
+    if !orphans.is_empty() {
+        return Action::DeleteOrphans(orphans);
+    }
+    let delivered = v.secret.held().filter(|h| {
+        !pending.keys_before.iter().any(|b| b == h)
+            && st.access_key_id.as_deref() != Some(*h)
+            && keys.iter().any(|k| k.id == *h)
+    });
+    // AWS allows two keys: at most one of the old current and old previous can
+    // still be there beside the delivered one, and that one retires.
+    let retiring = delivered.and_then(|_| {
+        live(keys, st.access_key_id.as_ref())
+            .or_else(|| live(keys, st.previous_access_key_id.as_ref()))
+            .cloned()
+    });
+    Action::CloseCreate {
+        delivered: delivered.map(str::to_string),
+        retiring,
+    }
+}
+
+/// The current key and its Secret: None when the Secret (the spec's) holds the live
+/// current key as it should be rendered.
+fn place_key(v: &View<'_>, current: Option<&String>) -> Option<Step> {
+    let (st, keys) = (v.recorded, v.keys);
+    let held = v.secret.held();
+    let in_place = st.secret_name.as_deref() == Some(v.secret_name);
+    if current.is_some() && held == current.map(String::as_str) && in_place {
+        let stale = matches!(
+            v.secret,
+            SecretView::Ours {
+                up_to_date: false,
+                ..
+            }
+        );
+        return stale.then_some(Action::Rerender.into());
+    }
+    if st.access_key_id.is_none()
+        && let Some(h) = held.filter(|h| keys.iter().any(|k| k.id == *h))
+    {
+        return Some(Action::TakeBack { id: h.to_string() }.into());
+    }
+    let why = match (&st.access_key_id, &st.secret_name) {
+        (None, _) => Why::First,
+        (Some(_), Some(old)) if old != v.secret_name => Why::Moved { from: old.clone() },
+        _ => Why::Heal {
+            stale: current.cloned(),
+        },
+    };
+    let mut free: Vec<String> = live(keys, st.previous_access_key_id.as_ref())
+        .into_iter()
+        .cloned()
+        .collect();
+    // The replaced key (healed, or in a moved Secret) retires at once: the Secret
+    // that held it is gone, edited or about to go.
+    free.extend(current.cloned());
+    Some(create_or_limit(keys, why, free, current.cloned()))
+}
+
+/// The previous key gone from AWS, or the current key's status off the spec's.
+fn bookkeeping(v: &View<'_>, current: &str) -> Option<Action> {
+    let st = v.recorded;
+    if st.previous_access_key_id.is_some()
+        && live(v.keys, st.previous_access_key_id.as_ref()).is_none()
+    {
+        return Some(Action::ForgetPrevious);
+    }
+    let info = v.keys.iter().find(|k| k.id == current)?;
+    (info.active != v.want_active).then(|| Action::SetKeyStatus {
+        id: current.to_string(),
+        active: v.want_active,
+    })
+}
+
+/// What the rotation asks for: a requested rotation, the rollouts' wait, else the
+/// schedule's step.
+fn rotation(v: &View<'_>, current: String) -> Step {
+    let (st, keys) = (v.recorded, v.keys);
     let created = st
         .key_created_at
         .as_deref()
         .and_then(parse_rfc3339)
-        .or(info.created)
+        .or(keys
+            .iter()
+            .find(|k| k.id == current)
+            .and_then(|k| k.created))
         .unwrap_or(v.now);
-    let previous = live(keys, st.previous_access_key_id.as_ref())
+    let previous_id = live(keys, st.previous_access_key_id.as_ref());
+    let previous = previous_id
         .and_then(|p| keys.iter().find(|k| &k.id == p))
         .map(|k| Previous {
             active: k.active,
@@ -215,17 +268,14 @@ pub fn decide(v: &View<'_>) -> Step {
         && st.rotate_request.as_deref() != Some(value)
         && !previous.is_some_and(|p| p.held)
     {
-        let free = live(keys, st.previous_access_key_id.as_ref())
-            .into_iter()
-            .cloned()
-            .collect();
+        let why = Why::Requested {
+            current: current.clone(),
+            value: value.to_string(),
+        };
         return create_or_limit(
             keys,
-            Why::Requested {
-                current: current.clone(),
-                value: value.to_string(),
-            },
-            free,
+            why,
+            previous_id.cloned().into_iter().collect(),
             Some(current),
         );
     }
@@ -234,7 +284,7 @@ pub fn decide(v: &View<'_>) -> Step {
     if let Some(since) = awaiting_rollouts(st)
         && previous.is_some_and(|p| p.active && !p.held)
     {
-        return Step::AwaitRollouts { since };
+        return Outcome::AwaitRollouts { since }.into();
     }
     let grace_from = st
         .grace_started_at
@@ -243,18 +293,16 @@ pub fn decide(v: &View<'_>) -> Step {
         .unwrap_or(created);
     let prev_id = || st.previous_access_key_id.clone().expect("a previous key");
     match next_step_from(v.schedule, created, grace_from, previous, v.now) {
-        Due::Wait { next } => Step::Done { next },
-        Due::Deactivate => Step::Deactivate { id: prev_id() },
-        Due::Reactivate => Step::Reactivate { id: prev_id() },
-        Due::Retire => Step::Retire { id: prev_id() },
-        Due::Rotate => create_or_limit(
-            keys,
-            Why::Rotate {
+        Due::Wait { next } => Outcome::Done { next }.into(),
+        Due::Deactivate => Action::Deactivate { id: prev_id() }.into(),
+        Due::Reactivate => Action::Reactivate { id: prev_id() }.into(),
+        Due::Retire => Action::Retire { id: prev_id() }.into(),
+        Due::Rotate => {
+            let why = Why::Rotate {
                 current: current.clone(),
-            },
-            vec![],
-            Some(current),
-        ),
+            };
+            create_or_limit(keys, why, vec![], Some(current))
+        }
     }
 }
 
@@ -312,19 +360,19 @@ fn create_or_limit(
             .filter(|k| !ours.contains(&&k.id))
             .map(|k| k.id.clone())
             .collect();
-        return Step::LimitExceeded { foreign };
+        return Outcome::LimitExceeded { foreign }.into();
     }
-    Step::Create {
+    Action::Create {
         why,
         free,
         retiring,
     }
+    .into()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::PendingKey;
     use std::time::Duration;
 
     fn t(s: &str) -> DateTime<Utc> {
@@ -401,18 +449,18 @@ mod tests {
                 status(None, None),
                 vec![],
                 none.clone(),
-                Step::Create {
+                Step::Act(Action::Create {
                     why: Why::First,
                     free: vec![],
                     retiring: None,
-                },
+                }),
             ),
             (
                 "in sync",
                 status(Some("A"), None),
                 vec![key("A", true)],
                 ours(Some("A"), true),
-                Step::Done { next: None },
+                Step::Settle(Outcome::Done { next: None }),
             ),
             (
                 "crash after pendingKey, before CreateAccessKey",
@@ -422,10 +470,10 @@ mod tests {
                 },
                 vec![],
                 none.clone(),
-                Step::CloseCreate {
+                Step::Act(Action::CloseCreate {
                     delivered: None,
                     retiring: None,
-                },
+                }),
             ),
             (
                 "create answer lost (no id recorded): the new key is the orphan",
@@ -435,7 +483,7 @@ mod tests {
                 },
                 vec![key("X", true)],
                 none.clone(),
-                Step::DeleteOrphans(vec!["X".into()]),
+                Step::Act(Action::DeleteOrphans(vec!["X".into()])),
             ),
             (
                 "crash after CreateAccessKey, id recorded: exactly that key",
@@ -445,7 +493,7 @@ mod tests {
                 },
                 vec![key("X", true), key("OTHER", true)],
                 none.clone(),
-                Step::DeleteOrphans(vec!["X".into()]),
+                Step::Act(Action::DeleteOrphans(vec!["X".into()])),
             ),
             (
                 "crash after the Secret write, before the record: the delivered key is current",
@@ -455,10 +503,10 @@ mod tests {
                 },
                 vec![key("A", true), key("B", true)],
                 ours(Some("B"), true),
-                Step::CloseCreate {
+                Step::Act(Action::CloseCreate {
                     delivered: Some("B".into()),
                     retiring: Some("A".into()),
-                },
+                }),
             ),
             (
                 "orphans gone: the record closes",
@@ -468,23 +516,23 @@ mod tests {
                 },
                 vec![key("A", true)],
                 ours(Some("A"), true),
-                Step::CloseCreate {
+                Step::Act(Action::CloseCreate {
                     delivered: None,
                     retiring: None,
-                },
+                }),
             ),
             (
                 "Secret deleted: heal, the stale key goes",
                 status(Some("A"), None),
                 vec![key("A", true)],
                 none.clone(),
-                Step::Create {
+                Step::Act(Action::Create {
                     why: Why::Heal {
                         stale: Some("A".into()),
                     },
                     free: vec!["A".into()],
                     retiring: Some("A".into()),
-                },
+                }),
             ),
             (
                 "Secret edited: heal",
@@ -495,61 +543,61 @@ mod tests {
                     shown: Some("A".into()),
                     up_to_date: false,
                 },
-                Step::Create {
+                Step::Act(Action::Create {
                     why: Why::Heal {
                         stale: Some("A".into()),
                     },
                     free: vec!["A".into()],
                     retiring: Some("A".into()),
-                },
+                }),
             ),
             (
                 "key deleted in AWS: heal with nothing stale",
                 status(Some("A"), None),
                 vec![],
                 ours(Some("A"), true),
-                Step::Create {
+                Step::Act(Action::Create {
                     why: Why::Heal { stale: None },
                     free: vec![],
                     retiring: None,
-                },
+                }),
             ),
             (
                 "status lost, Secret holds a live key: take it back",
                 status(None, None),
                 vec![key("A", true)],
                 ours(Some("A"), true),
-                Step::TakeBack { id: "A".into() },
+                Step::Act(Action::TakeBack { id: "A".into() }),
             ),
             (
                 "only the rendering changed",
                 status(Some("A"), None),
                 vec![key("A", true)],
                 ours(Some("A"), false),
-                Step::Rerender,
+                Step::Act(Action::Rerender),
             ),
             (
                 "two foreign keys: limit",
                 status(None, None),
                 vec![key("F1", true), key("F2", true)],
                 none.clone(),
-                Step::LimitExceeded {
+                Step::Settle(Outcome::LimitExceeded {
                     foreign: vec!["F1".into(), "F2".into()],
-                },
+                }),
             ),
             (
                 "previous key vanished",
                 status(Some("A"), Some("P")),
                 vec![key("A", true)],
                 ours(Some("A"), true),
-                Step::ForgetPrevious,
+                Step::Act(Action::ForgetPrevious),
             ),
             (
                 "a leftover previous key without a schedule retires",
                 status(Some("A"), Some("P")),
                 vec![key("A", true), key("P", true)],
                 ours(Some("A"), true),
-                Step::Retire { id: "P".into() },
+                Step::Act(Action::Retire { id: "P".into() }),
             ),
         ];
         for (what, st, keys, secret, want) in rows {
@@ -564,19 +612,19 @@ mod tests {
         let held = ours(Some("A"), true);
         assert_eq!(
             decide_at(&st, &keys, &held, rotation(), "2026-01-01T00:30:00Z"),
-            Step::Done {
+            Step::Settle(Outcome::Done {
                 next: Some(t("2026-01-01T01:00:00Z"))
-            }
+            })
         );
         assert_eq!(
             decide_at(&st, &keys, &held, rotation(), "2026-01-01T01:00:00Z"),
-            Step::Create {
+            Step::Act(Action::Create {
                 why: Why::Rotate {
                     current: "A".into()
                 },
                 free: vec![],
                 retiring: Some("A".into())
-            }
+            })
         );
         // During the grace period the old key stays; after it, it retires.
         let st = status(Some("B"), Some("A"));
@@ -584,25 +632,25 @@ mod tests {
         let held = ours(Some("B"), true);
         assert_eq!(
             decide_at(&st, &keys, &held, rotation(), "2026-01-01T00:05:00Z"),
-            Step::Done {
+            Step::Settle(Outcome::Done {
                 next: Some(t("2026-01-01T00:10:00Z"))
-            }
+            })
         );
         assert_eq!(
             decide_at(&st, &keys, &held, rotation(), "2026-01-01T00:10:00Z"),
-            Step::Deactivate { id: "A".into() }
+            Step::Act(Action::Deactivate { id: "A".into() })
         );
         // Deactivated for its time, then deleted.
         let keys = [key("A", false), key("B", true)];
         assert_eq!(
             decide_at(&st, &keys, &held, rotation(), "2026-01-01T00:15:00Z"),
-            Step::Done {
+            Step::Settle(Outcome::Done {
                 next: Some(t("2026-01-01T00:20:00Z"))
-            }
+            })
         );
         assert_eq!(
             decide_at(&st, &keys, &held, rotation(), "2026-01-01T00:20:00Z"),
-            Step::Retire { id: "A".into() }
+            Step::Act(Action::Retire { id: "A".into() })
         );
         // A rotation due while a foreign key fills the second slot: limit, not loop.
         let st = status(Some("A"), None);
@@ -615,9 +663,9 @@ mod tests {
                 rotation(),
                 "2026-01-01T02:00:00Z"
             ),
-            Step::LimitExceeded {
+            Step::Settle(Outcome::LimitExceeded {
                 foreign: vec!["F".into()]
-            }
+            })
         );
     }
 
@@ -641,14 +689,14 @@ mod tests {
         // A new value rotates now, with or without a schedule due.
         assert_eq!(
             view(&st, &one, Some("leak-1"), false),
-            Step::Create {
+            Step::Act(Action::Create {
                 why: Why::Requested {
                     current: "A".into(),
                     value: "leak-1".into()
                 },
                 free: vec![],
                 retiring: Some("A".into())
-            }
+            })
         );
         // The value handled is not handled again.
         let handled = IamUserAccessKeyStatus {
@@ -657,9 +705,9 @@ mod tests {
         };
         assert_eq!(
             view(&handled, &one, Some("leak-1"), false),
-            Step::Done {
+            Step::Settle(Outcome::Done {
                 next: Some(t("2026-01-01T01:00:00Z"))
-            }
+            })
         );
         // During a grace period the older previous key makes room first.
         let st = IamUserAccessKeyStatus {
@@ -669,24 +717,24 @@ mod tests {
         let two = [key("A", true), key("P", true)];
         assert_eq!(
             view(&st, &two, Some("leak-2"), false),
-            Step::Create {
+            Step::Act(Action::Create {
                 why: Why::Requested {
                     current: "A".into(),
                     value: "leak-2".into()
                 },
                 free: vec!["P".into()],
                 retiring: Some("A".into())
-            }
+            })
         );
         // Not while the user holds the previous key.
         assert_eq!(
             view(&st, &two, Some("leak-2"), true),
-            Step::Done { next: None }
+            Step::Settle(Outcome::Done { next: None })
         );
         let two_off = [key("A", true), key("P", false)];
         assert_eq!(
             view(&st, &two_off, None, true),
-            Step::Reactivate { id: "P".into() }
+            Step::Act(Action::Reactivate { id: "P".into() })
         );
     }
 
@@ -716,7 +764,7 @@ mod tests {
         for now in ["2026-01-01T00:00:30Z", "2026-01-01T00:20:00Z"] {
             assert_eq!(
                 decide_at(&delivered, &keys, &secret, rotation(), now),
-                Step::AwaitRollouts { since: t(T0) },
+                Step::Settle(Outcome::AwaitRollouts { since: t(T0) }),
                 "{now}"
             );
         }
@@ -758,13 +806,13 @@ mod tests {
         started.grace_started_at = Some("2026-01-01T00:03:00Z".into());
         assert_eq!(
             decide_at(&started, &keys, &secret, rotation(), "2026-01-01T00:12:00Z"),
-            Step::Done {
+            Step::Settle(Outcome::Done {
                 next: Some(t("2026-01-01T00:13:00Z"))
-            }
+            })
         );
         assert_eq!(
             decide_at(&started, &keys, &secret, rotation(), "2026-01-01T00:13:00Z"),
-            Step::Deactivate { id: "A".into() }
+            Step::Act(Action::Deactivate { id: "A".into() })
         );
         assert_eq!(
             settled_phase(&started, &keys),
@@ -780,9 +828,9 @@ mod tests {
                 rotation(),
                 "2026-01-01T00:20:00Z"
             ),
-            Step::Done {
+            Step::Settle(Outcome::Done {
                 next: Some(t("2026-01-01T00:23:00Z"))
-            }
+            })
         );
         // The next rotation still counts from the key's creation.
         let alone = [key("B", true)];
@@ -796,9 +844,9 @@ mod tests {
                 rotation(),
                 "2026-01-01T00:30:00Z"
             ),
-            Step::Done {
+            Step::Settle(Outcome::Done {
                 next: Some(t("2026-01-01T01:00:00Z"))
-            }
+            })
         );
         // A previous key the user holds is not awaited (nothing is due while held).
         let held = decide(&View {
@@ -812,7 +860,7 @@ mod tests {
             rotate_request: None,
             hold_previous: true,
         });
-        assert_eq!(held, Step::Done { next: None });
+        assert_eq!(held, Step::Settle(Outcome::Done { next: None }));
         // A new delivery waits again, from its own time.
         let mut again = started.clone();
         again.workloads_not_rolled_out = vec!["Deployment/app".into()];
@@ -857,10 +905,10 @@ mod tests {
         });
         assert_eq!(
             step,
-            Step::SetKeyStatus {
+            Step::Act(Action::SetKeyStatus {
                 id: "A".into(),
                 active: false
-            }
+            })
         );
         let step = decide(&View {
             recorded: &st,
@@ -875,11 +923,11 @@ mod tests {
         });
         assert_eq!(
             step,
-            Step::Create {
+            Step::Act(Action::Create {
                 why: Why::Moved { from: "s".into() },
                 free: vec!["A".into()],
                 retiring: Some("A".into())
-            }
+            })
         );
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use kube::ResourceExt;
 
-use super::Run;
+use super::run::Run;
 use crate::api::IamUserAccessKey;
 use crate::aws::{Aws, AwsError};
 use crate::controllers::{Context, Error};

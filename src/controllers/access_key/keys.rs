@@ -8,6 +8,8 @@ use super::schedule::parse_rfc3339;
 use super::secret::{KeyMaterial, SecretValue};
 use crate::api::{KeyStatus, PendingKey};
 use crate::aws::{Aws, AwsError};
+use crate::controllers::Error;
+use crate::reason::Reason;
 
 /// An access key as ListAccessKeys shows it (no secret: AWS never shows it again).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +179,18 @@ pub fn is_orphan(pending: &PendingKey, key: &KeyInfo, in_secret: Option<&str>) -
         // Without both times the window cannot be checked; the key set alone decides.
         _ => true,
     }
+}
+
+/// AWS's two-key limit, reached with `foreign` keys this object does not manage.
+pub fn limit_exceeded(user: &str, foreign: &[impl AsRef<str>]) -> Error {
+    let foreign: Vec<&str> = foreign.iter().map(AsRef::as_ref).collect();
+    Error::stalled(
+        Reason::LimitExceeded,
+        format!(
+            "IAM user {user} already has 2 access keys, the AWS limit; keys not managed by this object: {}. Delete one to let iamwright create its key",
+            foreign.join(", ")
+        ),
+    )
 }
 
 #[cfg(test)]

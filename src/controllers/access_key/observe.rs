@@ -7,11 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kube::ResourceExt;
 
+use super::hygiene::key_hygiene;
 use super::keys::{self, KeyInfo};
-use super::policy_arns;
-use super::{Run, key_hygiene, secret, user};
+use super::resolve::policy_arns;
+use super::run::Run;
+use super::{secret, user};
 use crate::api::{IamUserAccessKey, IamUserAccessKeyStatus, KeyStatus};
-use crate::aws::{Found, tag_diff};
+use crate::aws::{Aws, Found, tag_diff};
 use crate::controllers::claim::claim;
 use crate::controllers::reconciler::Applied;
 use crate::controllers::refs::RefState;
@@ -80,6 +82,7 @@ pub fn drifted_access(
     fields
 }
 
+/// Observe the user, its keys and the Secret, and report what differs from the spec.
 pub async fn reconcile(run: &Run<'_>) -> Result<Applied<IamUserAccessKeyStatus>, Error> {
     let (k, ctx) = (run.k, run.ctx);
     let aws = &ctx.aws().await;
@@ -96,28 +99,7 @@ pub async fn reconcile(run: &Run<'_>) -> Result<Applied<IamUserAccessKeyStatus>,
         .chain(refs)
         .collect();
     // observe: the user (and what this namespace may read of it), its keys, the Secret
-    let call = aws.iam.get_user().user_name(name);
-    let Some(found) = aws.call("iam", "GetUser", call.send()).await.found()? else {
-        return Err(observe::not_found(&what));
-    };
-    let Some(aws_user) = found.user else {
-        return Err(observe::not_found(&what));
-    };
-    let tags = user::list_tags(aws, name).await?;
-    let gov = crate::trust::current();
-    // Reading another user's keys is what a key for an existing user needs: the same
-    // grant (or adoption's).
-    claim(&ctx.owner(k).ownership(&tags), &what, false, true, || {
-        gov.check_existing_user(name, "exists and was not created by this object")
-            .or_else(|_| gov.check_adopt(&what))
-    })?;
-    let seen = SeenUser {
-        tags,
-        boundary: aws_user
-            .permissions_boundary
-            .and_then(|b| b.permissions_boundary_arn),
-        policies: user::attached_policies(aws, name).await?,
-    };
+    let (arn, seen) = observe_user(run, aws, &what).await?;
     let keys = keys::list(aws, name).await?;
     let secret_name = secret::secret_name(k);
     let shown = run
@@ -125,38 +107,29 @@ pub async fn reconcile(run: &Run<'_>) -> Result<Applied<IamUserAccessKeyStatus>,
         .get_opt(&secret_name)
         .await?
         .and_then(|s| secret::shown_id(&s));
-    // The groups the spec names (an IamGroup not Ready yet names none) and the user's;
-    // its login profile when the spec says anything of console sign-in.
-    let mut want_groups: BTreeSet<String> = k.spec.groups.iter().cloned().collect();
-    for r in &k.spec.group_refs {
-        if let RefState::Ready(arn) = ctx.key_groups.resolve(&ctx.client, &ns, &r.name).await? {
-            want_groups.insert(super::groups::group_of_arn(&arn).to_string());
-        }
-    }
-    let user_groups = if want_groups.is_empty() {
-        BTreeSet::new()
-    } else {
-        super::groups::list_for_user(aws, name).await?
-    };
-    let login_profile = match &k.spec.console {
-        Some(_) => Some(super::console::get_profile(aws, name).await?),
-        None => None,
-    };
+    let access = observe_access(run, aws, &ns).await?;
     // plan: what would change, reported
     let mut fields = drifted(k, &want_policies, &seen, &keys, shown.as_deref());
-    fields.extend(drifted_access(k, &want_groups, &user_groups, login_profile));
+    fields.extend(drifted_access(
+        k,
+        &access.want_groups,
+        &access.user_groups,
+        access.login_profile,
+    ));
     let current = shown
         .as_deref()
         .and_then(|id| keys.iter().find(|key| key.id == id));
     let mut st = IamUserAccessKeyStatus {
-        user_arn: Some(aws_user.arn.clone()),
+        user_arn: Some(arn),
         secret_name: Some(secret_name),
         access_key_id: current.map(|key| key.id.clone()),
-        key_created_at: current.and_then(|key| key.created).map(super::rfc3339),
+        key_created_at: current
+            .and_then(|key| key.created)
+            .map(super::schedule::rfc3339),
         // An interrupted create of an earlier Manage run stays on record for its
         // recovery when the object manages again.
         pending_key: run.recorded.pending_key.clone(),
-        console_access: login_profile.map(|has| {
+        console_access: access.login_profile.map(|has| {
             if has {
                 crate::api::ConsoleAccess::Enabled
             } else {
@@ -169,6 +142,75 @@ pub async fn reconcile(run: &Run<'_>) -> Result<Applied<IamUserAccessKeyStatus>,
         key_hygiene(run, &mut st).await?;
     }
     Ok(observe::report(&what, st, &fields))
+}
+
+/// The user as AWS holds it, with its ARN, once this namespace may read it.
+async fn observe_user(run: &Run<'_>, aws: &Aws, what: &str) -> Result<(String, SeenUser), Error> {
+    let name = run.user();
+    let call = aws.iam.get_user().user_name(name);
+    let Some(found) = aws.call("iam", "GetUser", call.send()).await.found()? else {
+        return Err(observe::not_found(what));
+    };
+    let Some(aws_user) = found.user else {
+        return Err(observe::not_found(what));
+    };
+    let tags = user::list_tags(aws, name).await?;
+    let gov = crate::trust::current();
+    // Reading another user's keys is what a key for an existing user needs: the same
+    // grant (or adoption's).
+    claim(
+        &run.ctx.owner(run.k).ownership(&tags),
+        what,
+        false,
+        true,
+        || {
+            gov.check_existing_user(name, "exists and was not created by this object")
+                .or_else(|_| gov.check_adopt(what))
+        },
+    )?;
+    let seen = SeenUser {
+        tags,
+        boundary: aws_user
+            .permissions_boundary
+            .and_then(|b| b.permissions_boundary_arn),
+        policies: user::attached_policies(aws, name).await?,
+    };
+    Ok((aws_user.arn, seen))
+}
+
+/// The groups and console sign-in as the spec names them and AWS holds them.
+struct Access {
+    /// The groups the spec names (an IamGroup not Ready yet names none).
+    want_groups: BTreeSet<String>,
+    /// The user's groups (read only when the spec names any).
+    user_groups: BTreeSet<String>,
+    /// Whether the user has a login profile, read only when the spec says anything of
+    /// console sign-in.
+    login_profile: Option<bool>,
+}
+
+async fn observe_access(run: &Run<'_>, aws: &Aws, ns: &str) -> Result<Access, Error> {
+    let (k, ctx, name) = (run.k, run.ctx, run.user());
+    let mut want_groups: BTreeSet<String> = k.spec.groups.iter().cloned().collect();
+    for r in &k.spec.group_refs {
+        if let RefState::Ready(arn) = ctx.key_groups.resolve(&ctx.client, ns, &r.name).await? {
+            want_groups.insert(super::groups::group_of_arn(&arn).to_string());
+        }
+    }
+    let user_groups = if want_groups.is_empty() {
+        BTreeSet::new()
+    } else {
+        super::groups::list_for_user(aws, name).await?
+    };
+    let login_profile = match &k.spec.console {
+        Some(_) => Some(super::console::get_profile(aws, name).await?),
+        None => None,
+    };
+    Ok(Access {
+        want_groups,
+        user_groups,
+        login_profile,
+    })
 }
 
 #[cfg(test)]

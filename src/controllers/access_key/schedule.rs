@@ -71,28 +71,6 @@ pub const MAX_EVERY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// bounds as the CRD's CEL rule), `gracePeriod` shorter than `every` (the old key
 /// must be gone before the next rotation needs its slot).
 pub fn schedule(rotation: Option<&Rotation>) -> Result<Option<Schedule>, FieldError> {
-    schedule_scaled(rotation, 1)
-}
-
-/// Test-only: `IAMWRIGHT_ROTATION_TIME_SCALE=N` runs rotation N times faster (with
-/// 3600, `every: 20h` rotates every 20 s), so the e2e suite can show real rotations
-/// with the bounds users get. Unset in production.
-pub fn time_scale() -> u32 {
-    static SCALE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *SCALE.get_or_init(|| {
-        std::env::var("IAMWRIGHT_ROTATION_TIME_SCALE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|n| *n > 0)
-            .unwrap_or(1)
-    })
-}
-
-/// [`schedule`], with the durations divided by `scale` after the checks.
-pub fn schedule_scaled(
-    rotation: Option<&Rotation>,
-    scale: u32,
-) -> Result<Option<Schedule>, FieldError> {
     let Some(r) = rotation else {
         return Ok(None);
     };
@@ -123,30 +101,57 @@ pub fn schedule_scaled(
             ),
         ));
     }
-    let deactivated = match &r.deactivated_for {
-        Some(d) => {
-            let d = parse_go_duration(d)
-                .map_err(|e| FieldError::new("spec.rotation.deactivatedFor", e))?;
-            if grace.saturating_add(d) >= every {
-                return Err(FieldError::new(
-                    "spec.rotation.deactivatedFor",
-                    format!(
-                        "gracePeriod + deactivatedFor must be shorter than spec.rotation.every ({:?} + {:?} >= {:?}): the previous key must be gone before the next rotation needs its slot",
-                        r.grace_period.as_deref().unwrap_or("default"),
-                        r.deactivated_for.as_deref().unwrap_or_default(),
-                        r.every
-                    ),
-                ));
-            }
-            d
-        }
-        None => default_deactivated(every, grace),
-    };
     Ok(Some(Schedule {
-        every: every / scale,
-        grace: grace / scale,
-        deactivated: deactivated / scale,
+        every,
+        grace,
+        deactivated: deactivated(r, every, grace)?,
     }))
+}
+
+/// `deactivatedFor`: the previous key must be gone before the next rotation needs its
+/// slot, so the grace period and this fit inside `every`.
+fn deactivated(r: &Rotation, every: Duration, grace: Duration) -> Result<Duration, FieldError> {
+    let Some(d) = &r.deactivated_for else {
+        return Ok(default_deactivated(every, grace));
+    };
+    let d = parse_go_duration(d).map_err(|e| FieldError::new("spec.rotation.deactivatedFor", e))?;
+    if grace.saturating_add(d) >= every {
+        return Err(FieldError::new(
+            "spec.rotation.deactivatedFor",
+            format!(
+                "gracePeriod + deactivatedFor must be shorter than spec.rotation.every ({:?} + {:?} >= {:?}): the previous key must be gone before the next rotation needs its slot",
+                r.grace_period.as_deref().unwrap_or("default"),
+                r.deactivated_for.as_deref().unwrap_or_default(),
+                r.every
+            ),
+        ));
+    }
+    Ok(d)
+}
+
+impl Schedule {
+    /// The durations divided by `scale` (see [`time_scale`]), after the checks.
+    pub fn scaled(self, scale: u32) -> Self {
+        Schedule {
+            every: self.every / scale,
+            grace: self.grace / scale,
+            deactivated: self.deactivated / scale,
+        }
+    }
+}
+
+/// Test-only: `IAMWRIGHT_ROTATION_TIME_SCALE=N` runs rotation N times faster (with
+/// 3600, `every: 20h` rotates every 20 s), so the e2e suite can show real rotations
+/// with the bounds users get. Unset in production.
+pub fn time_scale() -> u32 {
+    static SCALE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *SCALE.get_or_init(|| {
+        std::env::var("IAMWRIGHT_ROTATION_TIME_SCALE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(1)
+    })
 }
 
 /// What the key's schedule asks for now.
@@ -359,7 +364,8 @@ mod tests {
         }
         assert!(schedule(Some(&r("87600h", None))).is_ok());
         // The test-only scale applies after the bounds.
-        let s = schedule_scaled(Some(&r("20h", Some("10h"))), 3600)
+        let s = schedule(Some(&r("20h", Some("10h"))))
+            .map(|s| s.map(|s| s.scaled(3600)))
             .unwrap()
             .unwrap();
         assert_eq!(

@@ -49,98 +49,109 @@ pub async fn ensure(
         .found()?
         .and_then(|out| out.user);
     let Some(user) = existing else {
-        if !k.spec.create_user {
-            return Err(Error::Waiting {
-                field: Some("spec.userName".into()),
-                reason: Reason::DependencyNotReady,
-                message: format!("IAM user {name:?} does not exist and spec.createUser is false"),
-            });
-        }
-        gov.check_name("spec.userName", name)?;
-        let out = aws
-            .call(
-                "iam",
-                "CreateUser",
-                aws.iam
-                    .create_user()
-                    .user_name(name)
-                    .path(&path)
-                    .set_permissions_boundary(want.boundary.clone())
-                    .set_tags(Some(to_tags(&want.tags)))
-                    .send(),
-            )
-            .await?;
-        let arn = out.user.map(|u| u.arn).unwrap_or_default();
-        ctx.event(k, false, "UserCreated", format!("created IAM user {arn}"))
-            .await;
-        set_policies(aws, name, &BTreeSet::new(), &want.policy_arns).await?;
-        return Ok(User { arn, owned: true });
+        return create(ctx, k, want, &gov, &path).await;
     };
     let arn = user.arn.clone();
     let tags = list_tags(aws, name).await?;
     let boundary = user
         .permissions_boundary
         .and_then(|b| b.permissions_boundary_arn);
-    let owned = match ctx.owner(k).ownership(&tags) {
-        Ownership::Ours => true,
-        Ownership::Another(who) if sets_user_fields(k) => {
-            return Err(Error::stalled(
-                Reason::OwnedByAnother,
-                format!(
-                    "IAM user {arn} is managed by another iamwright object ({who}); remove managedPolicyArns, policyRefs, permissionsBoundary and tags to manage only its key"
-                ),
-            ));
-        }
-        Ownership::Untagged if k.spec.adopt => {
-            gov.check_adopt(&format!("IAM user {arn}"))?;
-            gov.check_name("spec.userName", name)?;
-            ctx.event(
-                k,
-                false,
-                "Adopted",
-                format!("adopted existing IAM user {arn}"),
-            )
-            .await;
-            true
-        }
-        Ownership::Untagged if sets_user_fields(k) => {
-            return Err(Error::stalled(
-                Reason::AlreadyExists,
-                format!(
-                    "IAM user {arn} already exists and is not managed by iamwright; set spec.adopt: true to manage its policies, boundary and tags"
-                ),
-            ));
-        }
-        Ownership::Another(who) => {
-            let why = format!("is managed by another iamwright object ({who})");
-            check_existing(&gov, name, &why, boundary.as_deref())?;
-            false
-        }
-        Ownership::Untagged => {
-            check_existing(
-                &gov,
-                name,
-                "exists and was not created by this object",
-                boundary.as_deref(),
-            )?;
-            false
-        }
-    };
+    let owned = claim(ctx, k, &gov, &arn, &tags, boundary.as_deref()).await?;
     if owned {
         sync_owned(ctx, k, want, &tags, boundary).await?;
     }
     Ok(User { arn, owned })
 }
 
-/// The trust checks of the spec before any AWS write: the path, the managed policies
-/// a scope allows, and the denied actions of those policies' documents. Returns the
-/// path a created user gets.
+/// Create the missing user (spec.createUser), with its boundary, tags and policies.
+async fn create(
+    ctx: &Context,
+    k: &IamUserAccessKey,
+    want: &DesiredUser,
+    gov: &crate::trust::Governance,
+    path: &str,
+) -> Result<User, Error> {
+    let aws = &ctx.aws().await;
+    let name = &k.spec.user_name;
+    if !k.spec.create_user {
+        return Err(Error::Waiting {
+            field: Some("spec.userName".into()),
+            reason: Reason::DependencyNotReady,
+            message: format!("IAM user {name:?} does not exist and spec.createUser is false"),
+        });
+    }
+    gov.check_name("spec.userName", name)?;
+    let out = aws
+        .call(
+            "iam",
+            "CreateUser",
+            aws.iam
+                .create_user()
+                .user_name(name)
+                .path(path)
+                .set_permissions_boundary(want.boundary.clone())
+                .set_tags(Some(to_tags(&want.tags)))
+                .send(),
+        )
+        .await?;
+    let arn = out.user.map(|u| u.arn).unwrap_or_default();
+    ctx.event(k, false, "UserCreated", format!("created IAM user {arn}"))
+        .await;
+    set_policies(aws, name, &BTreeSet::new(), &want.policy_arns).await?;
+    Ok(User { arn, owned: true })
+}
+
+/// Whether the existing user is this object's to manage (ours, or adopted now); a user
+/// it may only issue a key for needs the grant, and one it may not use stalls it.
+async fn claim(
+    ctx: &Context,
+    k: &IamUserAccessKey,
+    gov: &crate::trust::Governance,
+    arn: &str,
+    tags: &BTreeMap<String, String>,
+    boundary: Option<&str>,
+) -> Result<bool, Error> {
+    let name = &k.spec.user_name;
+    match ctx.owner(k).ownership(tags) {
+        Ownership::Ours => Ok(true),
+        Ownership::Another(who) if sets_user_fields(k) => Err(Error::stalled(
+            Reason::OwnedByAnother,
+            format!(
+                "IAM user {arn} is managed by another iamwright object ({who}); remove managedPolicyArns, policyRefs, permissionsBoundary and tags to manage only its key"
+            ),
+        )),
+        Ownership::Untagged if k.spec.adopt => {
+            gov.check_adopt(&format!("IAM user {arn}"))?;
+            gov.check_name("spec.userName", name)?;
+            let note = format!("adopted existing IAM user {arn}");
+            ctx.event(k, false, "Adopted", note).await;
+            Ok(true)
+        }
+        Ownership::Untagged if sets_user_fields(k) => Err(Error::stalled(
+            Reason::AlreadyExists,
+            format!(
+                "IAM user {arn} already exists and is not managed by iamwright; set spec.adopt: true to manage its policies, boundary and tags"
+            ),
+        )),
+        Ownership::Another(who) => {
+            let why = format!("is managed by another iamwright object ({who})");
+            check_existing(gov, name, &why, boundary).map(|()| false)
+        }
+        Ownership::Untagged => {
+            let why = "exists and was not created by this object";
+            check_existing(gov, name, why, boundary).map(|()| false)
+        }
+    }
+}
+
+/// The trust checks of the spec before any AWS write (after [`super::validate`]): the
+/// path, the managed policies a scope allows, and the denied actions of those
+/// policies' documents. Returns the path a created user gets.
 async fn check_spec(
     ctx: &Context,
     k: &IamUserAccessKey,
     gov: &crate::trust::Governance,
 ) -> Result<String, Error> {
-    check_arns(&k.spec)?;
     let path = gov.path(&k.spec.path)?;
     let ns = k.metadata.namespace.clone().unwrap_or_default();
     let own = crate::controllers::refs::own_policy_arns(&ctx.client, &ns, gov).await?;
@@ -200,6 +211,8 @@ fn check_existing(
     }
 }
 
+/// Bring an owned user's tags, boundary and managed policies to the spec (event
+/// `UserUpdated` naming what changed).
 async fn sync_owned(
     ctx: &Context,
     k: &IamUserAccessKey,
@@ -210,9 +223,34 @@ async fn sync_owned(
     let aws = &ctx.aws().await;
     let name = &k.spec.user_name;
     let mut changed = vec![];
+    if sync_user_tags(aws, name, tags, &want.tags).await? {
+        changed.push("tags");
+    }
+    if boundary != want.boundary {
+        set_boundary(aws, name, want.boundary.as_deref()).await?;
+        changed.push("permissions boundary");
+    }
+    let attached = attached_policies(aws, name).await?;
+    if set_policies(aws, name, &attached, &want.policy_arns).await? {
+        changed.push("managed policies");
+    }
+    if !changed.is_empty() {
+        let note = format!("set {} of IAM user {name}", changed.join(", "));
+        ctx.event(k, false, "UserUpdated", note).await;
+    }
+    Ok(())
+}
+
+/// Tag and untag the user to `want`; true when anything changed.
+async fn sync_user_tags(
+    aws: &Aws,
+    name: &str,
+    have: &BTreeMap<String, String>,
+    want: &BTreeMap<String, String>,
+) -> Result<bool, AwsError> {
     let keys = sync_tags(
-        tags,
-        &want.tags,
+        have,
+        want,
         |keys| {
             aws.call(
                 "iam",
@@ -237,49 +275,22 @@ async fn sync_owned(
         },
     )
     .await?;
-    if !keys.is_empty() {
-        changed.push("tags");
-    }
-    if boundary != want.boundary {
-        match &want.boundary {
-            Some(b) => {
-                aws.call(
-                    "iam",
-                    "PutUserPermissionsBoundary",
-                    aws.iam
-                        .put_user_permissions_boundary()
-                        .user_name(name)
-                        .permissions_boundary(b)
-                        .send(),
-                )
-                .await?;
-            }
-            None => {
-                aws.call(
-                    "iam",
-                    "DeleteUserPermissionsBoundary",
-                    aws.iam
-                        .delete_user_permissions_boundary()
-                        .user_name(name)
-                        .send(),
-                )
-                .await?;
-            }
+    Ok(!keys.is_empty())
+}
+
+/// Put the user's permissions boundary, or delete it (None).
+async fn set_boundary(aws: &Aws, name: &str, boundary: Option<&str>) -> Result<(), AwsError> {
+    match boundary {
+        Some(b) => {
+            let call = aws.iam.put_user_permissions_boundary().user_name(name);
+            let call = call.permissions_boundary(b).send();
+            aws.call("iam", "PutUserPermissionsBoundary", call).await?;
         }
-        changed.push("permissions boundary");
-    }
-    let attached = attached_policies(aws, name).await?;
-    if set_policies(aws, name, &attached, &want.policy_arns).await? {
-        changed.push("managed policies");
-    }
-    if !changed.is_empty() {
-        ctx.event(
-            k,
-            false,
-            "UserUpdated",
-            format!("set {} of IAM user {name}", changed.join(", ")),
-        )
-        .await;
+        None => {
+            let call = aws.iam.delete_user_permissions_boundary().user_name(name);
+            aws.call("iam", "DeleteUserPermissionsBoundary", call.send())
+                .await?;
+        }
     }
     Ok(())
 }
@@ -376,18 +387,10 @@ pub async fn delete(aws: &Aws, user: &str) -> Result<(), AwsError> {
             super::keys::delete(aws, user, id).await?;
         }
     }
-    match aws
-        .call(
-            "iam",
-            "DeleteLoginProfile",
-            aws.iam.delete_login_profile().user_name(user).send(),
-        )
+    let call = aws.iam.delete_login_profile().user_name(user);
+    aws.call("iam", "DeleteLoginProfile", call.send())
         .await
-    {
-        Ok(_) => {}
-        Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(e),
-    }
+        .found()?;
     let groups = aws
         .call(
             "iam",
@@ -396,17 +399,18 @@ pub async fn delete(aws: &Aws, user: &str) -> Result<(), AwsError> {
         )
         .await?;
     for g in groups.groups() {
-        aws.call(
-            "iam",
-            "RemoveUserFromGroup",
-            aws.iam
-                .remove_user_from_group()
-                .user_name(user)
-                .group_name(g.group_name())
-                .send(),
-        )
-        .await?;
+        let call = aws.iam.remove_user_from_group().user_name(user);
+        let call = call.group_name(g.group_name()).send();
+        aws.call("iam", "RemoveUserFromGroup", call).await?;
     }
+    drop_policies(aws, user).await?;
+    let call = aws.iam.delete_user().user_name(user);
+    aws.call("iam", "DeleteUser", call.send()).await.found()?;
+    Ok(())
+}
+
+/// Delete the user's inline policies and detach its managed ones.
+async fn drop_policies(aws: &Aws, user: &str) -> Result<(), AwsError> {
     let inline = aws
         .call(
             "iam",
@@ -415,29 +419,9 @@ pub async fn delete(aws: &Aws, user: &str) -> Result<(), AwsError> {
         )
         .await?;
     for p in inline.policy_names() {
-        aws.call(
-            "iam",
-            "DeleteUserPolicy",
-            aws.iam
-                .delete_user_policy()
-                .user_name(user)
-                .policy_name(p)
-                .send(),
-        )
-        .await?;
+        let call = aws.iam.delete_user_policy().user_name(user).policy_name(p);
+        aws.call("iam", "DeleteUserPolicy", call.send()).await?;
     }
     let attached = attached_policies(aws, user).await?;
-    detach(aws, user, attached.iter()).await?;
-    match aws
-        .call(
-            "iam",
-            "DeleteUser",
-            aws.iam.delete_user().user_name(user).send(),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(e),
-    }
+    detach(aws, user, attached.iter()).await
 }
