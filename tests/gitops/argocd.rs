@@ -441,7 +441,14 @@ async fn one_commit_converges(prefix: &str, waves: bool) {
     let synced = app.wait(&rev, &healthy).await;
     assert_all(&synced, &healthy);
     assert_eq!(synced["status"]["operationState"]["phase"], "Succeeded");
-    assert_eq!(syncs(&synced), 1, "one sync, no retry");
+    assert_eq!(syncs(&synced), 1, "one sync");
+    assert_eq!(
+        synced["status"]["operationState"]["retryCount"]
+            .as_i64()
+            .unwrap_or(0),
+        0,
+        "no retry"
+    );
     let arn = policy_arn(&format!("{}-deploy", ns.name)).await.unwrap();
     let iam = iam().await;
     let attached = iam
