@@ -155,6 +155,16 @@ async fn synced(app: &OneApp, rev: &str) -> Value {
                 "the sync failed or was retried: {:#}",
                 s
             );
+            // Objects in a wave before the chart's: Argo CD waits for their health,
+            // which only the operator it has not applied yet could give.
+            let waiting = op["message"].as_str().unwrap_or_default();
+            if waiting.starts_with("waiting for healthy state of iamwright.dev/") {
+                let (deployed, _, _) = kubectl(
+                    &["get", "deployment", "-n", RELEASE_NAMESPACE, "iamwright"],
+                    None,
+                );
+                assert!(deployed, "deadlock: {waiting}, and no operator deployed");
+            }
             if s["sync"]["status"] == "Synced"
                 && s["sync"]["revisions"] == json!([rev, rev])
                 && s["health"]["status"] == "Healthy"
