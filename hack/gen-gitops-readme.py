@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes the README's "GitOps" section (between the gitops:begin/end markers) from the
-files the gitops test suite uses: examples/gitops/argocd-application.yaml,
+files the gitops and node test suites use: examples/gitops/argocd-application.yaml,
+examples/gitops/sync-waves.yaml, examples/gitops/argocd-application-with-chart.yaml,
 examples/gitops/flux-kustomization.yaml, examples/gitops/health.yaml and the chart's
 charts/iamwright/argocd/argocd-cm.yaml. Run by hack/generate.sh; with --check it only
 says whether the README is current (a unit test runs that).
@@ -30,6 +31,8 @@ def rows_of(text):
 def section():
     g = repo / "examples/gitops"
     app = (g / "argocd-application.yaml").read_text()
+    one_app = (g / "argocd-application-with-chart.yaml").read_text()
+    waves = rows_of((g / "sync-waves.yaml").read_text())
     flux = (g / "flux-kustomization.yaml").read_text()
     cm = (repo / "charts/iamwright/argocd/argocd-cm.yaml").read_text()
     rows = rows_of((g / "health.yaml").read_text())
@@ -54,6 +57,24 @@ def section():
         "",
         "```yaml",
         app.rstrip("\n"),
+        "```",
+        "",
+        "**Sync waves** (`examples/gitops/sync-waves.yaml`; both suites annotate their",
+        "objects from it), in each object's `metadata.annotations`:",
+        "",
+        "| kind | `argocd.argoproj.io/sync-wave` |",
+        "|---|---|",
+    ]
+    for w in waves:
+        out.append(f"| {w['kind']} | `\"{w['wave']}\"` |")
+    out += [
+        "",
+        "**The chart and the objects in one Application**",
+        "(`examples/gitops/argocd-application-with-chart.yaml`; the node suite's one-app test",
+        "is created from this file):",
+        "",
+        "```yaml",
+        one_app.rstrip("\n"),
         "```",
         "",
         "**Flux** (`examples/gitops/flux-kustomization.yaml`; no health check to install:",

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The install path on a real node: builds the operator's image (hack/image.sh), starts a
 # test bed with a node (up.sh --node) that imports it, and runs the `node` test suite
-# (helm install / upgrade / rollback / uninstall, two replicas, the image itself).
+# (helm install / upgrade / rollback / uninstall, two replicas, the image itself, and
+# the chart with its CRDs and objects in one Argo CD Application: Argo CD is added to the
+# bed by gitops-up.sh --argocd-only, built or reused by gitops-build.sh).
 # hack/test.sh runs this after the fast suite; alone it is the quick loop for the
 # install path. Needs root (the node's runtime, network and cgroups).
 set -euo pipefail
@@ -12,6 +14,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/iamwright/cargo-target
 echo "== node: packages (containerd, runc, CNI plugins, iptables, buildah, musl) and binaries"
 hack/testbed/node-deps.sh
 hack/testbed/build.sh node >/dev/null
+
+echo "== node: Argo CD $(sed -n 's/^ARGOCD_VERSION=//p' hack/testbed/gitops-versions.env) and Redis (the one-app test)"
+hack/testbed/gitops-build.sh redis >/dev/null
+hack/testbed/gitops-build.sh argocd >/dev/null
 
 echo "== node: the operator's image from the Dockerfile"
 archive="$(hack/image.sh)"
@@ -28,6 +34,7 @@ trap cleanup EXIT
 
 echo "== node: test bed with a node"
 IAMWRIGHT_TESTBED_IMAGES="$archive" "$repo/hack/testbed/up.sh" "$bed" --node >/dev/null
+"$repo/hack/testbed/gitops-up.sh" "$bed" --argocd-only
 # shellcheck source=/dev/null
 source "$bed/env"
 export IAMWRIGHT_IMAGE="localhost/iamwright:${IAMWRIGHT_IMAGE_TAG:-dev}"

@@ -118,8 +118,9 @@ fn the_argocd_snippet_holds_the_script_for_every_kind() {
     }
 }
 
-/// The README's GitOps section is generated from the files the gitops suite uses (the
-/// Application, the Flux objects, the health table and this snippet).
+/// The README's GitOps section is generated from the files the gitops and node suites
+/// use (the two Applications, the sync waves, the Flux objects, the health table and
+/// this snippet).
 #[test]
 fn the_readme_gitops_section_is_generated_from_the_tested_files() {
     let out = std::process::Command::new("python3")

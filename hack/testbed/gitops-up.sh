@@ -6,9 +6,12 @@
 # gitops-build.sh. Installs their CRDs, the `argocd` namespace with argocd-cm carrying
 # the chart's health checks exactly as the README tells users to (the merge of
 # charts/iamwright/argocd/argocd-cm.yaml), and the `default` AppProject (which Argo CD's
-# API server, not run here, would create).
+# API server, not run here, would create). The repo server renders Helm sources with
+# the bed's helm (HELM_VERSION in versions.env, on PATH from DIR/env), as upstream's
+# image renders them with the helm it ships.
 #
-# usage: gitops-up.sh DIR     (after up.sh DIR; down.sh DIR stops these too: pid files)
+# usage: gitops-up.sh DIR [--argocd-only]   (after up.sh DIR; down.sh DIR stops these
+#        too: pid files). --argocd-only starts no Flux (the node suite's one-app test).
 #
 # Appends to DIR/env: IAMWRIGHT_GIT_ROOT (bare repositories; tests commit there through
 # the file system), IAMWRIGHT_GIT_URL (the same, as Argo CD and Flux fetch it), and the
@@ -19,13 +22,20 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-dir="$(cd "${1:?usage: gitops-up.sh DIR}" && pwd)"
+dir="$(cd "${1:?usage: gitops-up.sh DIR [--argocd-only]}" && pwd)"
+with_flux=1
+[ "${2:-}" = --argocd-only ] && with_flux=0
 # shellcheck source=/dev/null
 source "$dir/env"
 log() { echo "gitops-up: $*" >&2; }
 timeout_s="${IAMWRIGHT_TESTBED_TIMEOUT:-120}"
 
-cache="$("$here/gitops-build.sh" all | tail -n 1)"
+if [ "$with_flux" = 1 ]; then
+  cache="$("$here/gitops-build.sh" all | tail -n 1)"
+else
+  "$here/gitops-build.sh" redis >/dev/null
+  cache="$("$here/gitops-build.sh" argocd | tail -n 1)"
+fi
 gbin="$cache/bin"
 # Argo CD's binary picks its command by the name it is started as (upstream's image
 # has the same links).
@@ -125,18 +135,20 @@ start argocd-application-controller "${argo_env[@]}" "$gbin/argocd-application-c
 wait_for argocd-application-controller "serving" curl -sf "http://127.0.0.1:$ctl_metrics/metrics"
 
 # --- Flux ------------------------------------------------------------------------------
-mkdir -p "$dir/flux/storage"
-flux_env=(env KUBECONFIG="$KUBECONFIG" RUNTIME_NAMESPACE=flux-system HOME="$dir/flux")
-start source-controller "${flux_env[@]}" "$gbin/source-controller" \
-  --storage-path "$dir/flux/storage" --storage-addr "127.0.0.1:$src_storage" \
-  --storage-adv-addr "127.0.0.1:$src_storage" \
-  --metrics-addr "127.0.0.1:$src_metrics" --health-addr "127.0.0.1:$src_health" \
-  --enable-leader-election=false --watch-all-namespaces=true --log-level info
-wait_for source-controller "ready" curl -sf "http://127.0.0.1:$src_health/readyz"
-start kustomize-controller "${flux_env[@]}" "$gbin/kustomize-controller" \
-  --metrics-addr "127.0.0.1:$kc_metrics" --health-addr "127.0.0.1:$kc_health" \
-  --enable-leader-election=false --watch-all-namespaces=true --log-level info
-wait_for kustomize-controller "ready" curl -sf "http://127.0.0.1:$kc_health/readyz"
+if [ "$with_flux" = 1 ]; then
+  mkdir -p "$dir/flux/storage"
+  flux_env=(env KUBECONFIG="$KUBECONFIG" RUNTIME_NAMESPACE=flux-system HOME="$dir/flux")
+  start source-controller "${flux_env[@]}" "$gbin/source-controller" \
+    --storage-path "$dir/flux/storage" --storage-addr "127.0.0.1:$src_storage" \
+    --storage-adv-addr "127.0.0.1:$src_storage" \
+    --metrics-addr "127.0.0.1:$src_metrics" --health-addr "127.0.0.1:$src_health" \
+    --enable-leader-election=false --watch-all-namespaces=true --log-level info
+  wait_for source-controller "ready" curl -sf "http://127.0.0.1:$src_health/readyz"
+  start kustomize-controller "${flux_env[@]}" "$gbin/kustomize-controller" \
+    --metrics-addr "127.0.0.1:$kc_metrics" --health-addr "127.0.0.1:$kc_health" \
+    --enable-leader-election=false --watch-all-namespaces=true --log-level info
+  wait_for kustomize-controller "ready" curl -sf "http://127.0.0.1:$kc_health/readyz"
+fi
 
 {
   echo "export IAMWRIGHT_GIT_ROOT=$(printf '%q' "$dir/git")"
@@ -144,4 +156,4 @@ wait_for kustomize-controller "ready" curl -sf "http://127.0.0.1:$kc_health/read
   echo "export IAMWRIGHT_ARGOCD_METRICS=http://127.0.0.1:$ctl_metrics"
   echo "export IAMWRIGHT_GITOPS_BIN=$(printf '%q' "$gbin")"
 } >>"$dir/env"
-log "ready: git $git_url, redis :$redis_port, argocd repo-server :$repo_port, source-controller :$src_storage"
+log "ready: git $git_url, redis :$redis_port, argocd repo-server :$repo_port$([ "$with_flux" = 1 ] && echo ", source-controller :$src_storage")"

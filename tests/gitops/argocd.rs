@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::git::{Repo, examples};
 use crate::harness::*;
-use crate::table::{application, expected};
+use crate::table::{application, expected, sync_wave_annotation};
 
 const SYNC: Duration = Duration::from_secs(180);
 
@@ -390,7 +390,8 @@ async fn argocd_a_broken_document_degrades_the_app_until_fixed() {
 }
 
 /// A policy, a role that references it and an access key whose user gets it, in one
-/// commit with the README's sync waves: they converge in one sync, without a retry.
+/// commit with the README's sync waves (`examples/gitops/sync-waves.yaml`): they
+/// converge in one sync, without a retry.
 #[tokio::test]
 async fn argocd_policy_role_and_key_in_one_commit_converge() {
     one_commit_converges("argo-order", true).await;
@@ -409,25 +410,25 @@ async fn one_commit_converges(prefix: &str, waves: bool) {
     let repo = Repo::new(&ns.name);
     let app = App::create(&ns.name, &repo);
     let (healthy, _) = expected("ready");
-    let wave = |w: &str| {
+    let wave = |kind: &str| {
         if waves {
-            format!("  annotations:\n    argocd.argoproj.io/sync-wave: \"{w}\"\n")
+            sync_wave_annotation(kind)
         } else {
             String::new()
         }
     };
     let policy = policy_yaml("deploy", "Allow", &["s3:PutObject"], "").replace(
         "  name: deploy\n",
-        &format!("  name: deploy\n{}", wave("-2")),
+        &format!("  name: deploy\n{}", wave("IamPolicy")),
     );
     let role = format!(
         "apiVersion: iamwright.dev/v1alpha1\nkind: IamRole\nmetadata:\n  name: deployer\n{}spec:\n  assumeRolePolicy:\n    Version: \"2012-10-17\"\n    Statement:\n      - Effect: Allow\n        Principal: {{Service: ec2.amazonaws.com}}\n        Action: sts:AssumeRole\n  policyRefs: [{{name: deploy}}]\n",
-        wave("-1")
+        wave("IamRole")
     );
     let user = format!("{}-deployer", ns.name);
     let key = format!(
         "apiVersion: iamwright.dev/v1alpha1\nkind: IamUserAccessKey\nmetadata:\n  name: deployer\n{}spec:\n  userName: {user}\n  policyRefs: [{{name: deploy}}]\n  secretName: deployer-aws\n",
-        wave("0")
+        wave("IamUserAccessKey")
     );
     let rev = repo.commit(
         "policy, role and key together",
@@ -440,7 +441,14 @@ async fn one_commit_converges(prefix: &str, waves: bool) {
     let synced = app.wait(&rev, &healthy).await;
     assert_all(&synced, &healthy);
     assert_eq!(synced["status"]["operationState"]["phase"], "Succeeded");
-    assert_eq!(syncs(&synced), 1, "one sync, no retry");
+    assert_eq!(syncs(&synced), 1, "one sync");
+    assert_eq!(
+        synced["status"]["operationState"]["retryCount"]
+            .as_i64()
+            .unwrap_or(0),
+        0,
+        "no retry"
+    );
     let arn = policy_arn(&format!("{}-deploy", ns.name)).await.unwrap();
     let iam = iam().await;
     let attached = iam

@@ -59,6 +59,24 @@ impl Repo {
         }
     }
 
+    /// Copies the directory `from` (recursively) to `to` in the work tree, for the next
+    /// commit.
+    #[allow(dead_code)] // used by tests/node (the one-app test)
+    pub fn copy(&self, from: &Path, to: &str) {
+        fn walk(from: &Path, to: &Path) {
+            std::fs::create_dir_all(to).unwrap();
+            for e in std::fs::read_dir(from).unwrap() {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_dir() {
+                    walk(&e.path(), &to.join(e.file_name()));
+                } else {
+                    std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+                }
+            }
+        }
+        walk(from, &self.work.join(to));
+    }
+
     /// The URL Argo CD and Flux clone.
     pub fn url(&self) -> String {
         format!("{}/{}.git", env("IAMWRIGHT_GIT_URL"), self.name)

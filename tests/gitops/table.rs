@@ -1,6 +1,7 @@
-//! The files users copy, read by the tests as they are: the Argo CD Application and the
-//! Flux objects (`examples/gitops/`), with only names, URL and namespaces replaced, and
-//! the health table (condition -> Argo CD health -> kstatus) the tests expect.
+//! The files users copy, read by the tests as they are: the Argo CD Applications and the
+//! Flux objects (`examples/gitops/`), with only names, URL, namespaces (and the bed's
+//! chart values) replaced, the sync waves, and the health table (condition -> Argo CD
+//! health -> kstatus) the tests expect.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -40,6 +41,58 @@ pub fn application(name: &str, repo_url: &str, path: &str, namespace: &str) -> V
     app["spec"]["source"]["path"] = path.into();
     app["spec"]["destination"]["namespace"] = namespace.into();
     app
+}
+
+/// The README's one-app Application (`argocd-application-with-chart.yaml`), named
+/// `name`, with both sources at `repo_url`: the chart at `chart_path` with helm values
+/// `values` (replacing the file's), the objects at `path`; the chart into `namespace`.
+#[allow(dead_code)] // used by tests/node (the one-app test)
+pub fn application_with_chart(
+    name: &str,
+    repo_url: &str,
+    chart_path: &str,
+    values: Value,
+    path: &str,
+    namespace: &str,
+) -> Value {
+    let mut app = documents("argocd-application-with-chart.yaml").remove(0);
+    app["metadata"]["name"] = name.into();
+    let sources = app["spec"]["sources"].as_array_mut().unwrap();
+    assert_eq!(sources.len(), 2, "the chart and the objects");
+    sources[0]["repoURL"] = repo_url.into();
+    sources[0]["path"] = chart_path.into();
+    sources[0]["helm"]["valuesObject"] = values;
+    sources[1]["repoURL"] = repo_url.into();
+    sources[1]["path"] = path.into();
+    app["spec"]["destination"]["namespace"] = namespace.into();
+    app
+}
+
+#[derive(Deserialize)]
+struct Wave {
+    kind: String,
+    wave: i32,
+}
+
+/// The sync wave `examples/gitops/sync-waves.yaml` gives `kind`.
+pub fn sync_wave(kind: &str) -> i32 {
+    let text =
+        std::fs::read_to_string(repo_root().join("examples/gitops/sync-waves.yaml")).unwrap();
+    let waves: Vec<Wave> = serde_yaml::from_str(&text).unwrap();
+    waves
+        .into_iter()
+        .find(|w| w.kind == kind)
+        .unwrap_or_else(|| panic!("no {kind} in examples/gitops/sync-waves.yaml"))
+        .wave
+}
+
+/// The annotation that puts an object of `kind` in its wave, as YAML lines under
+/// `metadata:`.
+pub fn sync_wave_annotation(kind: &str) -> String {
+    format!(
+        "  annotations:\n    argocd.argoproj.io/sync-wave: \"{}\"\n",
+        sync_wave(kind)
+    )
 }
 
 /// The README's GitRepository and Kustomization, named `name` (in flux-system), for
