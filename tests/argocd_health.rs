@@ -2,6 +2,7 @@
 //! library (Argo CD withholds it), on sample objects of every state.
 
 use mlua::{Lua, LuaSerdeExt, Table};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 const SCRIPT: &str = include_str!("../charts/iamwright/argocd/health.lua");
@@ -150,6 +151,36 @@ fn every_namespaced_kind_has_a_health_script() {
         assert!(
             KINDS.contains(&kind.as_str()),
             "{kind} has no Argo CD health script"
+        );
+    }
+}
+
+/// Flux's Kustomization waits with kstatus, which takes an object with no status yet
+/// for Current: every kind the CRDs define has a health check expression in the
+/// Kustomization the README shows (and the gitops suite applies).
+#[test]
+fn every_kind_has_a_flux_health_check() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/gitops/flux-kustomization.yaml"
+    ))
+    .unwrap();
+    let checked: Vec<String> = serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
+        .filter(|doc| doc["kind"] == "Kustomization")
+        .flat_map(|doc| {
+            doc["spec"]["healthCheckExprs"]
+                .as_sequence()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|c| c["kind"].as_str().map(str::to_string))
+        .collect();
+    for crd in iamwright::crds::all() {
+        let kind = crd.spec.names.kind;
+        assert!(
+            checked.contains(&kind),
+            "{kind} has no healthCheckExprs entry in examples/gitops/flux-kustomization.yaml"
         );
     }
 }

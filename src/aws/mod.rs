@@ -397,11 +397,15 @@ pub fn partition_of_arn(arn: &str) -> Option<&str> {
 }
 
 /// Every AWS call is bounded: a hung connection or endpoint can never hold a reconcile
-/// (and its object's place in the queue) for longer than this.
+/// (and its object's place in the queue) for longer than this. The answer to a request
+/// on the wire gets 20 s (a read timeout, not an attempt timeout: the time an attempt
+/// waits in its account's pacer for a slot is not the endpoint's fault, and with many
+/// reconciles queued at a low account rate it can be several seconds), the whole call
+/// 60 s.
 fn timeouts() -> TimeoutConfig {
     TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(5))
-        .operation_attempt_timeout(Duration::from_secs(20))
+        .read_timeout(Duration::from_secs(20))
         .operation_timeout(Duration::from_secs(60))
         .build()
 }

@@ -56,7 +56,7 @@ pub const DECREASE_GAP: Duration = Duration::from_secs(1);
 /// call adds `INCREASE / rate`).
 pub const INCREASE: f64 = 1.0;
 /// How long one attempt's throttling answers are absorbed (re-sent at the learned rate)
-/// before the SDK sees one. Well inside the 20 s attempt timeout.
+/// before the SDK sees one. Well inside the 60 s a call may take.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 /// The window over which the rate the account accepted is measured: two seconds of
 /// answers, so one second's jitter in when they arrive is not taken for the rate.
