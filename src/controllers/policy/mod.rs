@@ -5,6 +5,9 @@
 
 mod io;
 mod plan;
+mod spec;
+
+pub use spec::{Resolved, Source, source, validate};
 
 use std::sync::Arc;
 
@@ -12,14 +15,14 @@ use kube::ResourceExt;
 
 use super::changes::{Changes, in_sync};
 use super::claim::{Claim, claim, held_by_existing};
-use super::documents::{Resolved, policy_config_maps, policy_document, watch_config_maps};
+use super::documents::{
+    fetch, policy_config_maps, read_source, substitute_field, variables_if_used, watch_config_maps,
+};
 use super::reconciler::{Applied, reconcile, run_controller};
 use super::{Context, Error, Shutdown, governed_name, key_of, observe};
 use crate::api::{DeletionPolicy, IamPolicy, IamPolicyStatus, ManagementPolicy};
 use crate::aws::snapshot::fingerprint;
 use crate::aws::{AwsErrorKind, Ownership};
-use crate::policy::allowed_actions_matching;
-use crate::reason::Reason;
 use plan::{Desired, Observed, Write};
 
 pub const KIND: &str = "IamPolicy";
@@ -59,8 +62,8 @@ pub fn policy_arn(partition: &str, account: &str, p: &IamPolicy) -> String {
 /// (condition + warning event), never held back: AWS may know actions newer than the
 /// shipped catalog.
 async fn apply(p: Arc<IamPolicy>, ctx: Arc<Context>) -> Applied<IamPolicyStatus> {
-    // The document as AWS gets it: from its ConfigMap, variables replaced, checked.
-    let doc = match policy_document(&ctx, &p).await {
+    // The document as AWS gets it: from its ConfigMap, variables replaced.
+    let doc = match document(&ctx, &p).await {
         Ok(doc) => doc,
         Err(e) => return Applied::failed(None, e),
     };
@@ -74,7 +77,9 @@ async fn sync(
     doc: Resolved,
 ) -> Result<Applied<IamPolicyStatus>, Error> {
     let observe_only = p.spec.management_policy == ManagementPolicy::Observe;
-    let (name, path) = validate(p, &doc)?;
+    let gov = crate::trust::current();
+    validate(&doc, &gov.settings(&ctx.settings))?;
+    let (name, path) = governed(p)?;
     let arn = resolve(p, ctx).await?;
     let mut d = Desired {
         name,
@@ -112,6 +117,25 @@ async fn sync(
     Ok(Applied::synced(status_of(&seen), message))
 }
 
+/// Resolve: the document, `spec.document` or the ConfigMap key `spec.documentFrom`
+/// names, with its variables replaced (checked by [`validate`]). A missing ConfigMap or
+/// key waits (`DependencyNotReady`); a document that does not parse is
+/// `InvalidPolicyDocument`.
+async fn document(ctx: &Context, p: &IamPolicy) -> Result<Resolved, Error> {
+    let ns = p.namespace().unwrap_or_default();
+    let (field, document, origin) = match source(&p.spec)? {
+        Source::Written(doc) => ("spec.document", doc.value(), None),
+        Source::ConfigMap(from) => {
+            let field = "spec.documentFrom";
+            let maps = fetch(ctx, &ns, [from]).await?;
+            (field, read_source(field, &ns, from, &maps)?, Some(from))
+        }
+    };
+    let vars = variables_if_used(ctx, [&document]).await?;
+    let document = substitute_field(field, &document, vars.as_ref())?;
+    Ok(Resolved::new(field, document, origin))
+}
+
 /// Resolve: the ARN the policy has in the account the operator works in.
 async fn resolve(p: &IamPolicy, ctx: &Context) -> Result<String, Error> {
     let aws = &ctx.aws().await;
@@ -122,19 +146,13 @@ async fn resolve(p: &IamPolicy, ctx: &Context) -> Result<String, Error> {
     ))
 }
 
-/// Validate: the guardrails and the governance's name and path rules, before any AWS
-/// call (a bad spec never reaches AWS; the document's grammar was checked as it was
-/// resolved). Pure. Returns the AWS name and path.
-fn validate(p: &IamPolicy, doc: &Resolved) -> Result<(String, String), Error> {
+/// Build: the AWS name and path under the namespace's governance (its IamScope's
+/// name prefix and path). Pure. The spec's own checks are [`validate`].
+fn governed(p: &IamPolicy) -> Result<(String, String), Error> {
     let gov = crate::trust::current();
     let path = gov.path(&p.spec.path)?;
     let name = policy_name(p);
     gov.check_name("spec.name", &name)?;
-    if let Some((field, msg)) =
-        allowed_actions_matching(&doc.document, &doc.field, &gov.deny_actions)
-    {
-        return Err(Error::at(Reason::GuardrailViolation, field, msg));
-    }
     Ok((name, path))
 }
 
