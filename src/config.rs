@@ -309,6 +309,28 @@ pub struct Settings {
     pub trust: TrustArgs,
 }
 
+impl Settings {
+    /// The settings of checks made without a cluster (`iamwright validate`, tests):
+    /// the guardrails given, the rest at its defaults.
+    pub fn guardrails(
+        deny_actions: Vec<String>,
+        boundary: Option<String>,
+        trust: TrustArgs,
+    ) -> Self {
+        Self {
+            cluster_name: String::new(),
+            resync: Duration::from_secs(600),
+            instance_resync: Duration::from_secs(60),
+            concurrency: 1,
+            namespaces: vec![],
+            object_selector: None,
+            required_permissions_boundary: boundary,
+            deny_actions,
+            trust,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,10 +16,7 @@ pub use crate::inputs::collect_files;
 
 use crate::controllers::documents::{read_source, role_documents};
 use crate::controllers::role::credentials::{operator_statement, session_name};
-use crate::policy::{
-    DocKind, Variables, allowed_actions_matching, substitute, unrecognized_actions,
-    validate_document,
-};
+use crate::policy::{DocKind, Variables, substitute, unrecognized_actions, validate_document};
 
 /// One problem, printed as `file:Kind/name: field: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,17 +70,11 @@ pub const OPERATOR_PLACEHOLDER: &str = "arn:aws:iam::000000000000:role/OPERATOR"
 impl Guardrails {
     /// The operator settings these flags stand for (the rest does not matter offline).
     fn settings(&self) -> crate::controllers::Settings {
-        crate::controllers::Settings {
-            cluster_name: String::new(),
-            resync: std::time::Duration::from_secs(600),
-            instance_resync: std::time::Duration::from_secs(60),
-            concurrency: 1,
-            namespaces: vec![],
-            object_selector: None,
-            required_permissions_boundary: self.required_permissions_boundary.clone(),
-            deny_actions: self.deny_actions.clone(),
-            trust: self.trust.clone(),
-        }
+        crate::controllers::Settings::guardrails(
+            self.deny_actions.clone(),
+            self.required_permissions_boundary.clone(),
+            self.trust.clone(),
+        )
     }
 }
 
@@ -449,51 +440,44 @@ fn semantic_checks(
     let mut resolved: Vec<(String, Value)> = vec![];
     match kind {
         "IamPolicy" => {
-            let from = spec
-                .get("documentFrom")
-                .and_then(|f| serde_json::from_value::<crate::api::DocumentSource>(f.clone()).ok());
-            let doc = match (spec.get("document"), &from) {
-                (Some(doc), None) => {
-                    Some(("spec.document".to_string(), doc.clone(), String::new()))
-                }
-                (None, Some(source)) => {
-                    let field = "spec.documentFrom";
-                    let name = &source.config_map_key_ref.name;
-                    if !config_maps.contains_key(name) {
-                        notes.push(checked_at_reconcile(field, name));
-                        None
-                    } else {
-                        match read_source(field, "", source, config_maps) {
-                            Ok(doc) => Some((
-                                field.to_string(),
-                                doc,
-                                format!(
-                                    " (from ConfigMap {name:?} key {:?})",
-                                    source.config_map_key_ref.key
-                                ),
-                            )),
-                            Err(e) => {
-                                out.push(split_error(&e));
-                                None
+            // The controller's own checks, so the offline answer is the operator's answer.
+            use crate::controllers::policy::{Resolved, Source, source, validate};
+            if let Ok(policy) = serde_json::from_value::<crate::api::IamPolicySpec>(spec.clone()) {
+                let doc = match source(&policy) {
+                    Ok(Source::Written(doc)) => Some(Resolved::new(
+                        "spec.document",
+                        placeholders(&doc.value()),
+                        None,
+                    )),
+                    Ok(Source::ConfigMap(from)) => {
+                        let field = "spec.documentFrom";
+                        let name = &from.config_map_key_ref.name;
+                        if !config_maps.contains_key(name) {
+                            notes.push(checked_at_reconcile(field, name));
+                            None
+                        } else {
+                            match read_source(field, "", from, config_maps) {
+                                Ok(doc) => {
+                                    Some(Resolved::new(field, placeholders(&doc), Some(from)))
+                                }
+                                Err(e) => {
+                                    out.push(split_error(&e));
+                                    None
+                                }
                             }
                         }
                     }
+                    Err(e) => {
+                        out.push(split_error(&e));
+                        None
+                    }
+                };
+                if let Some(doc) = doc {
+                    if let Err(e) = validate(&doc, &g.settings()) {
+                        out.push(split_error(&e));
+                    }
+                    resolved.push((doc.field, doc.document));
                 }
-                _ => {
-                    out.push(("spec".into(), crate::crds::POLICY_DOCUMENT_ONE_OF.into()));
-                    None
-                }
-            };
-            if let Some((field, doc, origin)) = doc {
-                let doc = placeholders(&doc);
-                if let Err(e) = validate_document(&doc, &field, DocKind::Managed) {
-                    out.push((e.path, format!("{}{origin}", e.message)));
-                } else if let Some((f, message)) =
-                    allowed_actions_matching(&doc, &field, &g.deny_actions)
-                {
-                    out.push((f, message));
-                }
-                resolved.push((field, doc));
             }
         }
         "IamRole" => {

@@ -308,6 +308,10 @@ impl Aws {
             && !fence.holds()
         {
             self.metrics.aws_request(service, operation, "fenced");
+            tracing::warn!(
+                %operation,
+                "leader fence: AWS write refused, the leader lease is not confirmed"
+            );
             return Err(AwsError {
                 kind: AwsErrorKind::Transient,
                 operation,

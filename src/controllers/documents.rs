@@ -37,62 +37,6 @@ pub async fn variables(ctx: &Context) -> Result<Variables, Error> {
     })
 }
 
-/// A document ready to be sent: resolved, substituted and valid for its kind.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Resolved {
-    /// The field the document is reported under (`spec.document`, `spec.documentFrom`).
-    pub field: String,
-    pub document: Value,
-    /// `ConfigMap "x" key "y"` for a document from a ConfigMap: a difference with AWS
-    /// then usually follows an edit of the ConfigMap, not drift.
-    pub source: Option<String>,
-}
-
-/// The document of an IamPolicy: `spec.document`, or the ConfigMap key
-/// `spec.documentFrom` names, with its variables replaced and its grammar checked.
-/// A missing ConfigMap or key waits (`DependencyNotReady`); a document that does not
-/// parse or is invalid is `InvalidPolicyDocument`.
-pub async fn policy_document(ctx: &Context, p: &IamPolicy) -> Result<Resolved, Error> {
-    let ns = p.namespace().unwrap_or_default();
-    let (field, document, origin) = match (&p.spec.document, &p.spec.document_from) {
-        (Some(doc), None) => ("spec.document".to_string(), doc.value(), None),
-        (None, Some(source)) => {
-            let field = "spec.documentFrom".to_string();
-            let maps = fetch(ctx, &ns, [source]).await?;
-            let doc = read_source(&field, &ns, source, &maps)?;
-            (field, doc, Some(source))
-        }
-        // The CRD's CEL rule refuses both and neither; an older CRD may not.
-        _ => {
-            return Err(Error::at(
-                Reason::InvalidSpec,
-                "spec",
-                crate::crds::POLICY_DOCUMENT_ONE_OF,
-            ));
-        }
-    };
-    let vars = variables_if_used(ctx, [&document]).await?;
-    let document = substitute_field(&field, &document, vars.as_ref())?;
-    validate_document(&document, &field, DocKind::Managed).map_err(|e| {
-        invalid(
-            e.path,
-            format!(
-                "{}{}",
-                e.message,
-                origin.map(from_source).unwrap_or_default()
-            ),
-        )
-    })?;
-    Ok(Resolved {
-        field,
-        document,
-        source: origin.map(|s| {
-            let r = &s.config_map_key_ref;
-            format!("ConfigMap {:?} key {:?}", r.name, r.key)
-        }),
-    })
-}
-
 /// A role's spec with every document resolved: `assumeRolePolicy` and
 /// `inlinePolicies` substituted, and each of `inlinePoliciesFrom` read from its
 /// ConfigMap, substituted, checked and added to `inlinePolicies` (its name stays in
@@ -211,7 +155,7 @@ fn from_source(source: &DocumentSource) -> String {
 
 /// The variables' values, read only when a document uses one (no account lookup for
 /// documents without variables).
-async fn variables_if_used<'a>(
+pub async fn variables_if_used<'a>(
     ctx: &Context,
     docs: impl IntoIterator<Item = &'a Value>,
 ) -> Result<Option<Variables>, Error> {
@@ -237,7 +181,7 @@ pub fn substitute_field(
 
 /// The ConfigMaps the sources name, read once each from `namespace`; a missing one is
 /// absent from the map.
-async fn fetch<'a>(
+pub async fn fetch<'a>(
     ctx: &Context,
     namespace: &str,
     sources: impl IntoIterator<Item = &'a DocumentSource>,

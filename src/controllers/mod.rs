@@ -10,6 +10,7 @@ pub mod documents;
 pub mod events;
 pub mod group;
 pub mod instances;
+pub mod lifecycle;
 pub mod observe;
 pub mod policy;
 pub mod reconciler;
@@ -107,6 +108,17 @@ impl Context {
             created: Default::default(),
             written: Default::default(),
         }
+    }
+
+    /// The governance's denied actions on the managed policies a spec attaches
+    /// (`spec.managedPolicyArns`): their documents are read, and cached.
+    pub async fn check_managed_policies(&self, arns: &[String]) -> Result<(), Error> {
+        let gov = crate::trust::current();
+        let field = "spec.managedPolicyArns";
+        let aws = self.aws().await;
+        self.managed_policies
+            .check(&aws, field, arns, &gov.deny_actions)
+            .await
     }
 
     /// Whether the object's resource still has to be created: no ARN in the status

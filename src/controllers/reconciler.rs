@@ -55,6 +55,8 @@ pub trait StatusFields: Default + Clone + PartialEq + Serialize + Send + Sync + 
     fn set_scope(&mut self, scope: Option<String>);
     /// `status.accountId`, from the account field of the ARN the status holds.
     fn fill_account(&mut self);
+    /// The ARN the status holds (the object's resource, as last reported).
+    fn arn(&self) -> Option<&str>;
 }
 
 macro_rules! managed {
@@ -84,6 +86,9 @@ macro_rules! managed {
                 // arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE
                 let account = self.$arn.as_deref().and_then(|a| a.split(':').nth(4));
                 self.account_id = account.filter(|a| !a.is_empty()).map(str::to_string);
+            }
+            fn arn(&self) -> Option<&str> {
+                self.$arn.as_deref()
             }
         }
     };

@@ -11,7 +11,7 @@ use crate::harness::*;
 
 /// Where moto's validator refuses what AWS documents as valid: a fragment of the row's
 /// document, and why the checker keeps accepting it.
-const MOTO_STRICTER: &[(&str, &str)] = &[
+pub(crate) const MOTO_STRICTER: &[(&str, &str)] = &[
     (
         "arn:aws:iam::123456789012:*",
         "moto refuses an IAM ARN whose resource is `*`; AWS's rule is \"`*` or user/, role/, ...\"",

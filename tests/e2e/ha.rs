@@ -83,9 +83,10 @@ async fn inline_policy(role: &str) -> Option<()> {
 }
 
 /// A leader cut off from the API server cannot learn that it lost the Lease; it makes
-/// no AWS write once it cannot confirm the Lease, and a successor takes over. (The
-/// fence itself is unit-tested in src/aws/mod.rs: with the trust model most reconciles
-/// of a cut-off leader already stop at a Kubernetes read.)
+/// no AWS write once it cannot confirm the Lease, and a successor takes over. The fence
+/// is seen to fire: a role's reconcile stops at its first Kubernetes read, but a
+/// policy's reaches its AWS write from the cached object and the cached governance,
+/// and the fence refuses it (`iamwright_aws_requests_total{outcome="fenced"}` moves).
 #[tokio::test]
 async fn a_leader_cut_off_from_the_api_server_stops_writing_to_aws() {
     let ns = Namespace::new("ha-cut").await;
@@ -120,25 +121,48 @@ async fn a_leader_cut_off_from_the_api_server_stops_writing_to_aws() {
         || async { inline_policy(&role).await },
     )
     .await;
+    apply(&ns.name, &policy("p"));
+    wait_ready(&ns.name, "p", Duration::from_secs(60)).await;
+    let policy_arn = format!("arn:aws:iam::123456789012:policy/{}-p", ns.name);
 
     relay.cut();
     // The Lease expires 15 s after its last renewal; the fence runs out before that.
     tokio::time::sleep(Duration::from_secs(16)).await;
     let unfenced = |op: &str, outcome: &str| !is_read(op) && outcome != "fenced";
+    let fenced = |_: &str, outcome: &str| outcome == "fenced";
     let before = leader.aws_requests(unfenced).await;
+    let fenced_before = leader.aws_requests(fenced).await;
     // Drift the cut-off leader sees on its next resync (its AWS reads still work).
-    iam()
-        .await
-        .delete_role_policy()
+    let iam = iam().await;
+    iam.delete_role_policy()
         .role_name(&role)
         .policy_name("main")
         .send()
         .await
         .unwrap();
-    // Two resyncs of the cut-off leader: whatever path its reconcile takes (most stop
-    // at their first Kubernetes call; one that reaches an AWS write meets the fence,
-    // counted as outcome="fenced"), nothing is written.
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    iam.create_policy_version()
+        .policy_arn(&policy_arn)
+        .policy_document(
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                   "Action": "s3:PutObject", "Resource": "*"}]})
+            .to_string(),
+        )
+        .set_as_default(true)
+        .send()
+        .await
+        .unwrap();
+    // The policy's reconcile meets the fence: its repair of the document is refused.
+    eventually(
+        Duration::from_secs(30),
+        "the fence refusing the cut-off leader's write",
+        || async { (leader.aws_requests(fenced).await > fenced_before).then_some(()) },
+    )
+    .await;
+    assert!(
+        leader.log().contains("leader fence: AWS write refused"),
+        "the fence's refusal is logged"
+    );
+    // Whatever path its reconciles take, nothing was written.
     assert_eq!(
         leader.aws_requests(unfenced).await,
         before,

@@ -22,3 +22,4 @@ mod rbac;
 mod role;
 mod sharding;
 mod trust;
+mod validate;

@@ -17,16 +17,16 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
 use super::changes::Changes;
-use super::claim::{Claim, claim};
 use super::instances::{self, Association, Targets};
+use super::lifecycle::{self, First, Sought, find_or_create};
 use super::reconciler::{Applied, reconcile, run_controller};
 use super::refs::referencing;
 use super::{Context, Error, Shutdown, governed_name, key_of, observe};
 use crate::api::{
-    DeletionPolicy, InstanceProfileBinding, InstanceProfileBindingSpec,
-    InstanceProfileBindingStatus, ManagementPolicy,
+    InstanceProfileBinding, InstanceProfileBindingSpec, InstanceProfileBindingStatus,
+    ManagementPolicy,
 };
-use crate::aws::{self, Aws, AwsError, AwsErrorKind, Ownership};
+use crate::aws::{self, Aws, AwsError, Ownership};
 use crate::reason::Reason;
 use plan::{AssocWrite, Desired, Pending, Profile, ProfileWrite};
 
@@ -141,7 +141,7 @@ async fn sync(
     let Some(Found {
         mut profile,
         created,
-    }) = observe_profile(b, ctx, &d, observe_only).await?
+    }) = observe_profile(b, ctx, &d).await?
     else {
         return Err(observe::not_found(&format!("instance profile {}", d.name)));
     };
@@ -295,50 +295,32 @@ async fn observe_profile(
     b: &InstanceProfileBinding,
     ctx: &Context,
     d: &Desired,
-    observe_only: bool,
 ) -> Result<Option<Found>, Error> {
     let aws = &ctx.aws().await;
-    let profile = match io::get_profile(aws, &d.name).await? {
-        Some(p) => p,
-        None if observe_only => return Ok(None),
-        None => match io::create_profile(aws, d).await {
-            Ok(Some(p)) => {
-                let note = format!("created instance profile {}", p.arn);
-                ctx.event(b, false, "Created", note).await;
-                return Ok(Some(Found {
-                    profile: p,
-                    created: true,
-                }));
-            }
-            Ok(None) => {
-                return Err(Error::Waiting {
-                    field: None,
-                    reason: Reason::Creating,
-                    message: format!("CreateInstanceProfile returned no profile for {}", d.name),
-                });
-            }
-            Err(e) if e.kind == AwsErrorKind::AlreadyExists => {
-                io::get_profile(aws, &d.name).await?.ok_or(e)?
-            }
-            Err(e) => return Err(e.into()),
-        },
+    let sought = Sought::new(
+        "instance profile",
+        "CreateInstanceProfile",
+        &d.name,
+        First::Read,
+    );
+    let get = || io::get_profile(aws, &d.name);
+    let create = || io::create_profile(aws, d);
+    let claimed = |profile: Profile| async move {
+        let what = format!("instance profile {}", profile.arn);
+        let ownership = ctx.owner(b).ownership(&profile.tags);
+        lifecycle::claim_of(b, ctx, &ownership, &what).await?;
+        Ok(profile)
     };
-    let what = format!("instance profile {}", profile.arn);
-    let gov = crate::trust::current();
-    let claimed = claim(
-        &ctx.owner(b).ownership(&profile.tags),
-        &what,
-        b.spec.adopt,
-        observe_only,
-        || gov.check_adopt(&what),
-    )?;
-    if claimed == Claim::Adopt {
-        ctx.event(b, false, "Adopted", format!("adopted existing {what}"))
-            .await;
-    }
-    Ok(Some(Found {
-        profile,
-        created: false,
+    let found = find_or_create(b, ctx, sought, get, create, claimed).await?;
+    Ok(found.map(|found| match found {
+        lifecycle::Found::Claimed(profile) => Found {
+            profile,
+            created: false,
+        },
+        lifecycle::Found::Created(profile) => Found {
+            profile,
+            created: true,
+        },
     }))
 }
 
@@ -568,24 +550,17 @@ async fn cleanup(
 ) -> Result<(), Error> {
     let aws = &ctx.aws().await;
     let name = profile_name(&b);
-    if b.spec.management_policy == ManagementPolicy::Observe {
-        tracing::info!(object = %key_of(&*b), profile = %name, "observe-only: nothing deleted in AWS");
+    let what = format!("instance profile {name}");
+    if lifecycle::kept(&*b, &ctx, &format!("{what} and its associations")).await {
         return Ok(());
     }
-    if b.spec.deletion_policy == DeletionPolicy::Retain {
-        let note = format!(
-            "instance profile {name} and its associations retained (deletionPolicy: Retain)"
-        );
-        ctx.event(&*b, false, "Retained", note).await;
-        return Ok(());
-    }
-    let Some(profile) = io::get_profile(aws, &name).await? else {
+    let found = io::get_profile(aws, &name).await?.map(|p| {
+        let tags = p.tags.clone();
+        (p, tags)
+    });
+    let Some(profile) = lifecycle::owned(&*b, &ctx, &what, found) else {
         return Ok(());
     };
-    if ctx.owner(&*b).ownership(&profile.tags) != Ownership::Ours {
-        tracing::info!(object = %key_of(&*b), profile = %name, "instance profile not owned by this object; left in place");
-        return Ok(());
-    }
     let ec2 = state.ec2(aws, b.spec.region.as_deref());
     for a in instances::associations(aws, &ec2).await?.values() {
         if a.profile_arn == profile.arn && a.is_active() {

@@ -25,14 +25,13 @@ use kube::runtime::reflector::ObjectRef;
 use serde_json::Value;
 
 use super::changes::{Changes, in_sync};
-use super::claim::{Claim, claim, held_by_existing};
+use super::lifecycle::{self, First, Sought, find_or_create};
 use super::reconciler::{Applied, Guarded, reconcile, run_controller, scoped_api};
 use super::refs::{names, own_policy_arns, referencing, resolve_policy_refs};
 use super::{Context, Error, Shutdown, key_of, observe};
-use crate::api::{DeletionPolicy, IamGroup, IamGroupStatus, IamUserAccessKey, ManagementPolicy};
+use crate::api::{IamGroup, IamGroupStatus, IamUserAccessKey, ManagementPolicy};
+use crate::aws::Ownership;
 use crate::aws::snapshot::fingerprint;
-use crate::aws::{AwsErrorKind, Ownership};
-use crate::reason::Reason;
 use plan::{Observed, Write};
 use spec::Desired;
 
@@ -94,7 +93,7 @@ async fn sync(
         seen,
         created,
         shared,
-    }) = observe_group(g, ctx, &d, observe_only).await?
+    }) = observe_group(g, ctx, &d).await?
     else {
         return Err(observe::not_found(&format!("group {}", d.name)));
     };
@@ -158,86 +157,53 @@ async fn build(
     refs: &[String],
 ) -> Result<Desired, Error> {
     let d = spec::desired(g, inline, ctx, refs)?;
-    let gov = crate::trust::current();
-    ctx.managed_policies
-        .check(
-            &ctx.aws().await,
-            "spec.managedPolicyArns",
-            &g.spec.managed_policy_arns,
-            &gov.deny_actions,
-        )
+    ctx.check_managed_policies(&g.spec.managed_policy_arns)
         .await?;
     Ok(d)
 }
 
-/// A group as observed, whether this reconcile just created it, and whether it was
-/// seen in the shared view (the snapshot) rather than by reads of its own.
-struct Found {
-    seen: Observed,
-    created: bool,
-    shared: bool,
-}
+/// A group as observed (see [`lifecycle::Observation`]).
+type Found = lifecycle::Observation<Observed>;
 
 /// Observe: the group as AWS holds it, and what this object may do with it. A managed
 /// group never recorded in status is created at once (no read that would only answer
 /// NotFound); a name already taken falls back to the ownership claim. None: the group
 /// does not exist and is not to be created (Observe).
-async fn observe_group(
-    g: &IamGroup,
-    ctx: &Context,
-    d: &Desired,
-    observe_only: bool,
-) -> Result<Option<Found>, Error> {
+async fn observe_group(g: &IamGroup, ctx: &Context, d: &Desired) -> Result<Option<Found>, Error> {
     let aws = &ctx.aws().await;
     if let Some(seen) = snapshot_view(g, ctx, d).await? {
-        return Ok(Some(Found {
-            seen,
-            created: false,
-            shared: true,
-        }));
+        return Ok(Some(Found::shared(seen)));
     }
-    let recorded = g.status.as_ref().is_some_and(|s| s.arn.is_some());
-    let held = g
-        .status
-        .as_ref()
-        .is_some_and(|s| held_by_existing(&s.conditions));
-    let never_created = ctx.never_created(g, recorded) && !held;
-    let existing = if never_created && !observe_only {
-        None
-    } else {
-        io::get_group(aws, &d.name).await?
+    let sought = Sought::new("group", "CreateGroup", &d.name, First::Create);
+    let create = || async move {
+        let group = io::create_group(aws, d).await?;
+        // Test-only: exit between CreateGroup and the marker (see access_key).
+        if group.is_some()
+            && std::env::var("IAMWRIGHT_FAILPOINT").is_ok_and(|v| v == "after-create-group")
+        {
+            tracing::warn!(
+                failpoint = "after-create-group",
+                "failpoint reached: exiting"
+            );
+            std::process::exit(3);
+        }
+        Ok(group)
     };
-    let (seen, created) = match existing {
-        Some((group, members)) => (claimed(g, ctx, d, &group, members).await?, false),
-        None if observe_only => return Ok(None),
-        None => match io::create_group(aws, d).await {
-            Ok(Some(group)) => {
-                // Test-only: exit between CreateGroup and the marker (see access_key).
-                if std::env::var("IAMWRIGHT_FAILPOINT").is_ok_and(|v| v == "after-create-group") {
-                    tracing::warn!(
-                        failpoint = "after-create-group",
-                        "failpoint reached: exiting"
-                    );
-                    std::process::exit(3);
-                }
-                ctx.created(g);
-                ctx.event(g, false, "Created", format!("created group {}", group.arn))
-                    .await;
-                (Observed::created(d, group.arn, group.group_id), true)
-            }
-            Ok(None) => {
-                return Err(Error::Waiting {
-                    reason: Reason::Creating,
-                    field: None,
-                    message: format!("CreateGroup returned no group for {}", d.name),
-                });
-            }
-            Err(e) if e.kind == AwsErrorKind::AlreadyExists => {
-                let (group, members) = io::get_group(aws, &d.name).await?.ok_or(e)?;
-                (claimed(g, ctx, d, &group, members).await?, false)
-            }
-            Err(e) => return Err(e.into()),
-        },
+    let found = find_or_create(
+        g,
+        ctx,
+        sought,
+        || io::get_group(aws, &d.name),
+        create,
+        |(group, members)| async move { claimed(g, ctx, d, &group, members).await },
+    )
+    .await?;
+    let (seen, created) = match found {
+        None => return Ok(None),
+        Some(lifecycle::Found::Claimed(seen)) => (seen, false),
+        Some(lifecycle::Found::Created(group)) => {
+            (Observed::created(d, group.arn, group.group_id), true)
+        }
     };
     Ok(Some(Found {
         seen,
@@ -275,16 +241,7 @@ async fn claimed(
         tracing::info!(object = %key_of(g), group = %d.name, "empty unmarked group made after the object: an interrupted create of its own");
         ownership = Ownership::Ours;
     }
-    let what = format!("group {}", group.arn);
-    let observe_only = g.spec.management_policy == ManagementPolicy::Observe;
-    let gov = crate::trust::current();
-    let claimed = claim(&ownership, &what, g.spec.adopt, observe_only, || {
-        gov.check_adopt(&what)
-    })?;
-    if claimed == Claim::Adopt {
-        ctx.event(g, false, "Adopted", format!("adopted existing {what}"))
-            .await;
-    }
+    lifecycle::claim_of(g, ctx, &ownership, &format!("group {}", group.arn)).await?;
     Ok(seen)
 }
 
@@ -390,24 +347,19 @@ pub fn members_of(object: &str, aws_name: &str, keys: &[IamUserAccessKey]) -> Ve
 async fn cleanup(g: Arc<IamGroup>, ctx: Arc<Context>) -> Result<(), Error> {
     let aws = &ctx.aws().await;
     let name = group_name(&g);
-    if g.spec.management_policy == ManagementPolicy::Observe {
-        tracing::info!(object = %key_of(&*g), group = %name, "observe-only: nothing deleted in AWS");
-        return Ok(());
-    }
-    if g.spec.deletion_policy == DeletionPolicy::Retain {
-        let note = format!("group {name} retained (deletionPolicy: Retain)");
-        ctx.event(&*g, false, "Retained", note).await;
-        return Ok(());
-    }
-    let Some((group, members)) = io::get_group(aws, &name).await? else {
+    let found = lifecycle::to_delete(&*g, &ctx, &format!("group {name}"), || async {
+        let Some((group, members)) = io::get_group(aws, &name).await? else {
+            return Ok(None);
+        };
+        // The group's ownership is its marker (an inline policy).
+        let inline = io::list_inline(aws, &name).await?;
+        let owner = io::owner(aws, &name, &inline).await?;
+        Ok(Some(((group, members, inline), owner)))
+    })
+    .await?;
+    let Some((group, members, inline)) = found else {
         return Ok(());
     };
-    let inline = io::list_inline(aws, &name).await?;
-    let owner = io::owner(aws, &name, &inline).await?;
-    if ctx.owner(&*g).ownership(&owner) != Ownership::Ours {
-        tracing::info!(object = %key_of(&*g), group = %name, "group not owned by this object; left in place");
-        return Ok(());
-    }
     for user in &members {
         io::remove_member(aws, &name, user).await?;
     }

@@ -140,17 +140,8 @@ mod tests {
     use serde_json::json;
 
     fn settings(deny: &[&str]) -> Settings {
-        Settings {
-            cluster_name: "c".into(),
-            resync: std::time::Duration::from_secs(600),
-            instance_resync: std::time::Duration::from_secs(60),
-            concurrency: 1,
-            namespaces: vec![],
-            object_selector: None,
-            required_permissions_boundary: None,
-            deny_actions: deny.iter().map(|s| s.to_string()).collect(),
-            trust: Default::default(),
-        }
+        let deny = deny.iter().map(|s| s.to_string()).collect();
+        Settings::guardrails(deny, None, Default::default())
     }
 
     fn spec() -> IamGroupSpec {

@@ -5,21 +5,24 @@
 
 mod io;
 mod plan;
+mod spec;
+
+pub use spec::{Resolved, Source, source, validate};
 
 use std::sync::Arc;
 
 use kube::ResourceExt;
 
 use super::changes::{Changes, in_sync};
-use super::claim::{Claim, claim, held_by_existing};
-use super::documents::{Resolved, policy_config_maps, policy_document, watch_config_maps};
+use super::documents::{
+    fetch, policy_config_maps, read_source, substitute_field, variables_if_used, watch_config_maps,
+};
+use super::lifecycle::{self, Arn, First, Found, Sought, claim_of, find_or_create};
 use super::reconciler::{Applied, reconcile, run_controller};
-use super::{Context, Error, Shutdown, governed_name, key_of, observe};
-use crate::api::{DeletionPolicy, IamPolicy, IamPolicyStatus, ManagementPolicy};
+use super::{Context, Error, Shutdown, governed_name, observe};
+use crate::api::{IamPolicy, IamPolicyStatus, ManagementPolicy};
 use crate::aws::snapshot::fingerprint;
-use crate::aws::{AwsErrorKind, Ownership};
-use crate::policy::allowed_actions_matching;
-use crate::reason::Reason;
+use aws_sdk_iam::types::Policy;
 use plan::{Desired, Observed, Write};
 
 pub const KIND: &str = "IamPolicy";
@@ -59,8 +62,8 @@ pub fn policy_arn(partition: &str, account: &str, p: &IamPolicy) -> String {
 /// (condition + warning event), never held back: AWS may know actions newer than the
 /// shipped catalog.
 async fn apply(p: Arc<IamPolicy>, ctx: Arc<Context>) -> Applied<IamPolicyStatus> {
-    // The document as AWS gets it: from its ConfigMap, variables replaced, checked.
-    let doc = match policy_document(&ctx, &p).await {
+    // The document as AWS gets it: from its ConfigMap, variables replaced.
+    let doc = match document(&ctx, &p).await {
         Ok(doc) => doc,
         Err(e) => return Applied::failed(None, e),
     };
@@ -74,7 +77,9 @@ async fn sync(
     doc: Resolved,
 ) -> Result<Applied<IamPolicyStatus>, Error> {
     let observe_only = p.spec.management_policy == ManagementPolicy::Observe;
-    let (name, path) = validate(p, &doc)?;
+    let gov = crate::trust::current();
+    validate(&doc, &gov.settings(&ctx.settings))?;
+    let (name, path) = governed(p)?;
     let arn = resolve(p, ctx).await?;
     let mut d = Desired {
         name,
@@ -85,7 +90,7 @@ async fn sync(
         description: p.spec.description.clone(),
         tags: ctx.owner(p).desired_tags(&p.spec.tags),
     };
-    let Some((mut seen, shared)) = observe_policy(p, ctx, &d, observe_only).await? else {
+    let Some((mut seen, shared)) = observe_policy(p, ctx, &d).await? else {
         return Err(observe::not_found(&format!("policy {}", d.arn)));
     };
     if observe_only {
@@ -112,6 +117,25 @@ async fn sync(
     Ok(Applied::synced(status_of(&seen), message))
 }
 
+/// Resolve: the document, `spec.document` or the ConfigMap key `spec.documentFrom`
+/// names, with its variables replaced (checked by [`validate`]). A missing ConfigMap or
+/// key waits (`DependencyNotReady`); a document that does not parse is
+/// `InvalidPolicyDocument`.
+async fn document(ctx: &Context, p: &IamPolicy) -> Result<Resolved, Error> {
+    let ns = p.namespace().unwrap_or_default();
+    let (field, document, origin) = match source(&p.spec)? {
+        Source::Written(doc) => ("spec.document", doc.value(), None),
+        Source::ConfigMap(from) => {
+            let field = "spec.documentFrom";
+            let maps = fetch(ctx, &ns, [from]).await?;
+            (field, read_source(field, &ns, from, &maps)?, Some(from))
+        }
+    };
+    let vars = variables_if_used(ctx, [&document]).await?;
+    let document = substitute_field(field, &document, vars.as_ref())?;
+    Ok(Resolved::new(field, document, origin))
+}
+
 /// Resolve: the ARN the policy has in the account the operator works in.
 async fn resolve(p: &IamPolicy, ctx: &Context) -> Result<String, Error> {
     let aws = &ctx.aws().await;
@@ -122,19 +146,13 @@ async fn resolve(p: &IamPolicy, ctx: &Context) -> Result<String, Error> {
     ))
 }
 
-/// Validate: the guardrails and the governance's name and path rules, before any AWS
-/// call (a bad spec never reaches AWS; the document's grammar was checked as it was
-/// resolved). Pure. Returns the AWS name and path.
-fn validate(p: &IamPolicy, doc: &Resolved) -> Result<(String, String), Error> {
+/// Build: the AWS name and path under the namespace's governance (its IamScope's
+/// name prefix and path). Pure. The spec's own checks are [`validate`].
+fn governed(p: &IamPolicy) -> Result<(String, String), Error> {
     let gov = crate::trust::current();
     let path = gov.path(&p.spec.path)?;
     let name = policy_name(p);
     gov.check_name("spec.name", &name)?;
-    if let Some((field, msg)) =
-        allowed_actions_matching(&doc.document, &doc.field, &gov.deny_actions)
-    {
-        return Err(Error::at(Reason::GuardrailViolation, field, msg));
-    }
     Ok((name, path))
 }
 
@@ -146,72 +164,41 @@ async fn observe_policy(
     p: &IamPolicy,
     ctx: &Context,
     d: &Desired,
-    observe_only: bool,
 ) -> Result<Option<(Observed, bool)>, Error> {
     let aws = &ctx.aws().await;
     if let Some(seen) = snapshot_view(p, ctx, d).await? {
         return Ok(Some((seen, true)));
     }
-    // No ARN recorded: this object never saw its resource (it may have waited for a
-    // dependency). A create interrupted before its status write meets
-    // EntityAlreadyExists and the claim, which finds it ours.
-    let recorded = p.status.as_ref().is_some_and(|s| s.arn.is_some());
-    // Held at a name taken by another resource: retried with a read (see
-    // `held_by_existing`), never with the create that was refused.
-    let held = p
-        .status
-        .as_ref()
-        .is_some_and(|s| held_by_existing(&s.conditions));
-    let never_created = ctx.never_created(p, recorded) && !held;
-    let existing = if never_created && !observe_only {
-        None
-    } else {
-        io::get_policy(aws, &d.arn).await?
+    let sought = Sought::new("policy", "CreatePolicy", &d.name, First::Create);
+    let get = || io::get_policy(aws, &d.arn);
+    let create = || async move {
+        // Named by its ARN also where AWS's answer would leave it out.
+        let made = io::create_policy(aws, d).await?;
+        let mut made = made.unwrap_or_else(|| Policy::builder().build());
+        made.arn.get_or_insert_with(|| d.arn.clone());
+        Ok(Some(made))
     };
-    let policy = match existing {
-        Some(policy) => policy,
-        None if observe_only => return Ok(None),
-        None => match io::create_policy(aws, d).await {
-            Ok(created) => {
-                let arn = created
-                    .as_ref()
-                    .and_then(|c| c.arn.clone())
-                    .unwrap_or(d.arn.clone());
-                ctx.created(p);
-                ctx.event(p, false, "Created", format!("created policy {arn}"))
-                    .await;
-                let seen = Observed {
-                    arn,
-                    policy_id: created.as_ref().and_then(|c| c.policy_id.clone()),
-                    default_version_id: created.and_then(|c| c.default_version_id),
-                    tags: d.tags.clone(),
-                    document: Some(d.document.clone()),
-                };
-                // Created exactly as the spec says: the plan finds nothing to write.
-                return Ok(Some((seen, false)));
-            }
-            Err(e) if e.kind == AwsErrorKind::AlreadyExists => {
-                io::get_policy(aws, &d.arn).await?.ok_or(e)?
-            }
-            Err(e) => return Err(e.into()),
-        },
+    let claimed = |policy| async move {
+        let tags = io::list_tags(aws, &d.arn).await?;
+        let ownership = ctx.owner(p).ownership(&tags);
+        claim_of(p, ctx, &ownership, &format!("policy {}", d.arn)).await?;
+        Ok(io::observe(aws, &policy, tags).await?)
     };
-    let tags = io::list_tags(aws, &d.arn).await?;
-    let what = format!("policy {}", d.arn);
-    let gov = crate::trust::current();
-    let claimed = claim(
-        &ctx.owner(p).ownership(&tags),
-        &what,
-        p.spec.adopt,
-        observe_only,
-        || gov.check_adopt(&what),
-    )?;
-    if claimed == Claim::Adopt {
-        ctx.event(p, false, "Adopted", format!("adopted existing {what}"))
-            .await;
-    }
-    let seen = io::observe(aws, &policy, tags).await?;
-    Ok(Some((seen, false)))
+    let found = find_or_create(p, ctx, sought, get, create, claimed).await?;
+    Ok(found.map(|found| match found {
+        Found::Claimed(seen) => (seen, false),
+        Found::Created(made) => {
+            // Created exactly as the spec says: the plan finds nothing to write.
+            let seen = Observed {
+                arn: Arn::arn(&made).to_string(),
+                policy_id: made.policy_id,
+                default_version_id: made.default_version_id,
+                tags: d.tags.clone(),
+                document: Some(d.document.clone()),
+            };
+            (seen, false)
+        }
+    }))
 }
 
 /// Resync at the cost of pages: a policy in sync for its generation is compared with
@@ -308,20 +295,14 @@ async fn cleanup(p: Arc<IamPolicy>, ctx: Arc<Context>) -> Result<(), Error> {
         Some(a) => a,
         None => resolve(&p, &ctx).await?,
     };
-    if p.spec.management_policy == ManagementPolicy::Observe {
-        tracing::info!(object = %key_of(&*p), %arn, "observe-only: nothing deleted in AWS");
-        return Ok(());
-    }
-    if p.spec.deletion_policy == DeletionPolicy::Retain {
-        let note = format!("policy {arn} retained (deletionPolicy: Retain)");
-        ctx.event(&*p, false, "Retained", note).await;
-        return Ok(());
-    }
-    if io::get_policy(aws, &arn).await?.is_none() {
-        return Ok(());
-    }
-    if ctx.owner(&*p).ownership(&io::list_tags(aws, &arn).await?) != Ownership::Ours {
-        tracing::info!(object = %key_of(&*p), %arn, "policy not owned by this object; left in place");
+    let found = lifecycle::to_delete(&*p, &ctx, &format!("policy {arn}"), || async {
+        if io::get_policy(aws, &arn).await?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(((), io::list_tags(aws, &arn).await?)))
+    })
+    .await?;
+    if found.is_none() {
         return Ok(());
     }
     io::detach_everywhere(aws, &arn).await?;

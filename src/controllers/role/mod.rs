@@ -17,16 +17,17 @@ use std::sync::Arc;
 use kube::ResourceExt;
 
 use super::changes::{Changes, in_sync};
-use super::claim::{Claim, claim, held_by_existing};
+use super::claim::Claim;
 use super::documents;
+use super::lifecycle::{self, First, Sought, find_or_create};
 use super::reconciler::{Applied, reconcile, run_controller};
 use super::refs::{names, own_policy_arns, referencing, resolve_policy_refs};
-use super::{Context, Error, Shutdown, key_of, observe};
-use crate::api::{DeletionPolicy, IamRole, IamRoleSpec, IamRoleStatus, ManagementPolicy};
+use super::{Context, Error, Shutdown, observe};
+use crate::api::{IamRole, IamRoleSpec, IamRoleStatus, ManagementPolicy};
+use crate::aws::Ownership;
 use crate::aws::snapshot::fingerprint;
-use crate::aws::{AwsErrorKind, Ownership};
-use crate::reason::Reason;
 use crate::trust::eks::Account;
+use aws_sdk_iam::types::Role;
 use plan::{Observed, Write};
 use spec::Desired;
 
@@ -78,7 +79,7 @@ async fn sync(
         mut seen,
         created,
         shared,
-    }) = observe_role(r, ctx, &d, observe_only).await?
+    }) = observe_role(r, ctx, &d).await?
     else {
         return Err(observe::not_found(&format!("role {}", d.name)));
     };
@@ -162,87 +163,36 @@ async fn build(
         None => None,
     };
     let d = spec::desired(r, spec, ctx, refs, account, operator.as_deref())?;
-    let gov = crate::trust::current();
-    ctx.managed_policies
-        .check(
-            &ctx.aws().await,
-            "spec.managedPolicyArns",
-            &r.spec.managed_policy_arns,
-            &gov.deny_actions,
-        )
+    ctx.check_managed_policies(&r.spec.managed_policy_arns)
         .await?;
     Ok(d)
 }
 
-/// A role as observed, whether this reconcile just created it, and whether it was
-/// seen in the shared view (the snapshot) rather than by a read or write of its own.
-struct Found {
-    seen: Observed,
-    created: bool,
-    shared: bool,
-}
+/// A role as observed (see [`lifecycle::Observation`]).
+type Found = lifecycle::Observation<Observed>;
 
 /// Observe: the role as AWS holds it, and what this object may do with it. On its
 /// first reconcile that reaches AWS (no ARN in status) a managed role is created at once, with no
 /// read that would only answer NotFound; a name already taken falls back to the
 /// ownership claim. None: the role does not exist and is not to be created (Observe).
-async fn observe_role(
-    r: &IamRole,
-    ctx: &Context,
-    d: &Desired,
-    observe_only: bool,
-) -> Result<Option<Found>, Error> {
-    let aws = &ctx.aws().await;
+async fn observe_role(r: &IamRole, ctx: &Context, d: &Desired) -> Result<Option<Found>, Error> {
     if let Some(seen) = snapshot_view(r, ctx, d).await? {
-        return Ok(Some(Found {
-            seen,
-            created: false,
-            shared: true,
-        }));
+        return Ok(Some(Found::shared(seen)));
     }
-    // No ARN recorded: this object never saw its resource (it may have waited for a
-    // dependency). A create interrupted before its status write meets
-    // EntityAlreadyExists and the claim, which finds it ours.
-    let recorded = r.status.as_ref().is_some_and(|s| s.arn.is_some());
-    // Held at a name taken by another resource: retried with a read (see
-    // `held_by_existing`), never with the create that was refused.
-    let held = r
-        .status
-        .as_ref()
-        .is_some_and(|s| held_by_existing(&s.conditions));
-    let never_created = ctx.never_created(r, recorded) && !held;
-    let existing = if never_created && !observe_only {
-        None
-    } else {
-        io::get_role(aws, &d.name).await?
+    let aws = &ctx.aws().await;
+    let sought = Sought::new("role", "CreateRole", &d.name, First::Create);
+    let get = || io::get_role(aws, &d.name);
+    let create = || io::create_role(aws, d);
+    let claimed = |role: Role| async move {
+        claim_of(r, ctx, &io::tags_of(&role), &role.arn, "role").await?;
+        Ok(io::observe(aws, d, &role).await?)
     };
-    let (mut seen, created) = match existing {
-        Some(role) => {
-            claim_of(r, ctx, &io::tags_of(&role), &role.arn, "role").await?;
-            (io::observe(aws, d, &role).await?, false)
+    let (mut seen, created) = match find_or_create(r, ctx, sought, get, create, claimed).await? {
+        None => return Ok(None),
+        Some(lifecycle::Found::Claimed(seen)) => (seen, false),
+        Some(lifecycle::Found::Created(role)) => {
+            (Observed::created(d, role.arn, role.role_id), true)
         }
-        None if observe_only => return Ok(None),
-        None => match io::create_role(aws, d).await {
-            Ok(Some(role)) => {
-                ctx.created(r);
-                ctx.event(r, false, "Created", format!("created role {}", role.arn))
-                    .await;
-                (Observed::created(d, role.arn, role.role_id), true)
-            }
-            Ok(None) => {
-                return Err(Error::Waiting {
-                    field: None,
-                    reason: Reason::Creating,
-                    message: format!("CreateRole returned no role for {}", d.name),
-                });
-            }
-            Err(e) if e.kind == AwsErrorKind::AlreadyExists => {
-                let role = io::get_role(aws, &d.name).await?.ok_or(e)?;
-                claim_of(r, ctx, &io::tags_of(&role), &role.arn, "role").await?;
-                (io::observe(aws, d, &role).await?, false)
-            }
-            Err(e) => return Err(e.into()),
-        },
     };
     let had_profile = r
         .status
@@ -313,21 +263,8 @@ async fn claim_of(
     arn: &str,
     what: &str,
 ) -> Result<Claim, Error> {
-    let what = format!("{what} {arn}");
-    let observe_only = r.spec.management_policy == ManagementPolicy::Observe;
-    let gov = crate::trust::current();
-    let claimed = claim(
-        &ctx.owner(r).ownership(tags),
-        &what,
-        r.spec.adopt,
-        observe_only,
-        || gov.check_adopt(&what),
-    )?;
-    if claimed == Claim::Adopt {
-        ctx.event(r, false, "Adopted", format!("adopted existing {what}"))
-            .await;
-    }
-    Ok(claimed)
+    let ownership = ctx.owner(r).ownership(tags);
+    lifecycle::claim_of(r, ctx, &ownership, &format!("{what} {arn}")).await
 }
 
 /// Apply: the planned writes in order; the changes made before a failure are reported
@@ -382,13 +319,8 @@ fn status_of(seen: &Observed, attached: Vec<String>, profile: Option<String>) ->
 async fn cleanup(r: Arc<IamRole>, ctx: Arc<Context>) -> Result<(), Error> {
     let aws = &ctx.aws().await;
     let name = role_name(&r);
-    if r.spec.management_policy == ManagementPolicy::Observe {
-        tracing::info!(object = %key_of(&*r), role = %name, "observe-only: nothing deleted in AWS");
-        return Ok(());
-    }
-    if r.spec.deletion_policy == DeletionPolicy::Retain {
-        let note = format!("role {name} retained (deletionPolicy: Retain)");
-        ctx.event(&*r, false, "Retained", note).await;
+    let what = format!("role {name}");
+    if lifecycle::kept(&*r, &ctx, &what).await {
         return Ok(());
     }
     let owner = ctx.owner(&*r);
@@ -400,13 +332,13 @@ async fn cleanup(r: Arc<IamRole>, ctx: Arc<Context>) -> Result<(), Error> {
         }
         io::delete_profile(aws, &name).await?;
     }
-    let Some(role) = io::get_role(aws, &name).await? else {
+    let found = io::get_role(aws, &name).await?.map(|role| {
+        let tags = io::tags_of(&role);
+        (role, tags)
+    });
+    let Some(role) = lifecycle::owned(&*r, &ctx, &what, found) else {
         return Ok(());
     };
-    if owner.ownership(&io::tags_of(&role)) != Ownership::Ours {
-        tracing::info!(object = %key_of(&*r), role = %name, "role not owned by this object; left in place");
-        return Ok(());
-    }
     for profile in io::list_profiles(aws, &name).await? {
         io::remove_from_profile(aws, &profile, &name).await?;
     }
