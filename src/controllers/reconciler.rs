@@ -42,6 +42,11 @@ pub trait Managed:
     + 'static
 {
     const KIND: &'static str;
+    /// Whether the kind's apply writes its status itself, on a fresh copy read for it
+    /// (IamUserAccessKey: the key it is about to create, before creating it). Its
+    /// reconciles never work on a status remembered by [`super::written`], which would
+    /// miss those writes.
+    const WRITES_STATUS_IN_APPLY: bool;
     type Status: StatusFields;
     fn status(&self) -> Option<&Self::Status>;
     fn status_mut(&mut self) -> &mut Option<Self::Status>;
@@ -61,8 +66,12 @@ pub trait StatusFields: Default + Clone + PartialEq + Serialize + Send + Sync + 
 
 macro_rules! managed {
     ($kind:ty, $status:ty, $arn:ident) => {
+        managed!($kind, $status, $arn, false);
+    };
+    ($kind:ty, $status:ty, $arn:ident, $writes_in_apply:expr) => {
         impl Managed for $kind {
             const KIND: &'static str = stringify!($kind);
+            const WRITES_STATUS_IN_APPLY: bool = $writes_in_apply;
             type Status = $status;
             fn status(&self) -> Option<&$status> {
                 self.status.as_ref()
@@ -102,7 +111,7 @@ managed!(
     InstanceProfileBindingStatus,
     instance_profile_arn
 );
-managed!(IamUserAccessKey, IamUserAccessKeyStatus, user_arn);
+managed!(IamUserAccessKey, IamUserAccessKeyStatus, user_arn, true);
 managed!(IamGroup, IamGroupStatus, arn);
 
 /// The result of one apply: the identity fields to report (None keeps the current
@@ -279,7 +288,12 @@ where
 /// The object with the status this process last wrote to it while the watch cache
 /// still holds an older copy (see [`super::written`]).
 fn with_own_status<K: Managed>(ctx: &Context, obj: Arc<K>) -> Arc<K> {
-    let Some(uid) = obj.meta().uid.as_deref() else {
+    let Some(uid) = obj
+        .meta()
+        .uid
+        .as_deref()
+        .filter(|_| !K::WRITES_STATUS_IN_APPLY)
+    else {
         return obj;
     };
     match ctx
@@ -408,7 +422,8 @@ async fn report<K: Managed>(
     }
     // A reconcile of a fresh copy compares against that copy; the others may run on a
     // cache that does not show this write yet.
-    if fresh_rv.is_none()
+    if !K::WRITES_STATUS_IN_APPLY
+        && fresh_rv.is_none()
         && obj.status() != Some(&next)
         && let Some(uid) = obj.meta().uid.as_deref()
     {

@@ -9,7 +9,10 @@
 //! and a reconcile on an older copy works on it instead. Only the leader writes an
 //! object's status, so what it wrote is what the API server holds; an entry is kept at
 //! most [`KEPT`], in case the watch never shows it (a user rewrote the status, the
-//! object was deleted). Entries are per object incarnation (its uid).
+//! object was deleted). Entries are per object incarnation (its uid). A kind whose
+//! apply writes its status itself (IamUserAccessKey records the key it is about to
+//! create before creating it, on a fresh copy) is left out: a remembered status would
+//! miss those writes.
 
 use std::any::Any;
 use std::collections::HashMap;

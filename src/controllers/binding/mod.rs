@@ -137,12 +137,8 @@ async fn sync(
     let observe_only = b.spec.management_policy == ManagementPolicy::Observe;
     validate(&b.spec)?;
     let role = resolve_role(b, ctx).await?;
-    let mut d = desired(b, ctx, role)?;
-    let Some(Found {
-        mut profile,
-        created,
-    }) = observe_profile(b, ctx, &d).await?
-    else {
+    let d = desired(b, ctx, role)?;
+    let Some(Found { profile, created }) = observe_profile(b, ctx, &d).await? else {
         return Err(observe::not_found(&format!("instance profile {}", d.name)));
     };
     let aws = &ctx.aws().await;
@@ -150,27 +146,12 @@ async fn sync(
     let (region, targets, mut assocs) = observe_instances(ctx, state, &ec2, b).await?;
     let to_check = plan::profiles_to_check(&profile.arn, &targets, &assocs, d.replace_existing);
     let owners = other_owners(aws, ctx, b, &to_check).await?;
-
     if observe_only {
-        observe::user_tags_only(&mut d.tags);
-        observe::user_tags_only(&mut profile.tags);
+        return Ok(observed(d, profile, &targets, &assocs, &owners));
     }
     let profile_writes = plan::plan_profile(&d, &profile);
     let (assoc_writes, pending) =
         plan::plan_associations(&profile.arn, &targets, &assocs, d.replace_existing, &owners);
-    if observe_only {
-        let fields = observe::fields(
-            profile_writes.iter().map(|w| w.field(&d)).chain(
-                assoc_writes
-                    .iter()
-                    .map(|_| "spec.instanceIds/spec.instanceSelector".into()),
-            ),
-        );
-        let r = plan::report(&profile.arn, &d.role, &targets, &assocs, &pending);
-        let what = format!("instance profile {}", profile.arn);
-        return Ok(observe::report(&what, r.status, &fields));
-    }
-
     apply_profile(b, ctx, &d, &profile, created, &profile_writes).await?;
     let bound = apply_associations(aws, ctx, b, &ec2, &profile.arn, &assoc_writes, pending).await;
     if bound.wrote {
@@ -186,8 +167,38 @@ async fn sync(
     if let Some(e) = bound.errors.into_iter().next() {
         r.problem = Some(Error::Aws(e));
     }
-    let resync = ctx.settings.instance_resync;
-    Ok(match r.problem {
+    Ok(report(r, ctx.settings.instance_resync))
+}
+
+/// Observe only: the plan's writes as drifted fields, nothing written.
+fn observed(
+    mut d: Desired,
+    mut profile: Profile,
+    targets: &Targets,
+    assocs: &BTreeMap<String, Association>,
+    owners: &BTreeMap<String, String>,
+) -> Applied<InstanceProfileBindingStatus> {
+    observe::user_tags_only(&mut d.tags);
+    observe::user_tags_only(&mut profile.tags);
+    let profile_writes = plan::plan_profile(&d, &profile);
+    let (assoc_writes, pending) =
+        plan::plan_associations(&profile.arn, targets, assocs, d.replace_existing, owners);
+    let fields = observe::fields(
+        profile_writes.iter().map(|w| w.field(&d)).chain(
+            assoc_writes
+                .iter()
+                .map(|_| "spec.instanceIds/spec.instanceSelector".into()),
+        ),
+    );
+    let r = plan::report(&profile.arn, &d.role, targets, assocs, &pending);
+    let what = format!("instance profile {}", profile.arn);
+    observe::report(&what, r.status, &fields)
+}
+
+/// Report: Ready with the next look (sooner while an association is on its way), or
+/// the first problem.
+fn report(r: plan::Report, resync: std::time::Duration) -> Applied<InstanceProfileBindingStatus> {
+    match r.problem {
         None => Applied {
             requeue_after: Some(if r.associating {
                 resync.min(ASSOCIATING_RECHECK)
@@ -197,7 +208,7 @@ async fn sync(
             ..Applied::synced(r.status, r.message)
         },
         Some(e) => Applied::failed(Some(r.status), e),
-    })
+    }
 }
 
 /// Validate: the CRD's CEL rules again (an object stored before them, or a client
