@@ -55,8 +55,8 @@ pub const DECREASE_GAP: Duration = Duration::from_secs(1);
 /// Requests per second added for every second's worth of accepted calls (each accepted
 /// call adds `INCREASE / rate`).
 pub const INCREASE: f64 = 1.0;
-/// How long one attempt's throttling answers are absorbed (re-sent at the learned rate)
-/// before the SDK sees one. Well inside the 60 s a call may take.
+/// How long one attempt's throttling answers are absorbed (re-sent at the learned rate),
+/// from the first, before the SDK sees one. Well inside the 60 s a call may take.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 /// The window over which the rate the account accepted is measured: two seconds of
 /// answers, so one second's jitter in when they arrive is not taken for the rate.
@@ -270,7 +270,9 @@ impl HttpConnector for PacedConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         let (inner, pacer) = (self.inner.clone(), self.pacer.clone());
         HttpConnectorFuture::new(async move {
-            let until = Instant::now() + PATIENCE;
+            // From the first throttling answer: the wait for a slot before it is the
+            // queue's, not the account's refusal.
+            let mut until = None;
             let mut request = request;
             loop {
                 // A copy to send again if this one is throttled (IAM's form bodies are
@@ -286,6 +288,7 @@ impl HttpConnector for PacedConnector {
                     return Ok(response);
                 }
                 pacer.throttled();
+                let until = *until.get_or_insert_with(|| Instant::now() + PATIENCE);
                 match again {
                     Some(r) if Instant::now() < until => {
                         pacer.metrics.aws_throttle_absorbed(&pacer.account, 1);

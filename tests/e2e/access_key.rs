@@ -1200,9 +1200,9 @@ async fn the_rotation_procedure_deactivates_then_deletes_the_previous_key() {
     let user = format!("{}-pr", ns.name);
     let spec = |tags: Value| {
         json!({"userName": user, "tags": tags,
-               // 16 s Inactive: the checks in that window must not race the deletion on a
-               // loaded machine (8 s did once).
-               "rotation": {"every": "60h", "gracePeriod": "4h", "deactivatedFor": "16h"}})
+               // 12 s of Grace and 16 s Inactive: the checks in each window must not race
+               // its end on a loaded machine (4 s of Grace and 8 s Inactive each did).
+               "rotation": {"every": "60h", "gracePeriod": "12h", "deactivatedFor": "16h"}})
     };
     apply(&ns.name, &manifest("pr", spec(json!({}))));
     let first = current_key(&ready(&ns.name, "pr").await);

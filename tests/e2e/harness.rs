@@ -599,7 +599,7 @@ impl FaultProxy {
             .stderr(log)
             .spawn()
             .expect("start hack/faultproxy.py");
-        let port = eventually(Duration::from_secs(10), "the fault proxy listening", || {
+        let port = eventually(Duration::from_secs(60), "the fault proxy listening", || {
             let f = port_file.clone();
             async move { std::fs::read_to_string(f).ok()?.trim().parse().ok() }
         })
